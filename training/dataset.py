@@ -1,0 +1,194 @@
+"""Training data in EDM's format: a folder or an uncompressed .zip of PNGs, plus an optional
+`dataset.json` with {"labels": [[relative_path, int], ...]} — so existing EDM dataset zips work
+unchanged. Sequence files (FASTA / DNA-Diffusion TSV) are opened by `training.sequences`.
+
+Image datasets yield (uint8 [C,H,W], float32 one-hot label); sequence datasets yield float32 data
+already in model space. The training loop maps uint8 to [-1, 1] with x/127.5 − 1.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import torch
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".ppm"}
+SEQUENCE_EXTS = (".fa", ".fasta", ".fna", ".tsv", ".fa.gz", ".fasta.gz", ".tsv.gz")
+
+
+class ImageFolderDataset(torch.utils.data.Dataset):
+    """A folder or .zip of images. Images must share one shape; `resolution` checks it.
+
+    use_labels: read dataset.json; an error if it is missing. xflip: doubles the data set with
+    mirrored copies (EDM's --xflip). max_size: keep a seeded random subset.
+    """
+
+    def __init__(self, path: str | os.PathLike, resolution: int | None = None, use_labels: bool = False,
+                 xflip: bool = False, max_size: int | None = None, random_seed: int = 0, cache: bool = True):
+        self.path = str(path)
+        self._zip = None
+        if os.path.isdir(self.path):
+            self._type = "dir"
+            root = Path(self.path)
+            self._all_fnames = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+        elif os.path.isfile(self.path) and self.path.lower().endswith(".zip"):
+            self._type = "zip"
+            try:
+                self._all_fnames = sorted(self._get_zip().namelist())
+            except zipfile.BadZipFile as e:
+                raise ValueError(f"{self.path}: not a readable zip archive ({e}). Re-create it with "
+                                 f"dataset_tool.py.") from None
+        elif not os.path.exists(self.path):
+            raise FileNotFoundError(f"{self.path}: dataset not found. Pass a folder or .zip of PNGs "
+                                    f"(make one with dataset_tool.py).")
+        else:
+            raise ValueError(f"{self.path}: a dataset must be a folder or a .zip of images "
+                             f"(or a FASTA/TSV sequence file).")
+        self._image_fnames = [f for f in self._all_fnames if _ext(f) in IMAGE_EXTS]
+        if not self._image_fnames:
+            raise ValueError(f"{self.path}: contains no images ({', '.join(sorted(IMAGE_EXTS))}).")
+        self.name = Path(self.path).stem
+        self.use_labels = use_labels
+        self.xflip = xflip
+        self._cache = {} if cache else None
+
+        first = self._load_raw_image(0)
+        self._raw_shape = [len(self._image_fnames), *first.shape]
+        if resolution is not None and (first.shape[1] != resolution or first.shape[2] != resolution):
+            raise ValueError(f"{self.path}: images are {first.shape[2]}x{first.shape[1]} but resolution "
+                             f"{resolution} was requested. Re-create the dataset with "
+                             f"dataset_tool.py --resolution {resolution}, or drop the option.")
+        self._raw_labels = self._load_raw_labels() if use_labels else None
+
+        self._raw_idx = np.arange(len(self._image_fnames), dtype=np.int64)
+        if max_size is not None and len(self._raw_idx) > max_size:
+            rnd = np.random.RandomState(random_seed)
+            self._raw_idx = np.sort(rnd.permutation(self._raw_idx)[:max_size])
+        self._xflip = np.zeros(len(self._raw_idx), dtype=np.uint8)
+        if xflip:
+            self._raw_idx = np.tile(self._raw_idx, 2)
+            self._xflip = np.concatenate([self._xflip, np.ones_like(self._xflip)])
+
+    # --- file access ---
+    def _get_zip(self) -> zipfile.ZipFile:
+        if self._zip is None:
+            self._zip = zipfile.ZipFile(self.path)
+        return self._zip
+
+    def _open(self, fname: str):
+        if self._type == "dir":
+            return open(os.path.join(self.path, fname), "rb")
+        return self._get_zip().open(fname, "r")
+
+    def __getstate__(self):  # DataLoader workers re-open the zip themselves
+        return dict(self.__dict__, _zip=None)
+
+    def _load_raw_image(self, raw_idx: int) -> np.ndarray:
+        fname = self._image_fnames[raw_idx]
+        try:
+            with self._open(fname) as f:
+                image = np.array(PIL.Image.open(io.BytesIO(f.read())))
+        except Exception as e:
+            raise ValueError(f"{self.path}: cannot decode image '{fname}' ({e}). The file is corrupt; "
+                             f"re-create the dataset with dataset_tool.py.") from None
+        image = image[:, :, np.newaxis] if image.ndim == 2 else image  # HW => HWC
+        if hasattr(self, "_raw_shape") and [image.shape[2], *image.shape[:2]] != self._raw_shape[1:]:
+            raise ValueError(f"{self.path}: image '{fname}' has shape {image.shape} (HWC) but the data "
+                             f"set's first image is CHW {tuple(self._raw_shape[1:])}; all images must match.")
+        return image.transpose(2, 0, 1)  # HWC => CHW
+
+    def _load_raw_labels(self) -> np.ndarray:
+        if "dataset.json" not in self._all_fnames:
+            raise ValueError(f"{self.path}: labels were requested (--cond) but the data set has no "
+                             f"dataset.json. Re-create it with labels, or train without --cond.")
+        with self._open("dataset.json") as f:
+            try:
+                labels = json.load(f).get("labels")
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{self.path}: dataset.json is not valid JSON ({e}).") from None
+        if labels is None:
+            raise ValueError(f"{self.path}: dataset.json has no 'labels' entry but labels were requested.")
+        labels = dict(labels)
+        missing = [f for f in self._image_fnames if f.replace("\\", "/") not in labels]
+        if missing:
+            raise ValueError(f"{self.path}: dataset.json has no label for '{missing[0]}' "
+                             f"({len(missing)} images unlabelled).")
+        raw = np.array([labels[f.replace("\\", "/")] for f in self._image_fnames], dtype=np.int64)
+        if raw.min() < 0:
+            raise ValueError(f"{self.path}: dataset.json has negative class labels.")
+        return raw
+
+    # --- Dataset API ---
+    def __len__(self) -> int:
+        return len(self._raw_idx)
+
+    def __getitem__(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
+        raw_idx = int(self._raw_idx[idx])
+        image = self._cache.get(raw_idx) if self._cache is not None else None
+        if image is None:
+            image = self._load_raw_image(raw_idx)
+            if self._cache is not None:
+                self._cache[raw_idx] = image
+        if self._xflip[idx]:
+            image = image[:, :, ::-1]
+        return image.copy(), self.get_label(idx)
+
+    def get_label(self, idx: int) -> np.ndarray:
+        if self._raw_labels is None:
+            return np.zeros([0], dtype=np.float32)
+        onehot = np.zeros(self.label_dim, dtype=np.float32)
+        onehot[self._raw_labels[self._raw_idx[idx]]] = 1
+        return onehot
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        return tuple(self._raw_shape[1:])
+
+    @property
+    def num_channels(self) -> int:
+        return self._raw_shape[1]
+
+    @property
+    def resolution(self) -> int:
+        return self._raw_shape[2]
+
+    @property
+    def label_dim(self) -> int:
+        return 0 if self._raw_labels is None else int(self._raw_labels.max()) + 1
+
+    @property
+    def has_labels(self) -> bool:
+        return self._raw_labels is not None
+
+    @property
+    def is_binary(self) -> bool:
+        """True when every pixel of a sample of images is 0 or 255: the data are two-valued (±1),
+        the "discrete" endpoint type of spec §4."""
+        idx = np.linspace(0, self._raw_shape[0] - 1, num=min(64, self._raw_shape[0])).astype(int)
+        return all(np.isin(self._load_raw_image(int(i)), (0, 255)).all() for i in idx)
+
+
+def _ext(fname: str) -> str:
+    return os.path.splitext(fname)[1].lower()
+
+
+def open_dataset(path: str | os.PathLike, **kwargs) -> torch.utils.data.Dataset:
+    """Open any supported training data: image folder/zip, or a sequence file (FASTA, TSV)."""
+    if str(path).lower().endswith(SEQUENCE_EXTS):
+        from training.sequences import SequenceDataset
+        allowed = {"use_labels", "max_size", "random_seed", "length"}
+        return SequenceDataset(path, **{k: v for k, v in kwargs.items() if k in allowed})
+    kwargs.pop("length", None)
+    return ImageFolderDataset(path, **kwargs)
+
+
+def model_space(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 images → float32 in [-1, 1]; float data (sequences) are already in model space."""
+    if batch.dtype == torch.uint8:
+        return batch.to(torch.float32) / 127.5 - 1
+    return batch.to(torch.float32)
