@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import operator
 import os
 import zipfile
 from pathlib import Path
@@ -31,7 +32,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
     def __init__(self, path: str | os.PathLike, resolution: int | None = None, use_labels: bool = False,
                  xflip: bool = False, max_size: int | None = None, random_seed: int = 0, cache: bool = True):
         self.path = str(path)
-        self._zip = None
+        self._zip, self._zip_pid = None, None
         if os.path.isdir(self.path):
             self._type = "dir"
             root = Path(self.path)
@@ -49,7 +50,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         else:
             raise ValueError(f"{self.path}: a dataset must be a folder or a .zip of images "
                              f"(or a FASTA/TSV sequence file).")
-        self._image_fnames = [f for f in self._all_fnames if _ext(f) in IMAGE_EXTS]
+        self._image_fnames = [f for f in self._all_fnames if _ext(f) in IMAGE_EXTS and not _hidden(f)]
         if not self._image_fnames:
             raise ValueError(f"{self.path}: contains no images ({', '.join(sorted(IMAGE_EXTS))}).")
         self.name = Path(self.path).stem
@@ -76,8 +77,10 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 
     # --- file access ---
     def _get_zip(self) -> zipfile.ZipFile:
-        if self._zip is None:
-            self._zip = zipfile.ZipFile(self.path)
+        """One handle per process: a handle inherited through fork (DataLoader workers) shares its file
+        offset with the parent, and concurrent seek+read then returns the wrong bytes (Bad CRC-32)."""
+        if self._zip is None or self._zip_pid != os.getpid():
+            self._zip, self._zip_pid = zipfile.ZipFile(self.path), os.getpid()
         return self._zip
 
     def _open(self, fname: str):
@@ -92,7 +95,11 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         fname = self._image_fnames[raw_idx]
         try:
             with self._open(fname) as f:
-                image = np.array(PIL.Image.open(io.BytesIO(f.read())))
+                pil = PIL.Image.open(io.BytesIO(f.read()))
+                # np.array() of a palette or 1-bit image gives indices / bools, not pixel values
+                image = np.array(pil.convert({"1": "L", "P": "RGB"}.get(pil.mode, pil.mode)))
+            if image.dtype != np.uint8:
+                raise ValueError(f"{pil.mode} pixels ({image.dtype}); only 8-bit images are supported")
         except Exception as e:
             raise ValueError(f"{self.path}: cannot decode image '{fname}' ({e}). The file is corrupt; "
                              f"re-create the dataset with dataset_tool.py.") from None
@@ -113,7 +120,10 @@ class ImageFolderDataset(torch.utils.data.Dataset):
                 raise ValueError(f"{self.path}: dataset.json is not valid JSON ({e}).") from None
         if labels is None:
             raise ValueError(f"{self.path}: dataset.json has no 'labels' entry but labels were requested.")
-        labels = dict(labels)
+        try:
+            labels = {str(name): operator.index(label) for name, label in labels}  # 3.7 is no class
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{self.path}: dataset.json 'labels' must be [[name, int], ...] ({e}).") from None
         missing = [f for f in self._image_fnames if f.replace("\\", "/") not in labels]
         if missing:
             raise ValueError(f"{self.path}: dataset.json has no label for '{missing[0]}' "
@@ -175,6 +185,11 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 
 def _ext(fname: str) -> str:
     return os.path.splitext(fname)[1].lower()
+
+
+def _hidden(fname: str) -> bool:
+    """Dot-files and macOS zip debris (__MACOSX/._img.png) have image names but are not images."""
+    return any(part.startswith(".") or part == "__MACOSX" for part in fname.split("/"))
 
 
 def open_dataset(path: str | os.PathLike, **kwargs) -> torch.utils.data.Dataset:
