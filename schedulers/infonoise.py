@@ -1,0 +1,236 @@
+"""InfoNoise: the training schedule that follows the online entropy-rate estimate (spec §3–§5).
+
+Per step the loop draws σ (`sample`), pushes each sample's unweighted error ‖D − x0‖² into a per-bin
+FIFO (`observe`), and calls `step`. At a refresh the FIFO means, combined over ranks, update the
+running MMSE estimate m̂; ḣ = m̂/σ³ gives the pivot, the allocation ρ, the schedule π ∝ ρ/w and
+the CDF table that `sample` inverts. All maths lives in `information.py`.
+
+Warm-up (spec §5, π0 = EDM log-normal): we mix the same coverage floor ε into π0 as into every
+table. A pure log-normal practically never visits the end bins of [0.002, 80] (≈1e-6 per draw), so
+"every bin holds ≥ n_min errors" would block the first refresh; with ε = 0.02 each bin gets ε/M of
+the draws. floor = 0 gives exactly `LogNormal`.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from torch_utils import distributed
+from . import information as info
+from .base import NoiseScheduler, std_normal_icdf, uniform
+from .lognormal import LogNormal
+from .loguniform import LogUniform
+
+_QUANTILES = (0.05, 0.25, 0.50, 0.75, 0.95)
+
+
+def _check(ok: bool, msg: str) -> None:
+    if not ok:
+        raise ValueError(f"infonoise: {msg}")
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+class InfoNoise(NoiseScheduler):
+    """Defaults are spec §5's. `smooth_std` smooths the allocation across bins; `slope_smooth_std`
+    smooths the log–log slopes the discrete pivot rule reads (ours: 1 bin keeps a clean break within
+    one bin; raise it to ≈2 when m̂ is noisier than ≈1 % per bin, at a bias of 1–3 bins low)."""
+    name = "infonoise"
+
+    def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0, num_bins: int = 128,
+                 fifo_size: int = 256, ema_beta: float = 0.9, refresh_every: int = 500,
+                 warmup_steps: int = 1000, min_count: int = 8, smooth_std: float = 1.0,
+                 gate_n: float = 3.0, tau: float = 0.002, k_persist: int = 3, powerlaw_tol: float = 0.25,
+                 powerlaw_min_decades: float = 1.0, slope_smooth_std: float = 1.0, floor: float = 0.02,
+                 endpoint: str = "continuous", sigma_p: float | None = None, weighting: str = "edm",
+                 sigma_data: float = 0.5, warmup_P_mean: float = -1.2, warmup_P_std: float = 1.2):
+        _check(0 < sigma_min < sigma_max < math.inf, f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+        _check(_is_int(num_bins) and num_bins >= 3, f"num_bins must be an integer >= 3, got {num_bins!r}")
+        _check(_is_int(fifo_size) and fifo_size >= 1, f"fifo_size must be an integer >= 1, got {fifo_size!r}")
+        _check(_is_int(min_count) and 1 <= min_count <= fifo_size,
+               f"min_count must be an integer in [1, fifo_size={fifo_size}], got {min_count!r}")
+        _check(0 <= ema_beta < 1, f"ema_beta must be in [0, 1), got {ema_beta}")
+        _check(_is_int(refresh_every) and refresh_every >= 1,
+               f"refresh_every must be an integer >= 1, got {refresh_every!r}")
+        _check(_is_int(warmup_steps) and warmup_steps >= 0, f"warmup_steps must be an integer >= 0, got {warmup_steps!r}")
+        _check(smooth_std >= 0, f"smooth_std must be >= 0, got {smooth_std}")
+        _check(gate_n > 0, f"gate_n must be > 0, got {gate_n}")
+        _check(0 < tau <= 1, f"tau must be in (0, 1], got {tau}")
+        _check(_is_int(k_persist) and 1 <= k_persist <= num_bins,
+               f"k_persist must be an integer in [1, num_bins], got {k_persist!r}")
+        _check(powerlaw_tol > 0, f"powerlaw_tol must be > 0, got {powerlaw_tol}")
+        _check(powerlaw_min_decades >= 0, f"powerlaw_min_decades must be >= 0, got {powerlaw_min_decades}")
+        _check(slope_smooth_std >= 0, f"slope_smooth_std must be >= 0, got {slope_smooth_std}")
+        _check(0 <= floor < 1, f"floor must be in [0, 1), got {floor}")
+        _check(endpoint != "auto", "endpoint 'auto' must be resolved to 'continuous' or 'discrete' by the "
+                                   "caller (it depends on the data set) before building the scheduler")
+        _check(endpoint in ("continuous", "discrete"), f"unknown endpoint '{endpoint}'. Valid: continuous, discrete")
+        _check(sigma_p is None or 0 < sigma_p < math.inf, f"sigma_p (pinned pivot) must be None or > 0, got {sigma_p}")
+        _check(weighting in ("edm", "unit"), f"unknown weighting '{weighting}'. Valid: edm, unit")
+        _check(sigma_data > 0, f"sigma_data must be > 0, got {sigma_data}")
+        _check(warmup_P_std > 0, f"warmup_P_std must be > 0, got {warmup_P_std}")
+
+        self.sigma_min, self.sigma_max, self.num_bins = float(sigma_min), float(sigma_max), num_bins
+        self.fifo_size, self.min_count, self.ema_beta = fifo_size, min_count, float(ema_beta)
+        self.refresh_every, self.warmup_steps = refresh_every, warmup_steps
+        self.smooth_std, self.gate_n, self.tau, self.k_persist = float(smooth_std), float(gate_n), float(tau), k_persist
+        self.powerlaw_tol, self.powerlaw_min_decades = float(powerlaw_tol), float(powerlaw_min_decades)
+        self.slope_smooth_std, self.floor = float(slope_smooth_std), float(floor)
+        self.endpoint, self.pinned = endpoint, None if sigma_p is None else float(sigma_p)
+        self.weighting, self.sigma_data = weighting, float(sigma_data)
+        self.warmup = LogNormal(warmup_P_mean, warmup_P_std)
+        self.loguniform = LogUniform(sigma_min, sigma_max)
+
+        self.sigma = info.log_sigma_grid(sigma_min, sigma_max, num_bins)            # bin centres
+        self.weight = info.loss_weight(self.sigma, weighting, sigma_data)
+        self.buf = torch.zeros(num_bins, fifo_size, dtype=torch.float64)          # FIFO ring buffers
+        self.ptr = torch.zeros(num_bins, dtype=torch.int64)                       # next write slot
+        self.count = torch.zeros(num_bins, dtype=torch.int64)                     # filled slots
+        self.mhat = self.hdot = self.alloc = self.log_dens = self.table = None
+        self.sigma_p = None
+        self.refreshes, self.last_refresh_step, self.n_observed, self.n_nonfinite, self.n_outside = 0, -1, 0, 0, 0
+        self.history: list[dict] = []
+
+    # -- sampling ------------------------------------------------------------------------------
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """σ ~ π: inverse CDF of the current table, or of the warm-up mixture before the first refresh.
+        One uniform per draw, so a resumed run with the same generator draws the same σ."""
+        u = uniform(n, generator)
+        if self.table is not None:
+            return info.sample_icdf(u, self.table).float()
+        eps, lo, hi = self.floor, math.log(self.sigma_min), math.log(self.sigma_max)
+        z = std_normal_icdf(((u - eps) / (1 - eps)).clamp(1e-12, 1 - 1e-12))
+        ln_sigma = torch.where(u < eps, lo + (hi - lo) * u / max(eps, 1e-300),
+                               self.warmup.P_mean + self.warmup.P_std * z)
+        return ln_sigma.exp().float()
+
+    def density(self, sigma: torch.Tensor) -> torch.Tensor:
+        """π(σ) per unit σ of the distribution `sample` draws from (warm-up mixture before the first refresh)."""
+        sigma = torch.as_tensor(sigma, dtype=torch.float64)
+        if self.table is None:
+            return (1 - self.floor) * self.warmup.density(sigma) + self.floor * self.loguniform.density(sigma)
+        k = info.bin_index(sigma, self.sigma_min, self.sigma_max, self.num_bins)
+        inside = (sigma >= self.sigma_min) & (sigma <= self.sigma_max)
+        return torch.where(inside, self.log_dens[k] / sigma, 0.0)
+
+    # -- statistics ----------------------------------------------------------------------------
+    def observe(self, sigma: torch.Tensor, error: torch.Tensor) -> None:
+        """Push per-sample errors into FIFO[bin(σ)], keeping the last B per bin (in batch order).
+        Vectorised: stable sort by bin, rank within bin, one scatter. Non-finite entries are dropped
+        and counted; so are σ outside [σ_min, σ_max] (the warm-up log-normal's rare tails), which would
+        bias the end bins' estimate of m̂ at their own σ (a float32 rounding margin is kept)."""
+        sigma = sigma.detach().reshape(-1).to("cpu", torch.float64)
+        error = error.detach().reshape(-1).to("cpu", torch.float64)
+        if sigma.numel() != error.numel():
+            raise ValueError(f"infonoise.observe: {sigma.numel()} sigmas but {error.numel()} errors")
+        finite = error.isfinite() & sigma.isfinite()
+        inside = (sigma >= self.sigma_min * (1 - 1e-6)) & (sigma <= self.sigma_max * (1 + 1e-6))
+        good = finite & inside
+        self.n_nonfinite += int((~finite).sum())
+        self.n_outside += int((finite & ~inside).sum())
+        k = info.bin_index(sigma[good], self.sigma_min, self.sigma_max, self.num_bins)
+        k, order = k.sort(stable=True)
+        error = error[good][order]
+        n_k = torch.bincount(k, minlength=self.num_bins)
+        rank = torch.arange(len(k)) - (n_k.cumsum(0) - n_k)[k]
+        keep = rank >= n_k[k] - self.fifo_size            # a flood larger than B keeps only its last B
+        self.buf[k[keep], (self.ptr[k[keep]] + rank[keep]) % self.fifo_size] = error[keep]
+        self.ptr = (self.ptr + n_k) % self.fifo_size
+        self.count = (self.count + n_k).clamp(max=self.fifo_size)
+        self.n_observed += len(k)
+
+    def step(self, global_step: int) -> dict | None:
+        """Refresh at step ≥ N_warm, step % K == 0, once every bin holds ≥ n_min errors over all ranks
+        (spec §5). Must be called with the same step on every rank: it runs a collective then.
+        Returns the refresh's log record, else None."""
+        if (global_step < self.warmup_steps or global_step % self.refresh_every
+                or global_step == self.last_refresh_step):
+            return None
+        local = torch.stack([self.buf.sum(1), self.count.to(torch.float64)])   # unfilled slots hold 0
+        sums, counts = distributed.all_reduce_sum(local)                        # identical on every rank
+        if counts.min() < self.min_count:
+            return None
+        return self._refresh(sums / counts, global_step, int(counts.min()))
+
+    def _refresh(self, ell: torch.Tensor, global_step: int, min_count: int) -> dict:
+        """ℓ → m̂ (EMA) → ḣ → σ_p → ρ → π → floored per-ln σ density → CDF table (spec §5)."""
+        self.mhat = ell.clone() if self.mhat is None else self.ema_beta * self.mhat + (1 - self.ema_beta) * ell
+        self.hdot = info.entropy_rate(self.mhat, self.sigma)
+        self.sigma_p = info.pivot(self.hdot, self.sigma, self.endpoint, self.pinned, tau=self.tau,
+                                  k_persist=self.k_persist, tol=self.powerlaw_tol,
+                                  min_decades=self.powerlaw_min_decades, smooth_std=self.slope_smooth_std)
+        self.alloc = info.allocation(self.hdot, self.sigma, self.sigma_p, self.gate_n, self.smooth_std)
+        pi = info.schedule_from_allocation(self.alloc, self.sigma, self.weight)
+        self.log_dens = info.add_floor(info.log_density(pi, self.sigma), self.floor)
+        previous = self._masses()
+        self.table = info.build_cdf(self.log_dens, self.sigma)
+        self.refreshes += 1
+        self.last_refresh_step = int(global_step)
+
+        q = torch.tensor(_QUANTILES, dtype=torch.float64)
+        alloc_q = info.sample_icdf(q, info.build_cdf(info.log_density(self.alloc, self.sigma), self.sigma))
+        sched_q = info.sample_icdf(q, self.table)
+        summary = dict(step=int(global_step), refresh=self.refreshes, sigma_p=self.sigma_p,
+                       tv_change=info.total_variation(self._masses(), previous), min_count=min_count,
+                       n_nonfinite=self.n_nonfinite, n_outside=self.n_outside,
+                       **{f"alloc_q{round(100 * p):02d}": float(v) for p, v in zip(_QUANTILES, alloc_q)},
+                       **{f"sched_q{round(100 * p):02d}": float(v) for p, v in zip(_QUANTILES, sched_q)})
+        self.history.append(summary)
+        return dict(summary, sigma=self.sigma.tolist(), mmse=self.mhat.tolist(), hdot=self.hdot.tolist(),
+                    allocation=self.alloc.tolist(), log_density=self.log_dens.tolist(), cdf=self.table[1].tolist())
+
+    def _masses(self) -> torch.Tensor:
+        """Bin masses of the current sampler plus its mass outside [σ_min, σ_max] (M+1 atoms), for the
+        TV change. Before the first refresh: the warm-up mixture (log-normal part exact per bin)."""
+        if self.table is not None:
+            return torch.cat([info.bin_masses(self.table), torch.zeros(1, dtype=torch.float64)])
+        edges = info.log_sigma_edges(self.sigma_min, self.sigma_max, self.num_bins)
+        cdf = torch.special.ndtr((edges - self.warmup.P_mean) / self.warmup.P_std)
+        eps = self.floor
+        outside = (1 - eps) * (cdf[0] + 1 - cdf[-1])
+        return torch.cat([(1 - eps) * cdf.diff() + eps / self.num_bins, outside[None]])
+
+    # -- export and checkpointing --------------------------------------------------------------
+    def profile(self) -> dict | None:
+        """The learned profile at the bin centres (None before the first refresh): m̂, ḣ (per dσ), the
+        allocation ρ and the sampling density π (per dσ, floor included), its per-ln σ form, σ_p, and
+        the CDF table (edges in σ, CDF there) for InfoGrid and plots."""
+        if self.table is None:
+            return None
+        return dict(sigma=self.sigma.clone(), mmse=self.mhat.clone(), hdot=self.hdot.clone(),
+                    allocation=self.alloc.clone(), schedule=self.log_dens / self.sigma,
+                    log_density=self.log_dens.clone(), sigma_p=float(self.sigma_p),
+                    sigma_edges=self.table[0].exp(), cdf=self.table[1].clone(), refreshes=self.refreshes)
+
+    _STRUCTURE = ("sigma_min", "sigma_max", "num_bins", "fifo_size")
+    _TENSORS = ("buf", "ptr", "count", "mhat", "hdot", "alloc", "log_dens", "table")
+    _SCALARS = ("sigma_p", "refreshes", "last_refresh_step", "n_observed", "n_nonfinite", "n_outside")
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue identically, as tensors and Python scalars (weights_only-safe)."""
+        state = {name: getattr(self, name) for name in self._STRUCTURE + self._SCALARS}
+        state.update({name: None if getattr(self, name) is None else getattr(self, name).clone()
+                      for name in self._TENSORS})
+        state["history"] = [dict(h) for h in self.history]
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        for name in self._STRUCTURE:
+            if state[name] != getattr(self, name):
+                raise ValueError(f"infonoise: checkpoint has {name}={state[name]}, this scheduler "
+                                 f"{getattr(self, name)}; the grid/FIFO layout cannot change on resume")
+        for name in self._TENSORS:
+            value = state[name]
+            setattr(self, name, None if value is None else value.detach().to("cpu").clone())
+        for name in self._SCALARS:
+            setattr(self, name, state[name])
+        self.history = [dict(h) for h in state["history"]]
+
+    def __repr__(self) -> str:
+        return (f"InfoNoise(endpoint={self.endpoint}, weighting={self.weighting}, M={self.num_bins}, "
+                f"B={self.fifo_size}, K={self.refresh_every}, warmup={self.warmup_steps}, "
+                f"sigma_p={'pinned ' + str(self.pinned) if self.pinned is not None else 'auto'}, "
+                f"refreshes={self.refreshes})")

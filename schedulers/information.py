@@ -1,0 +1,258 @@
+"""InfoNoise mathematics: I–MMSE entropy rate, low-noise gate, pivots, log-σ tables and inverse-CDF
+sampling (spec §2–§5). Pure, stateless, vectorised float64 torch; the scheduler owns the state.
+
+Grid convention (spec §3.5–§3.6, §5). [σ_min, σ_max] is cut into M bins of equal width
+Δ = ln(σ_max/σ_min)/M in ln σ. Profiles (m̂, ḣ, ρ, π) are tabulated at the bin *centres*
+σ_k = σ_min·exp((k + ½)Δ); errors are routed to the bin that contains their σ. A sampling density
+is piecewise constant in ln σ within each bin; its CDF is tabulated at the M+1 bin *edges*, so linear
+interpolation of ln σ between the two bracketing edges is the exact inverse CDF and draws are
+continuous in σ. A CDF table is a [2, M+1] tensor: row 0 = ln σ at the edges, row 1 = CDF there.
+
+Densities come in two coordinates and the σ Jacobian converts them (§3.5): ρ, π are per unit σ;
+`log_density` is per unit ln σ (= σ·π). "Normalised" means unit total mass on the grid
+(Σ_k σ_k·π_k·Δ = 1, resp. Σ_k p_k·Δ = 1).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+_F64 = torch.float64
+_TINY = 1e-300
+
+
+def _t(x) -> torch.Tensor:
+    return torch.as_tensor(x, dtype=_F64)
+
+
+# ----------------------------------------------------------------------------------------------
+# Grid (§5).
+
+def log_sigma_edges(sigma_min: float, sigma_max: float, num_bins: int) -> torch.Tensor:
+    """ln σ at the M+1 bin edges, uniform in ln σ from ln σ_min to ln σ_max (§5)."""
+    return torch.linspace(math.log(sigma_min), math.log(sigma_max), num_bins + 1, dtype=_F64)
+
+
+def log_sigma_grid(sigma_min: float, sigma_max: float, num_bins: int) -> torch.Tensor:
+    """σ at the M bin centres (geometric midpoints of the edges), where every profile is tabulated (§5)."""
+    e = log_sigma_edges(sigma_min, sigma_max, num_bins)
+    return ((e[:-1] + e[1:]) / 2).exp()
+
+
+def log_step(sigma: torch.Tensor) -> float:
+    """Δ, the common ln σ width of the bins, recovered from the centres."""
+    ls = _t(sigma).log()
+    return float((ls[-1] - ls[0]) / (len(ls) - 1))
+
+
+def edges_from_grid(sigma: torch.Tensor) -> torch.Tensor:
+    """ln σ at the M+1 edges of the bins whose centres are `sigma`."""
+    ls, d = _t(sigma).log(), log_step(sigma)
+    return torch.cat([ls[:1] - d / 2, ls + d / 2])
+
+
+def bin_index(sigma: torch.Tensor, sigma_min: float, sigma_max: float, num_bins: int) -> torch.Tensor:
+    """The bin holding each (positive) σ, as a LongTensor clamped to [0, M−1]: out-of-range σ feed the
+    end bins (§5, FIFO routing)."""
+    lo, hi = math.log(sigma_min), math.log(sigma_max)
+    x = (_t(sigma).log() - lo) * (num_bins / (hi - lo))
+    return x.floor().clamp(0, num_bins - 1).long()
+
+
+# ----------------------------------------------------------------------------------------------
+# Information quantities (§2) and weights (§1, §3.2).
+
+def entropy_rate(mmse: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """ḣ(σ) = dH(X0|X_σ)/dσ = mmse/σ³, per unit σ (I–MMSE, §2)."""
+    return _t(mmse) / _t(sigma) ** 3
+
+
+def entropy_rate_log(mmse: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """dH/d ln σ = mmse/σ² = σ·ḣ, per unit ln σ (§2)."""
+    return _t(mmse) / _t(sigma) ** 2
+
+
+def gate(sigma: torch.Tensor, sigma_p, n: float = 3.0) -> torch.Tensor:
+    """g(σ) = σⁿ/(σⁿ + σ_pⁿ) (§3.2), as sigmoid(n·ln(σ/σ_p)) so neither σⁿ can overflow or underflow.
+    With n = 2, σ_p = σ_d it equals EDM's 1/λ(σ) divided by σ_d²."""
+    return torch.sigmoid(n * (_t(sigma).log() - _t(sigma_p).log()))
+
+
+def loss_weight(sigma: torch.Tensor, weighting: str = "edm", sigma_data: float = 0.5) -> torch.Tensor:
+    """w(σ) (§1): 'edm' → λ(σ) = (σ² + σ_d²)/(σ·σ_d)², 'unit' → 1 (allocation-controlled runs).
+    The one home of w; keeps the dtype and device of a floating `sigma` so the loss can call it."""
+    sigma = torch.as_tensor(sigma)
+    if not sigma.is_floating_point():
+        sigma = sigma.to(_F64)
+    if weighting == "edm":
+        return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
+    if weighting == "unit":
+        return torch.ones_like(sigma)
+    raise ValueError(f"Unknown weighting '{weighting}'. Valid weightings: edm, unit")
+
+
+# ----------------------------------------------------------------------------------------------
+# Smoothing across bins (§3.3, §5).
+
+def smooth(values: torch.Tensor, std_bins: float = 1.0) -> torch.Tensor:
+    """Gaussian smoothing across bins (std in bins, kernel truncated at 4 std). Half-sample symmetric
+    reflection at both ends (scipy's 'reflect') keeps the total mass exactly and leaves a constant
+    unchanged; std_bins = 0 returns a copy."""
+    v = _t(values)
+    if std_bins <= 0:
+        return v.clone()
+    r = int(4 * std_bins + 0.5)
+    off = torch.arange(-r, r + 1)
+    w = torch.exp(-0.5 * (off.to(_F64) / std_bins) ** 2)
+    m = len(v)
+    idx = (torch.arange(m)[:, None] + off) % (2 * m)      # periodic extension of [v, reversed v]
+    idx = torch.where(idx >= m, 2 * m - 1 - idx, idx)
+    return (v[idx] * (w / w.sum())).sum(1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Pivot σ_p (§4).
+
+def pivot_onset(hdot: torch.Tensor, sigma: torch.Tensor, tau: float = 0.002, k_persist: int = 3) -> float:
+    """Continuous endpoints (§4): r = ḣ/max ḣ on the per-dσ profile; scanning from σ_max downward,
+    σ_p is the first grid σ with r ≥ τ that stays so for `k_persist` consecutive bins (itself and the
+    k−1 below). If no crossing persists, the highest bin with r ≥ τ."""
+    hdot = _t(hdot)
+    if not hdot.max() > 0:
+        raise ValueError("pivot_onset: the entropy-rate profile has no positive value")
+    above = hdot / hdot.max() >= tau
+    k = min(int(k_persist), len(hdot))
+    runs = above.unfold(0, k, 1).all(1).nonzero()        # runs[j]: bins j … j+k−1 all above τ
+    top = int(runs[-1]) + k - 1 if len(runs) else int(above.nonzero()[-1])
+    return float(sigma[top])
+
+
+def _loglog_slopes(hdot: torch.Tensor, sigma: torch.Tensor, smooth_std: float) -> torch.Tensor:
+    """s = d ln ḣ / d ln σ between neighbouring grid points (M−1 values), Gaussian-smoothed. Smoothing the
+    slopes (not ln ḣ) keeps an exact power law exact up to the boundary."""
+    y, x = _t(hdot).clamp_min(_TINY).log(), _t(sigma).log()
+    return smooth((y[1:] - y[:-1]) / (x[1:] - x[:-1]), smooth_std)
+
+
+def pivot_knee(hdot: torch.Tensor, sigma: torch.Tensor, smooth_std: float = 1.0) -> float:
+    """Curvature knee in log–log coordinates (§4 fallback): the interior grid point of largest
+    |κ| = |y''|/(1 + y'²)^{3/2}, y = ln ḣ, x = ln σ."""
+    s = _loglog_slopes(hdot, sigma, smooth_std)
+    x = _t(sigma).log()
+    curv = (s[1:] - s[:-1]) / ((x[2:] - x[:-2]) / 2)
+    kappa = curv.abs() / (1 + ((s[1:] + s[:-1]) / 2) ** 2) ** 1.5
+    return float(sigma[1 + int(kappa.argmax())])
+
+
+def pivot_powerlaw(hdot: torch.Tensor, sigma: torch.Tensor, tol: float = 0.25, min_decades: float = 1.0,
+                   smooth_std: float = 1.0) -> float:
+    """Discrete endpoints (§4): the longest run of slopes starting at σ_min that all stay within ±tol of
+    the run's median; σ_p is the grid point where the run ends. If the run spans < `min_decades`
+    decades, fall back to `pivot_knee`."""
+    s = _loglog_slopes(hdot, sigma, smooth_std)
+    n = len(s)
+    prefix = torch.arange(n)[None, :] <= torch.arange(n)[:, None]          # row i: slopes 0 … i
+    med = torch.where(prefix, s, torch.nan).nanmedian(1).values
+    ok = ((s[None, :] - med[:, None]).abs() <= tol).logical_or(~prefix).all(1)
+    upper = int(ok.nonzero()[-1]) + 1                                      # slopes 0…i span points 0…i+1
+    x = _t(sigma).log()
+    if (x[upper] - x[0]) / math.log(10) >= min_decades:
+        return float(sigma[upper])
+    return pivot_knee(hdot, sigma, smooth_std)
+
+
+def pivot(hdot: torch.Tensor, sigma: torch.Tensor, endpoint: str, pinned: float | None = None, *,
+          tau: float = 0.002, k_persist: int = 3, tol: float = 0.25, min_decades: float = 1.0,
+          smooth_std: float = 1.0) -> float:
+    """σ_p by the rule for `endpoint` ('continuous' → onset, 'discrete' → power law), or `pinned` (§4)."""
+    if pinned is not None:
+        return float(pinned)
+    if endpoint == "continuous":
+        return pivot_onset(hdot, sigma, tau, k_persist)
+    if endpoint == "discrete":
+        return pivot_powerlaw(hdot, sigma, tol, min_decades, smooth_std)
+    raise ValueError(f"Unknown endpoint '{endpoint}'. Valid endpoints: continuous, discrete")
+
+
+# ----------------------------------------------------------------------------------------------
+# Entropy rate → allocation → schedule → per-ln σ density (§3).
+
+def _normalise_sigma_density(f: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Scale a per-unit-σ profile to unit mass on the grid: Σ σ_k f_k Δ = 1."""
+    sigma = _t(sigma)
+    mass = (sigma * f).sum() * log_step(sigma)
+    if not (torch.isfinite(mass) and mass > 0):
+        raise ValueError("density has no positive finite mass on the grid")
+    return f / mass
+
+
+def allocation(hdot: torch.Tensor, sigma: torch.Tensor, sigma_p: float, n: float = 3.0,
+               smooth_std: float = 1.0) -> torch.Tensor:
+    """ρ ∝ smooth(g·ḣ), per unit σ, normalised (§3.2–§3.3): the emphasis π·w should follow."""
+    sigma = _t(sigma)
+    return _normalise_sigma_density(smooth(gate(sigma, sigma_p, n) * _t(hdot), smooth_std), sigma)
+
+
+def schedule_from_allocation(rho: torch.Tensor, sigma: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """π ∝ ρ/w per unit σ, normalised (§3.4): the sampling density whose emphasis π·w ∝ ρ."""
+    return _normalise_sigma_density(_t(rho) / _t(w), sigma)
+
+
+def log_density(pi: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """σ·π, the density per unit ln σ (the Jacobian of §3.5), normalised: Σ_k p_k Δ = 1."""
+    sigma = _t(sigma)
+    return _normalise_sigma_density(_t(pi), sigma) * sigma
+
+
+def add_floor(density_log: torch.Tensor, eps_floor: float = 0.02) -> torch.Tensor:
+    """(1−ε)·p + ε·log-uniform (§3.7). On a uniform ln σ grid the log-uniform density of equal mass is
+    mean(p), so the result keeps p's normalisation."""
+    p = _t(density_log)
+    return (1 - eps_floor) * p + eps_floor * p.mean()
+
+
+# ----------------------------------------------------------------------------------------------
+# Tables and inverse-CDF sampling (§3.6).
+
+def build_cdf(density_log: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """CDF table [2, M+1] (ln σ at the edges; cumulative mass there, 0 … 1) of the density that is
+    constant per bin in ln σ with value `density_log[k]` on the bin centred at `sigma[k]`."""
+    p = _t(density_log)
+    edges = edges_from_grid(sigma)
+    mass = p * (edges[1:] - edges[:-1])
+    total = mass.sum()
+    if not (torch.isfinite(total) and total > 0) or (p < 0).any():
+        raise ValueError("build_cdf: density must be non-negative with positive finite mass")
+    cdf = torch.cat([torch.zeros(1, dtype=_F64), mass.cumsum(0) / total])
+    cdf[-1] = 1.0
+    return torch.stack([edges, cdf])
+
+
+def bin_masses(table: torch.Tensor) -> torch.Tensor:
+    """Probability of each bin under a CDF table."""
+    return table[1].diff()
+
+
+def sample_icdf(u: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """σ = F⁻¹(u) for u ∈ [0, 1]: find the bracketing edges, interpolate ln σ linearly between them
+    (exact for the piecewise-constant-in-ln σ density), float64."""
+    x, c = table[0], table[1]
+    u = _t(u).contiguous()
+    k = (torch.searchsorted(c, u, right=True) - 1).clamp(0, len(x) - 2)
+    frac = ((u - c[k]) / (c[k + 1] - c[k]).clamp_min(_TINY)).clamp(0, 1)
+    return (x[k] + frac * (x[k + 1] - x[k])).exp()
+
+
+def cdf_at(sigma: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """F(σ) of a table (piecewise linear in ln σ), for KS tests and quantile checks."""
+    x, c = table[0], table[1]
+    ls = _t(sigma).log().clamp(float(x[0]), float(x[-1])).contiguous()
+    k = (torch.searchsorted(x, ls, right=True) - 1).clamp(0, len(x) - 2)
+    return c[k] + (c[k + 1] - c[k]) * (ls - x[k]) / (x[k + 1] - x[k])
+
+
+def total_variation(p: torch.Tensor, q: torch.Tensor) -> float:
+    """½·Σ|p − q| between two mass vectors over the same atoms (each normalised to sum 1 first)."""
+    p, q = _t(p), _t(q)
+    return float(0.5 * (p / p.sum() - q / q.sum()).abs().sum())

@@ -1,0 +1,314 @@
+"""The InfoNoise scheduler (spec §5) against the Gaussian oracle (§7), its own state machine, the
+checkpoint round trip, and two ranks under torchrun."""
+import collections
+import io
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.ndimage
+import scipy.stats
+import torch
+
+import schedulers
+from schedulers import information as info
+from schedulers.infonoise import InfoNoise
+from schedulers.lognormal import LogNormal
+
+F64 = torch.float64
+REPO = Path(__file__).resolve().parents[1]
+C, D = 0.5, 3072                                      # Gaussian oracle X0 ~ N(0, c²·I_D)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: intra-op threads only add contention on a busy 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def gauss_mmse(s):
+    return D * C**2 * s**2 / (C**2 + s**2)
+
+
+def gauss_hdot(s):
+    return D * C**2 / (s * (C**2 + s**2))
+
+
+def feed_grid(sched, errors_fn, reps):
+    """Push errors_fn(σ_k) for every bin centre `reps` times: bin means are then exact."""
+    for _ in range(reps):
+        sched.observe(sched.sigma, errors_fn(sched.sigma))
+
+
+def onset_scan(r, tau=0.002, k=3):
+    """Independent spec §4 onset rule: first σ from the top with r ≥ τ on k consecutive bins."""
+    return next(i for i in range(len(r) - 1, k - 2, -1) if all(r[i - d] >= tau for d in range(k)))
+
+
+def exact(**kw):
+    return InfoNoise(**dict(dict(warmup_steps=0, refresh_every=1, min_count=8), **kw))
+
+
+# -- Gaussian oracle (§7) ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("weighting", ["edm", "unit"])
+def test_gaussian_oracle_exact(weighting):
+    s = exact(weighting=weighting, smooth_std=0)
+    feed_grid(s, gauss_mmse, 8)
+    rec = s.step(0)
+    sg = s.sigma.numpy()
+    np.testing.assert_allclose(s.hdot, gauss_hdot(sg), rtol=1e-12)
+    h = gauss_hdot(sg)
+    sp = sg[onset_scan(h / h.max())]
+    assert rec["sigma_p"] == s.sigma_p == sp
+    rho = sg**3 / (sg**3 + sp**3) * h
+    rho /= (sg * rho).sum() * math.log(80 / 0.002) / 128
+    np.testing.assert_allclose(s.alloc, rho, rtol=1e-10)
+    w = (sg**2 + 0.25) / (sg * 0.5) ** 2 if weighting == "edm" else np.ones_like(sg)
+    p = sg * rho / w
+    p = 0.98 * p / p.mean() + 0.02                           # floor, in units of the log-uniform density
+    np.testing.assert_allclose(s.log_dens / s.log_dens.mean(), p, rtol=1e-10)
+    np.testing.assert_allclose(s.density(s.sigma), s.log_dens / s.sigma, rtol=1e-12)
+    prof = s.profile()
+    np.testing.assert_allclose(prof["schedule"], s.density(s.sigma), rtol=1e-12)
+    assert prof["sigma_p"] == sp and prof["refreshes"] == 1
+
+
+def test_gaussian_oracle_smoothing_and_ema():
+    s = exact(smooth_std=1.0)
+    feed_grid(s, gauss_mmse, 8)
+    s.step(0)
+    sg, h = s.sigma.numpy(), gauss_hdot(s.sigma.numpy())
+    gh = sg**3 / (sg**3 + s.sigma_p**3) * h
+    expect = scipy.ndimage.gaussian_filter1d(gh, 1.0, mode="reflect", truncate=4.0)
+    np.testing.assert_allclose(s.alloc / s.alloc.sum(), expect / expect.sum(), rtol=1e-10)
+    feed_grid(s, lambda x: 2 * gauss_mmse(x), s.fifo_size)        # flush the FIFO with doubled errors
+    s.step(1)
+    np.testing.assert_allclose(s.mhat, 1.1 * gauss_mmse(s.sigma), rtol=1e-12)   # β·m + (1−β)·2m
+
+
+def test_gaussian_oracle_online():
+    """Realistic path: σ drawn by the scheduler itself, exact mmse(σ_i) as errors."""
+    s = InfoNoise(warmup_steps=200, refresh_every=50, fifo_size=64, min_count=8)
+    gen, recs = torch.Generator().manual_seed(0), []
+    for step in range(1, 451):
+        sigma = s.sample(512, gen)
+        s.observe(sigma, gauss_mmse(sigma.double()))
+        recs.append(s.step(step))
+    assert [r["step"] for r in recs if r] == [200, 250, 300, 350, 400, 450]
+    rel = (s.hdot / gauss_hdot(s.sigma) - 1).abs()                  # within-bin spread of mmse(σ_i) only;
+    assert rel.max() < 0.03 and rel.mean() < 0.005                  # one bin off would be ≈ 8 % at low σ
+
+
+# -- state machine ---------------------------------------------------------------------------------
+
+def test_refresh_timing_warmup_and_min_count():
+    s = InfoNoise(num_bins=8, fifo_size=4, min_count=2, warmup_steps=20, refresh_every=10)
+    assert s.profile() is None and s.step(20) is None
+    x = np.logspace(-3, 2, 50)
+    loguniform = ((x >= 0.002) & (x <= 80)) / (x * math.log(40000))
+    expect = 0.98 * scipy.stats.lognorm.pdf(x, 1.2, scale=math.exp(-1.2)) + 0.02 * loguniform
+    np.testing.assert_allclose(s.density(torch.from_numpy(x)), expect, rtol=1e-12)
+    feed_grid(s, gauss_mmse, 1)
+    assert s.step(20) is None                                  # one bin-count short of min_count
+    feed_grid(s, gauss_mmse, 1)
+    assert s.step(10) is None and s.step(25) is None            # before warm-up / off the cadence
+    assert s.step(20)["refresh"] == 1 and s.step(20) is None   # at most once per step
+    assert s.step(30)["refresh"] == 2 and s.profile()["refreshes"] == 2
+
+
+def test_warmup_sampler():
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    assert torch.equal(InfoNoise(floor=0).sample(1000, g1), LogNormal(-1.2, 1.2).sample(1000, g2))
+    s = InfoNoise(floor=0.1, warmup_P_mean=-0.5, warmup_P_std=1.5).sample(20000, g1).double().numpy()
+    cdf = lambda x: 0.9 * scipy.stats.norm.cdf((np.log(x) + 0.5) / 1.5) + 0.1 * np.clip(
+        np.log(x / 0.002) / math.log(40000), 0, 1)
+    assert scipy.stats.kstest(s, cdf).pvalue > 0.01
+
+
+def test_observe_matches_reference_fifo():
+    """Vectorised ring buffer == one deque(maxlen=B) per bin, fed in batch order, incl. floods > B."""
+    M, B = 8, 5
+    s = InfoNoise(num_bins=M, fifo_size=B, min_count=1)
+    ref = [collections.deque(maxlen=B) for _ in range(M)]
+    gen = torch.Generator().manual_seed(0)
+    for n in (3, 40, 1, 17, 64):
+        sigma = torch.exp(math.log(0.002) + math.log(40000) * torch.rand(n, generator=gen, dtype=F64))
+        if n == 17:
+            sigma[:12] = s.sigma[3]                               # 12 > B in one bin and one batch
+        err = torch.rand(n, generator=gen, dtype=F64)
+        s.observe(sigma.float(), err)
+        for k, e in zip(info.bin_index(sigma.float(), 0.002, 80, M).tolist(), err.tolist()):
+            ref[k].append(e)
+        for k in range(M):
+            assert s.count[k] == len(ref[k])
+            assert sorted(s.buf[k, :len(ref[k])].tolist()) == sorted(ref[k])
+
+
+def test_observe_ignores_nonfinite_and_out_of_range():
+    a, b = exact(num_bins=16, min_count=2), exact(num_bins=16, min_count=2)
+    sigma = torch.cat([a.sigma, a.sigma, torch.tensor([0.1, 0.2, math.nan, 0.3, 1e-4, 200.0], dtype=F64)])
+    err = torch.cat([gauss_mmse(a.sigma), gauss_mmse(a.sigma),
+                     torch.tensor([math.nan, math.inf, 1.0, -math.inf, 5.0, 5.0], dtype=F64)])
+    a.observe(sigma, err)
+    b.observe(sigma[:32], err[:32])
+    assert a.n_nonfinite == 4 and a.n_outside == 2                     # out-of-range σ: dropped, counted
+    assert torch.equal(a.buf, b.buf) and torch.equal(a.count, b.count)
+    assert a.step(0)["n_nonfinite"] == 4 and torch.isfinite(a.table).all()
+    b.step(0)
+    assert torch.equal(a.table, b.table)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(sigma_min=0), dict(sigma_min=1, sigma_max=0.5), dict(num_bins=2), dict(num_bins=12.5),
+    dict(fifo_size=0), dict(min_count=0), dict(min_count=300), dict(ema_beta=1.0), dict(refresh_every=0),
+    dict(warmup_steps=-1), dict(smooth_std=-1), dict(gate_n=0), dict(tau=0), dict(tau=2),
+    dict(k_persist=0), dict(k_persist=200), dict(powerlaw_tol=0), dict(powerlaw_min_decades=-1),
+    dict(slope_smooth_std=-0.5),
+    dict(floor=1.0), dict(floor=-0.1), dict(endpoint="images"), dict(sigma_p=0.0), dict(weighting="snr"),
+    dict(sigma_data=0), dict(warmup_P_std=0)])
+def test_bad_arguments_raise(kw):
+    with pytest.raises(ValueError, match="infonoise"):
+        InfoNoise(**kw)
+
+
+def test_auto_endpoint_must_be_resolved_by_caller():
+    with pytest.raises(ValueError, match="resolved"):
+        InfoNoise(endpoint="auto")
+
+
+def test_observe_rejects_mismatched_lengths():
+    with pytest.raises(ValueError):
+        InfoNoise().observe(torch.ones(3), torch.ones(4))
+
+
+# -- pivots and Jacobian through the scheduler -------------------------------------------------
+
+def test_discrete_endpoint_and_pinned_pivot():
+    s = exact(endpoint="discrete")
+    j = 55                                                      # σ ≈ 0.2: two decades of power law
+    x = s.sigma.log() - s.sigma[j].log()
+    hdot = torch.exp(torch.where(torch.arange(128) <= j, -0.5 * x, -3.0 * x))
+    feed_grid(s, lambda sg: hdot * sg**3, 8)
+    assert abs(int((s.sigma - s.step(0)["sigma_p"]).abs().argmin()) - j) <= 1
+    p = exact(sigma_p=0.2)
+    feed_grid(p, gauss_mmse, 8)
+    assert p.step(0)["sigma_p"] == 0.2
+
+
+def loguniform_cdf(x):
+    return np.clip(np.log(np.asarray(x) / 0.002) / math.log(40000), 0, 1)
+
+
+def test_jacobian_flat_allocation_samples_loguniform():
+    """errors = σ² ⇒ σ·ḣ = 1: flat per ln σ. With w ≡ 1, no gate, no smoothing, σ must be log-uniform;
+    a scheduler that tabulated π per unit σ as if per ln σ would sample ∝ 1/σ in ln σ and fail."""
+    s = exact(weighting="unit", sigma_p=1e-12, smooth_std=0)
+    feed_grid(s, lambda sg: sg**2, 8)
+    s.step(0)
+    x = s.sample(20000, torch.Generator().manual_seed(1)).double().numpy()
+    assert scipy.stats.kstest(x, loguniform_cdf).pvalue > 0.01
+
+
+def test_edm_weighted_schedule_density_ks():
+    """Same flat allocation with w = λ_EDM: per ln σ the draws follow (0.98·∝1/λ(σ_k) + 0.02) per bin."""
+    s = exact(weighting="edm", sigma_p=1e-12, smooth_std=0)
+    feed_grid(s, lambda sg: sg**2, 8)
+    s.step(0)
+    sg = s.sigma.numpy()
+    p = sg**2 / (sg**2 + 0.25)                                  # ∝ 1/λ
+    p = 0.98 * p / p.sum() + 0.02 / 128
+    edges = np.linspace(math.log(0.002), math.log(80), 129)
+    cdf = lambda x: np.interp(np.log(x), edges, np.concatenate([[0], np.cumsum(p)]))
+    x = s.sample(20000, torch.Generator().manual_seed(2)).double().numpy()
+    assert scipy.stats.kstest(x, cdf).pvalue > 0.01
+    assert scipy.stats.kstest(x, loguniform_cdf).pvalue < 1e-10
+
+
+# -- records, checkpoints, registry ------------------------------------------------------------------
+
+def test_record_is_json_and_consistent():
+    s = exact()
+    feed_grid(s, gauss_mmse, 8)
+    rec = s.step(0)
+    json.dumps(rec)
+    assert 0 < rec["tv_change"] <= 1 and rec["refresh"] == 1 and rec["step"] == 0 and rec["min_count"] == 8
+    for kind in ("alloc", "sched"):
+        q = [rec[f"{kind}_q{p}"] for p in ("05", "25", "50", "75", "95")]
+        assert q == sorted(q) and 0.002 <= q[0] and q[-1] <= 80
+    assert all(len(rec[k]) == 128 for k in ("sigma", "mmse", "hdot", "allocation", "log_density"))
+    assert len(rec["cdf"]) == 129
+    rec2 = s.step(1)                                            # same FIFO ⇒ same m̂ ⇒ no change
+    assert rec2["tv_change"] < 1e-12 and s.history[-1]["refresh"] == 2 and "cdf" not in s.history[-1]
+
+
+def run(sched, gen, steps):
+    draws, recs = [], []
+    for step in steps:
+        sigma = sched.sample(256, gen)
+        sched.observe(sigma, gauss_mmse(sigma.double()) * (1 + 0.3 * torch.rand(256, generator=gen, dtype=F64)))
+        draws.append(sigma)
+        recs.append(sched.step(step))
+    return torch.cat(draws), [r for r in recs if r]
+
+
+def test_state_dict_round_trip_continues_identically():
+    kw = dict(num_bins=16, fifo_size=16, min_count=2, warmup_steps=20, refresh_every=10, floor=0.1)
+    a, gen = InfoNoise(**kw), torch.Generator().manual_seed(0)
+    assert len(run(a, gen, range(1, 36))[1]) == 2                # refreshed at 20 and 30; FIFO mid-way
+    buf = io.BytesIO()
+    torch.save(dict(sched=a.state_dict(), rng=gen.get_state()), buf)
+    buf.seek(0)
+    saved = torch.load(buf, weights_only=True)
+    b, gen_b = InfoNoise(**kw), torch.Generator()
+    b.load_state_dict(saved["sched"])
+    gen_b.set_state(saved["rng"])
+    draws_a, recs_a = run(a, gen, range(36, 71))
+    draws_b, recs_b = run(b, gen_b, range(36, 71))
+    assert torch.equal(draws_a, draws_b) and len(recs_a) == 4 and recs_a == recs_b
+    assert torch.equal(a.table, b.table) and a.history == b.history
+    with pytest.raises(ValueError, match="num_bins"):
+        InfoNoise(**dict(kw, num_bins=32)).load_state_dict(saved["sched"])
+
+
+def test_registry_build():
+    ctx = dict(sigma_min=0.002, sigma_max=80.0, sigma_data=0.5, weighting="unit", endpoint="discrete",
+               P_mean=-1.2, dataset="mnist")
+    s = schedulers.build("infonoise", context=ctx, refresh_every=10)
+    assert isinstance(s, InfoNoise) and s.refresh_every == 10 and s.weighting == "unit" and s.endpoint == "discrete"
+    assert "infonoise" in schedulers.names()
+
+
+# -- two ranks -----------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_ranks_build_identical_tables(tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr", "127.0.0.1",
+           "--master_port", str(free_port()), str(REPO / "tests" / "dist_infonoise_worker.py"), str(tmp_path)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert r0["steps"] == r1["steps"] and len(r0["steps"]) >= 5
+    s0, s1 = r0["state"], r1["state"]
+    assert not torch.equal(s0["buf"], s1["buf"])                        # ranks saw different errors ...
+    for key in ("mhat", "hdot", "alloc", "log_dens", "table"):           # ... yet hold identical tables
+        assert torch.equal(s0[key], s1[key]), key
+    assert s0["sigma_p"] == s1["sigma_p"] and s0["history"] == s1["history"]
+    f0, f1 = r0["first"], r1["first"]                                    # first refresh: m̂ = Σsums/Σcounts
+    pooled = (f0["buf"].sum(1) + f1["buf"].sum(1)) / (f0["count"] + f1["count"]).double()
+    np.testing.assert_allclose(f0["mhat"], pooled, rtol=1e-14)
