@@ -1,0 +1,223 @@
+"""The training framework end to end on CPU: loss weighting, train.py errors, resume, NaN stop, torchrun."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import schedulers
+import train
+from tests.conftest import REPO, TINY_NET, free_port, write_image_dataset
+from torch_utils import checkpoint
+from training import training_loop
+from training.loss import DenoisingLoss
+
+
+class Shift(torch.nn.Module):
+    """A stand-in network with a known output: D(x; σ) = x + 0.5 (so D − x0 = σε + 0.5)."""
+
+    def forward(self, x, sigma, labels=None):
+        return x + 0.5
+
+
+def test_loss_weighting_exact():
+    x0 = torch.zeros(3, 1, 2, 2)
+    sigma = torch.tensor([0.1, 0.5, 2.0])
+    noise = torch.ones_like(x0)
+    expected_error = 4 * (sigma + 0.5) ** 2  # 4 pixels of (σ·1 + 0.5)²
+    for weighting, w in [("edm", (sigma**2 + 0.25) / (sigma * 0.5) ** 2), ("unit", torch.ones(3))]:
+        loss, error = DenoisingLoss(weighting, 0.5)(Shift(), x0, sigma, noise=noise)
+        torch.testing.assert_close(error, expected_error)
+        torch.testing.assert_close(loss, w * expected_error)
+        assert not error.requires_grad
+
+
+def test_unknown_weighting():
+    with pytest.raises(ValueError, match="Unknown weighting 'foo'. Valid weightings: edm, unit"):
+        DenoisingLoss("foo")
+
+
+def run_train(args, expect_ok=True):
+    result = CliRunner().invoke(train.main, [str(a) for a in args], catch_exceptions=False)
+    if expect_ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def base_args(data, outdir, *extra):
+    return ["--outdir", outdir, "--data", data, *TINY_NET, "--batch", "8", "--duration", "0.0004",
+            "--tick", "0.2", "--snap", "1", "--sample-grid", "4", "--lr-rampup", "0", *extra]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--scheduler", "nope"], "Unknown scheduler 'nope'. Valid schedulers: infonoise, lognormal, loguniform"),
+    (["--preset", "no-such-preset"], "Unknown preset 'no-such-preset'"),
+    (["--cres", "1,2,2,2,2"], "img_resolution=8 cannot be downsampled"),
+    (["--sched-opt", "P_meen=0"], "no option(s) P_meen"),
+    (["--arch", "nonet"], "unknown arch 'nonet'"),
+])
+def test_bad_input_clear_errors(tmp_path, tiny_zip, args, message):
+    result = run_train(base_args(tiny_zip, tmp_path / "out", *args), expect_ok=False)
+    assert result.exit_code != 0
+    assert message in result.output
+
+
+def test_labels_requested_but_missing(tmp_path):
+    data = write_image_dataset(tmp_path / "nolabels.zip", labels=False)[0]
+    result = run_train(base_args(data, tmp_path / "out", "--cond"), expect_ok=False)
+    assert result.exit_code != 0 and "no dataset.json" in result.output and "nolabels.zip" in result.output
+
+
+def test_missing_dataset(tmp_path):
+    result = run_train(base_args(tmp_path / "missing.zip", tmp_path / "out"), expect_ok=False)
+    assert result.exit_code != 0 and "missing.zip: dataset not found" in result.output
+
+
+def test_unwritable_outdir(tmp_path, tiny_zip):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = run_train(base_args(tiny_zip, blocker / "out"), expect_ok=False)
+    assert result.exit_code != 0 and "cannot write there" in result.output and "--outdir" in result.output
+
+
+def test_preset_flags_override_only_what_they_set(tmp_path, tiny_zip):
+    preset = tmp_path / "p.yaml"
+    preset.write_text(f"data: {tiny_zip}\nlr: 0.123\nbatch: 16\nscheduler: loguniform\n"
+                      f"scheduler_kwargs: {{sigma_min: 0.01}}\n")
+    result = run_train(["--outdir", tmp_path / "o", "--preset", preset, "--batch", "8", *TINY_NET, "--dry-run",
+                        "--sched-opt", "sigma_max=20"])
+    opts = json.loads(result.output)
+    assert (opts["lr"], opts["batch"], opts["scheduler"]) == (0.123, 8, "loguniform")
+    assert opts["scheduler_kwargs"] == {"sigma_min": 0.01, "sigma_max": 20}
+    assert opts["network_kwargs"]["data_shape"] == [1, 8, 8] and opts["desc"] == "p-loguniform-edm"
+
+
+def final_params(run_dir):
+    snap = checkpoint.load(checkpoint.latest_snapshot(run_dir))
+    return snap
+
+
+@pytest.mark.parametrize("scheduler", ["lognormal", "infonoise"])
+def test_resume_matches_uninterrupted_run(tmp_path, tiny_zip, scheduler):
+    """Stop after 3 steps, re-run the same command: bitwise the same result as one 6-step run."""
+    extra = ["--scheduler", scheduler]
+    if scheduler == "infonoise":
+        extra += ["--sched-opt", "warmup_steps=2", "--sched-opt", "refresh_every=2", "--sched-opt", "min_count=1",
+                  "--sched-opt", "num_bins=4", "--sched-opt", "floor=0.5"]
+    full = base_args(tiny_zip, tmp_path / "a", *extra, "--duration", "0.000048")  # 48 images = 6 steps
+    run_train(full)
+    split = base_args(tiny_zip, tmp_path / "b", *extra, "--duration", "0.000048")
+    run_train(split + ["--stop-after-steps", "3"])
+    snaps = checkpoint.list_snapshots(tmp_path / "b" / f"tiny-{scheduler}-edm")
+    assert checkpoint.load(snaps[-1])["progress"]["global_step"] == 3
+    result = run_train(split)
+    assert "Resuming from" in result.output
+    a = final_params(tmp_path / "a" / f"tiny-{scheduler}-edm")
+    b = final_params(tmp_path / "b" / f"tiny-{scheduler}-edm")
+    assert a["progress"] == b["progress"] and a["progress"]["global_step"] == 6
+    for key in ("net", "ema"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), f"{key}.{name} differs after resume"
+    assert torch.equal(a["optimizer"]["state"][0]["exp_avg_sq"], b["optimizer"]["state"][0]["exp_avg_sq"])
+    if scheduler == "infonoise":
+        assert a["profile"] is not None
+        torch.testing.assert_close(a["profile"]["log_density"], b["profile"]["log_density"], rtol=0, atol=0)
+
+
+def test_snapshot_contents_and_outputs(tmp_path, tiny_zip):
+    run_train(base_args(tiny_zip, tmp_path / "o", "--cond"))
+    run_dir = tmp_path / "o" / "tiny-lognormal-edm"
+    snap = checkpoint.load(checkpoint.latest_snapshot(run_dir))  # weights_only=True inside
+    assert snap["options"]["network_kwargs"]["label_dim"] == 3
+    assert {"net", "ema", "optimizer", "scheduler", "profile", "progress", "rng"} <= set(snap)
+    assert (run_dir / "training_options.json").is_file() and (run_dir / "log.txt").is_file()
+    stats = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
+    assert stats[-1]["kimg"] == pytest.approx(0.4) and all(s["loss"] > 0 for s in stats)
+    assert list(run_dir.glob("samples-*.png")), "a sample grid is written at each snapshot"
+
+
+def test_resume_refuses_other_options(tmp_path, tiny_zip):
+    run_train(base_args(tiny_zip, tmp_path / "o"))
+    result = run_train(base_args(tiny_zip, tmp_path / "o", "--lr", "0.5"), expect_ok=False)
+    assert result.exit_code != 0 and "lr differ" in result.output
+
+
+def test_nan_loss_stops_and_keeps_last_snapshot(tmp_path, tiny_zip, monkeypatch):
+    """A NaN at step 4 stops the run with a clear error; the snapshot of step 2 stays intact."""
+    real_call = training_loop.DenoisingLoss.__call__
+    calls = {"n": 0}
+
+    def poisoned(self, net, x0, sigma, labels=None, noise=None):
+        calls["n"] += 1
+        loss, error = real_call(self, net, x0, sigma, labels, noise)
+        return (loss * float("nan"), error) if calls["n"] >= 4 else (loss, error)
+
+    monkeypatch.setattr(training_loop.DenoisingLoss, "__call__", poisoned)
+    result = run_train(base_args(tiny_zip, tmp_path / "o", "--tick", "0.016"), expect_ok=False)  # snapshot every 2 steps
+    assert result.exit_code != 0 and "Non-finite loss/gradient at step 3" in result.output
+    snaps = checkpoint.list_snapshots(tmp_path / "o" / "tiny-lognormal-edm")
+    assert snaps and checkpoint.load(snaps[-1])["progress"]["global_step"] == 2
+    for p in checkpoint.load(snaps[-1])["net"].values():
+        assert torch.isfinite(p).all()
+
+
+def test_corrupt_snapshot_is_a_clear_error(tmp_path):
+    bad = tmp_path / "network-snapshot-000001.pt"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="network-snapshot-000001.pt: cannot be read as a snapshot"):
+        checkpoint.load(bad)
+
+
+def test_torchrun_two_ranks_identical_parameters(tmp_path, tiny_zip):
+    """2 processes (gloo): different data and σ per rank, averaged gradients → identical parameters."""
+    out = tmp_path / "dist"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(free_port()),
+           str(REPO / "tests" / "dist_train_worker.py"), str(tiny_zip), str(out)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    p0, p1 = (torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert p0["step"] == p1["step"] == 4
+    for name in p0["net"]:
+        assert torch.equal(p0["net"][name], p1["net"][name]), name
+    # Each rank observed its own errors (different data and σ), yet both built the same table.
+    s0, s1 = p0["scheduler_state"], p1["scheduler_state"]
+    assert any(isinstance(s0[k], torch.Tensor) and s0[k].is_floating_point() and not torch.equal(s0[k], s1[k])
+               for k in s0), "ranks must observe different errors"
+    torch.testing.assert_close(p0["table"], p1["table"], rtol=0, atol=0)
+
+
+def test_data_stream_splits_epochs_over_ranks():
+    """Ranks read disjoint indices that together cover each epoch exactly once; resuming by position
+    continues the same order."""
+    a, b = training_loop.DataStream(10, 3, 0, 2), training_loop.DataStream(10, 3, 1, 2)
+    first = set(a.take(5)) | set(b.take(5))
+    assert first == set(range(10))
+    resumed = training_loop.DataStream(10, 3, 0, 2, position=5)
+    assert list(resumed.take(7)) == list(a.take(7))
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (REPO / "configs").glob("*.yaml")))
+def test_every_preset_resolves_and_builds(preset):
+    """Each shipped preset has only known keys and its network builds for its data's shape."""
+    from training import networks
+    opts = {**train.DEFAULTS, **train.load_preset(preset)}
+    shape = {"digits": [1, 8, 8], "cifar10": [3, 32, 32], "dna": [4, 200]}.get(preset.split("-")[0], [1, 28, 28])
+    kwargs = dict(opts["network_kwargs"])
+    if opts["arch"] == "dnaunet":
+        pytest.importorskip("training.dna")
+    net = networks.build_network(opts["arch"], opts["precond"], data_shape=shape, **kwargs)
+    assert net(torch.zeros(1, *shape), torch.ones(1)).shape == (1, *shape)
+    schedulers.build(opts["scheduler"], dict(weighting=opts["weighting"], endpoint="continuous"),
+                     **opts["scheduler_kwargs"])
+
+
+def test_preset_extends_merges_dicts(tmp_path):
+    (tmp_path / "base.yaml").write_text("lr: 0.1\nscheduler_kwargs: {refresh_every: 7, floor: 0.1}\n")
+    (tmp_path / "child.yaml").write_text("extends: base.yaml\nscheduler_kwargs: {floor: 0.3}\n")
+    assert train.load_preset(str(tmp_path / "child.yaml")) == {"lr": 0.1, "scheduler_kwargs": {"refresh_every": 7, "floor": 0.3}}

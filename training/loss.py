@@ -1,0 +1,35 @@
+"""The denoising loss (spec §1): per-sample ‖D(x0+σε; σ) − x0‖², weighted by w(σ).
+
+It returns both the weighted per-sample loss (what is optimised) and the *unweighted* error the
+noise scheduler estimates the MMSE from (spec §2) — the same forward pass, no extra cost. σ comes
+from the caller (the scheduler), so the loss never knows which schedule it is trained under.
+"""
+from __future__ import annotations
+
+import torch
+
+from schedulers.information import loss_weight
+
+WEIGHTINGS = ("edm", "unit")
+
+
+class DenoisingLoss:
+    def __init__(self, weighting: str = "edm", sigma_data: float = 0.5):
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"Unknown weighting '{weighting}'. Valid weightings: {', '.join(WEIGHTINGS)}")
+        self.weighting, self.sigma_data = weighting, float(sigma_data)
+
+    def weight(self, sigma: torch.Tensor) -> torch.Tensor:
+        return loss_weight(sigma, self.weighting, self.sigma_data)
+
+    def __call__(self, net: torch.nn.Module, x0: torch.Tensor, sigma: torch.Tensor,
+                 labels: torch.Tensor | None = None, noise: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (weighted loss [N], unweighted error [N], detached), both summed over dimensions."""
+        sigma = sigma.to(x0.device, torch.float32)
+        if noise is None:
+            noise = torch.randn_like(x0)
+        x = x0 + noise * sigma.reshape(-1, *[1] * (x0.ndim - 1))
+        denoised = net(x, sigma, labels)
+        error = (denoised.float() - x0).square().flatten(1).sum(1)
+        return self.weight(sigma).to(error.dtype) * error, error.detach()

@@ -1,0 +1,286 @@
+"""The training loop: data → σ from the scheduler → network → loss → scheduler statistics.
+
+One function, `run(**options)`, in the spirit of EDM's training_loop. It never knows the scheduler's
+formulas; it only calls sample / observe / step and saves state_dict / profile with every snapshot.
+Resuming: the latest snapshot in the run directory restores network, EMA, optimizer, scheduler, data
+position and every RNG, so a stopped-and-restarted run continues the same trajectory.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+import schedulers
+from torch_utils import checkpoint, distributed as du
+from training import networks
+from training.dataset import model_space, open_dataset
+from training.loss import DenoisingLoss
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+class DataStream:
+    """Infinite, seeded, resumable stream of training indices for one rank.
+
+    The global order is a fresh permutation per epoch (seed, epoch); rank r takes every world-th
+    index, so ranks see different data. `position` counts indices this rank has consumed: saving it
+    is enough to resume exactly.
+    """
+
+    def __init__(self, size: int, seed: int, rank: int, world: int, position: int = 0):
+        self.size, self.seed, self.rank, self.world, self.position = size, seed, rank, world, position
+        self._epoch, self._perm = -1, None
+
+    def take(self, n: int) -> np.ndarray:
+        out = []
+        for _ in range(n):
+            g = self.position * self.world + self.rank  # global index in the concatenated epochs
+            epoch, offset = divmod(g, self.size)
+            if epoch != self._epoch:
+                self._epoch, self._perm = epoch, np.random.RandomState([self.seed, epoch]).permutation(self.size)
+            out.append(self._perm[offset])
+            self.position += 1
+        return np.asarray(out, dtype=np.int64)
+
+
+def _load_batch(dataset, idx: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    items = [dataset[int(i)] for i in idx]
+    x = model_space(torch.from_numpy(np.stack([a for a, _ in items]))).to(device)
+    labels = torch.from_numpy(np.stack([b for _, b in items])).to(device)
+    return x, (labels if labels.shape[1] > 0 else None)
+
+
+def _rng_state(sigma_gen: torch.Generator, stream: DataStream) -> dict:
+    state = {"torch": torch.get_rng_state(), "sigma": sigma_gen.get_state(),
+             "data_position": torch.tensor(stream.position)}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _gather(obj):
+    """Every rank's object, in rank order (rank 0 writes snapshots holding all of them)."""
+    if not du.is_distributed():
+        return [obj]
+    out = [None] * du.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def _ema_update(ema: torch.nn.Module, net: torch.nn.Module, beta: float) -> None:
+    with torch.no_grad():
+        for p_ema, p_net in zip(ema.parameters(), net.parameters()):
+            p_ema.copy_(p_net.detach().lerp(p_ema, beta))
+        for b_ema, b_net in zip(ema.buffers(), net.buffers()):
+            b_ema.copy_(b_net)
+
+
+def _write_samples(ema: torch.nn.Module, run_dir: Path, name: str, num: int, seed: int, device) -> Path | None:
+    """EMA samples at a snapshot: a PNG grid for images, FASTA for sequences (plain Heun, EDM grid)."""
+    from schedulers.grids import edm_grid
+    from training.sampling import sample_heun
+    if num <= 0:
+        return None
+    gen = torch.Generator().manual_seed(seed)
+    latents = torch.randn([num, *ema.data_shape], generator=gen).to(device)
+    labels = None
+    if ema.label_dim:
+        labels = torch.eye(ema.label_dim, device=device)[torch.arange(num) % ema.label_dim]
+    sigmas = edm_grid(18, sigma_min=ema.sigma_min, sigma_max=ema.sigma_max).to(device)
+    with torch.no_grad():
+        x = sample_heun(lambda x, s: ema(x, s.expand(x.shape[0]), labels), latents * sigmas[0], sigmas)
+    if len(ema.data_shape) == 2:  # sequences
+        from training.sequences import write_fasta
+        path = run_dir / f"{name}.fasta"
+        write_fasta(path, x.cpu(), labels=None if labels is None else labels.argmax(1).tolist())
+        return path
+    from training.image_grid import save_image_grid
+    images = (x * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu()
+    path = run_dir / f"{name}.png"
+    save_image_grid(images, path)
+    return path
+
+
+def run(*, run_dir: str, data: str, cond: bool = False, xflip: bool = False, max_size: int | None = None,
+        network_kwargs: dict, weighting: str = "edm", sigma_data: float = 0.5,
+        sigma_min: float = 0.002, sigma_max: float = 80.0, endpoint: str = "auto",
+        scheduler: str = "lognormal", scheduler_kwargs: dict | None = None,
+        duration: float = 1.0, batch: int = 128, batch_gpu: int | None = None, lr: float = 1e-3,
+        lr_rampup: float = 0.0, ema: float = 0.5, ema_rampup: float | None = None, grad_clip: float | None = None,
+        tick: float = 10.0, snap: int = 50, sample_grid: int = 64, seed: int = 0, device: str | None = None,
+        stop_after_steps: int | None = None, **_ignored) -> dict:
+    """Train until `duration` Mimg (or `stop_after_steps` optimizer steps in this call, for tests).
+
+    Returns a summary dict (final kimg, steps, snapshot path). Rank 0 writes everything.
+    """
+    dev = du.init(device)
+    rank, world = du.get_rank(), du.get_world_size()
+    run_dir = Path(run_dir)
+    batch_gpu_total = batch // world
+    batch_gpu = batch_gpu or batch_gpu_total
+    if batch % world or batch_gpu_total % batch_gpu:
+        raise ValueError(f"--batch {batch} must split evenly over {world} processes and --batch-gpu {batch_gpu}.")
+    rounds = batch_gpu_total // batch_gpu
+
+    # Data, network, loss, scheduler. Same seed on every rank → identical initial parameters.
+    dataset = open_dataset(data, use_labels=cond, xflip=xflip, max_size=max_size)
+    torch.manual_seed(seed)
+    net = networks.build_network(**network_kwargs).to(dev).train().requires_grad_(True)
+    ema_net = copy.deepcopy(net).eval().requires_grad_(False)
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8)
+    loss_fn = DenoisingLoss(weighting, sigma_data)
+    if endpoint == "auto":
+        endpoint = "discrete" if getattr(dataset, "is_binary", False) else "continuous"
+    context = dict(sigma_min=sigma_min, sigma_max=sigma_max, sigma_data=sigma_data, weighting=weighting,
+                   endpoint=endpoint)
+    sched = schedulers.build(scheduler, context, **(scheduler_kwargs or {}))
+
+    # Per-rank randomness: noise and dropout (global torch RNG), σ draws, data order.
+    torch.manual_seed(seed * 1000003 + rank)
+    sigma_gen = torch.Generator().manual_seed(seed * 1000003 + rank + 7919)
+    stream = DataStream(len(dataset), seed, rank, world)
+    cur_nimg, cur_tick, global_step = 0, 0, 0
+
+    resume = checkpoint.latest_snapshot(run_dir)
+    if resume is not None:
+        snap_data = checkpoint.load(resume)
+        net.load_state_dict(snap_data["net"])
+        ema_net.load_state_dict(snap_data["ema"])
+        optimizer.load_state_dict(snap_data["optimizer"])
+        sched_states = snap_data.get("scheduler_ranks") or [snap_data["scheduler"]]
+        sched.load_state_dict(sched_states[rank] if len(sched_states) == world else snap_data["scheduler"])
+        progress = snap_data["progress"]
+        cur_nimg, cur_tick, global_step = (int(progress[k]) for k in ("cur_nimg", "cur_tick", "global_step"))
+        rngs = snap_data["rng"]
+        if len(rngs) == world:
+            torch.set_rng_state(rngs[rank]["torch"])
+            sigma_gen.set_state(rngs[rank]["sigma"])
+            if "cuda" in rngs[rank] and dev.type == "cuda":
+                torch.cuda.set_rng_state(rngs[rank]["cuda"])
+            stream.position = int(rngs[rank]["data_position"])
+        else:  # another world size: same model and schedule, fresh per-rank streams
+            du.print0(f"Resuming with {world} processes from a {len(rngs)}-process snapshot: "
+                      f"random streams are re-seeded, so the run will not match bit for bit.")
+            stream.position = global_step * batch_gpu_total
+        du.print0(f"Resuming from {resume} at {cur_nimg / 1e3:.1f} kimg (step {global_step}).")
+
+    total_nimg = int(duration * 1e6)
+    ema_halflife_nimg = ema * 1e6
+    stats_path, sched_path, log_path = run_dir / "stats.jsonl", run_dir / "schedule.jsonl", run_dir / "log.txt"
+
+    def log(msg: str) -> None:
+        if rank == 0:
+            print(msg, flush=True)
+            with open(log_path, "a") as f:
+                f.write(msg + "\n")
+
+    def save_snapshot() -> Path:
+        rng_all = _gather(_rng_state(sigma_gen, stream))
+        sched_all = _gather(sched.state_dict())
+        path = run_dir / f"network-snapshot-{cur_nimg // 1000:06d}.pt"
+        if rank == 0:
+            options = json.loads((run_dir / "training_options.json").read_text())
+            checkpoint.atomic_save({
+                "format": checkpoint.FORMAT, "options": options,
+                "net": net.state_dict(), "ema": ema_net.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": sched_all[0], "scheduler_ranks": sched_all, "profile": sched.profile(),
+                "progress": {"cur_nimg": cur_nimg, "cur_tick": cur_tick, "global_step": global_step},
+                "rng": rng_all}, path)
+            try:
+                _write_samples(ema_net, run_dir, f"samples-{cur_nimg // 1000:06d}", sample_grid, seed, dev)
+            except Exception as e:  # a sample grid must never cost the run
+                log(f"warning: could not write the sample grid ({type(e).__name__}: {e})")
+        du.barrier()
+        return path
+
+    log(f"Training {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters on {world} x {dev.type}; "
+        f"scheduler {sched!r}, weighting {weighting}, endpoint {endpoint}, batch {batch} "
+        f"({rounds} round(s) of {batch_gpu}/process), for {duration * 1e3:g} kimg.")
+    tick_start_nimg, tick_start_time, start_time = cur_nimg, time.time(), time.time()
+    tick_loss = torch.zeros(3, dtype=torch.float64)  # sum weighted loss, sum error, count
+    steps_this_call, last_snapshot = 0, resume
+    done = cur_nimg >= total_nimg
+
+    while not done:
+        # One optimizer step over `rounds` micro-batches.
+        optimizer.zero_grad(set_to_none=True)
+        for _ in range(rounds):
+            x0, labels = _load_batch(dataset, stream.take(batch_gpu), dev)
+            sigma = sched.sample(batch_gpu, generator=sigma_gen)
+            loss, error = loss_fn(net, x0, sigma.to(dev), labels)
+            (loss.sum() / batch).backward()
+            sched.observe(sigma, error)
+            tick_loss += torch.stack([loss.detach().double().sum().cpu(), error.double().sum().cpu(),
+                                      torch.tensor(float(batch_gpu), dtype=torch.float64)])
+        grads = [p.grad for p in net.parameters() if p.grad is not None]
+        flat = du.all_reduce_sum(torch.cat([g.flatten() for g in grads]))
+        if not torch.isfinite(flat).all():
+            msg = (f"Non-finite loss/gradient at step {global_step} ({cur_nimg / 1e3:.1f} kimg): training "
+                   f"stopped. The last good snapshot is {last_snapshot or 'none (no snapshot yet)'}; lower "
+                   f"--lr or check the data, then re-run the same command to resume from it.")
+            log(msg)
+            raise NonFiniteLossError(msg)
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * min(cur_nimg / max(lr_rampup * 1e6, 1e-8), 1)
+        optimizer.step()
+
+        cur_nimg += batch
+        global_step += 1
+        steps_this_call += 1
+        halflife = ema_halflife_nimg if ema_rampup is None else min(ema_halflife_nimg, cur_nimg * ema_rampup)
+        _ema_update(ema_net, net, 0.5 ** (batch / max(halflife, 1e-8)))
+
+        record = sched.step(global_step)
+        if record is not None and rank == 0:
+            with open(sched_path, "a") as f:
+                f.write(json.dumps({"step": global_step, "kimg": cur_nimg / 1e3, **record}) + "\n")
+
+        done = cur_nimg >= total_nimg
+        stopping = stop_after_steps is not None and steps_this_call >= stop_after_steps
+        if not done and not stopping and cur_nimg < tick_start_nimg + tick * 1e3:
+            continue
+
+        # Tick: status line and stats.
+        totals = du.all_reduce_sum(tick_loss)
+        now = time.time()
+        tick_kimg = (cur_nimg - tick_start_nimg) / 1e3
+        stats = {"tick": cur_tick, "kimg": cur_nimg / 1e3, "step": global_step,
+                 "loss": (totals[0] / totals[2]).item(), "error": (totals[1] / totals[2]).item(),
+                 "sec_per_tick": now - tick_start_time, "sec_per_kimg": (now - tick_start_time) / max(tick_kimg, 1e-8),
+                 "lr": optimizer.param_groups[0]["lr"], "time": now - start_time}
+        if rank == 0:
+            with open(stats_path, "a") as f:
+                f.write(json.dumps(stats) + "\n")
+        prof = sched.profile()
+        sigma_p = f" sigma_p {prof['sigma_p']:.3g}" if prof and prof.get("sigma_p") is not None else ""
+        log(f"tick {cur_tick:<5d} kimg {cur_nimg / 1e3:<9.1f} step {global_step:<7d} loss {stats['loss']:<9.4g} "
+            f"error {stats['error']:<9.4g} sec/tick {stats['sec_per_tick']:<7.1f} "
+            f"sec/kimg {stats['sec_per_kimg']:<7.2f}{sigma_p}")
+        if done or stopping or (snap and cur_tick % snap == 0):
+            last_snapshot = save_snapshot()
+        cur_tick += 1
+        tick_start_nimg, tick_start_time = cur_nimg, time.time()
+        tick_loss.zero_()
+        if stopping:
+            break
+
+    if done:
+        log(f"Done: {cur_nimg / 1e3:.1f} kimg in {global_step} steps.")
+    return {"cur_nimg": cur_nimg, "global_step": global_step, "snapshot": str(last_snapshot) if last_snapshot else None,
+            "done": done, "net": net, "ema": ema_net, "scheduler": sched}
