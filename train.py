@@ -116,9 +116,12 @@ def resolve_options(preset: str | None, flags: dict) -> dict:
         raise click.ClickException(f"Scheduler: {e}") from None
     if opts["batch"] % du.get_world_size():
         raise click.ClickException(f"--batch {opts['batch']} is not divisible by {du.get_world_size()} processes.")
-    if not opts["desc"]:
-        name = Path(opts["preset"]).stem if opts.get("preset") else Path(str(opts["data"])).name.split(".")[0]
-        opts["desc"] = f"{name}-{opts['scheduler']}-{opts['weighting']}"
+    if not opts["desc"]:  # the preset's name, plus what the flags changed of its recipe
+        if opts.get("preset"):
+            parts = [Path(opts["preset"]).stem] + [str(flags[k]) for k in ("scheduler", "weighting") if flags.get(k)]
+        else:
+            parts = [Path(str(opts["data"])).name.split(".")[0], opts["scheduler"], opts["weighting"]]
+        opts["desc"] = "-".join(parts)
     opts["desc"] = re.sub(r"[^\w.+-]", "_", opts["desc"])
     return opts
 

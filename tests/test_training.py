@@ -94,7 +94,7 @@ def test_preset_flags_override_only_what_they_set(tmp_path, tiny_zip):
     opts = json.loads(result.output)
     assert (opts["lr"], opts["batch"], opts["scheduler"]) == (0.123, 8, "loguniform")
     assert opts["scheduler_kwargs"] == {"sigma_min": 0.01, "sigma_max": 20}
-    assert opts["network_kwargs"]["data_shape"] == [1, 8, 8] and opts["desc"] == "p-loguniform-edm"
+    assert opts["network_kwargs"]["data_shape"] == [1, 8, 8] and opts["desc"] == "p"
 
 
 def final_params(run_dir):
