@@ -61,7 +61,9 @@ def load_network(path: str | os.PathLike, device: torch.device | str = "cpu") ->
     """(EMA network in eval mode, the snapshot's information profile or None)."""
     from training import networks
     snapshot = checkpoint.load(path)
-    return networks.from_snapshot(snapshot, which="ema", device=device), snapshot.get("profile")
+    net = networks.from_snapshot(snapshot, which="ema", device=device)
+    net.label_names = snapshot.get("options", {}).get("label_names")  # cell-type names for FASTA headers
+    return net, snapshot.get("profile")
 
 
 def sigma_range(net, sigma_min: float | None, sigma_max: float | None) -> tuple[float, float]:
@@ -303,7 +305,8 @@ def main(network_path, outdir, seeds, batch_size, steps, grid_kind, rho, sigma_m
             from training.sequences import write_fasta
             write_fasta(outdir / "samples.fasta", torch.as_tensor(np.stack([it[2] for it in items])),
                         names=[f"seed{s:06d}" for s in seeds_arr],
-                        labels=None if net.label_dim == 0 else labels_arr.tolist())
+                        labels=None if net.label_dim == 0 else labels_arr.tolist(),
+                        label_names=getattr(net, "label_names", None))
         if npz_path:
             Path(npz_path).parent.mkdir(parents=True, exist_ok=True)
             samples = np.stack([it[2] for it in items])

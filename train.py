@@ -97,6 +97,7 @@ def resolve_options(preset: str | None, flags: dict) -> dict:
         dataset = open_dataset(opts["data"], use_labels=opts["cond"], max_size=opts["max_size"])
     except (FileNotFoundError, ValueError) as e:
         raise click.ClickException(str(e)) from None
+    opts["label_names"] = list(getattr(dataset, "label_names", None) or []) if opts["cond"] else None
     net_kwargs = dict(opts["network_kwargs"])
     if opts["dropout"] is not None:
         net_kwargs["dropout"] = opts["dropout"]

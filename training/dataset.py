@@ -19,7 +19,7 @@ import PIL.Image
 import torch
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".ppm"}
-SEQUENCE_EXTS = (".fa", ".fasta", ".fna", ".tsv", ".fa.gz", ".fasta.gz", ".tsv.gz")
+SEQUENCE_EXTS = tuple(ext + gz for ext in (".fa", ".fasta", ".fna", ".tsv", ".txt", ".csv") for gz in ("", ".gz"))
 
 
 class ImageFolderDataset(torch.utils.data.Dataset):
@@ -197,6 +197,7 @@ def open_dataset(path: str | os.PathLike, **kwargs) -> torch.utils.data.Dataset:
     if str(path).lower().endswith(SEQUENCE_EXTS):
         from training.sequences import SequenceDataset
         allowed = {"use_labels", "max_size", "random_seed", "length"}
+        kwargs.setdefault("length", None)  # the file's own sequence length unless one is required
         return SequenceDataset(path, **{k: v for k, v in kwargs.items() if k in allowed})
     kwargs.pop("length", None)
     return ImageFolderDataset(path, **kwargs)

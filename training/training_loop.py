@@ -85,7 +85,8 @@ def _ema_update(ema: torch.nn.Module, net: torch.nn.Module, beta: float) -> None
             b_ema.copy_(b_net)
 
 
-def _write_samples(ema: torch.nn.Module, run_dir: Path, name: str, num: int, seed: int, device) -> Path | None:
+def _write_samples(ema: torch.nn.Module, run_dir: Path, name: str, num: int, seed: int, device,
+                   label_names: list[str] | None = None) -> Path | None:
     """EMA samples at a snapshot: a PNG grid for images, FASTA for sequences (plain Heun, EDM grid)."""
     from schedulers.grids import edm_grid
     from training.sampling import sample_heun
@@ -102,7 +103,8 @@ def _write_samples(ema: torch.nn.Module, run_dir: Path, name: str, num: int, see
     if len(ema.data_shape) == 2:  # sequences
         from training.sequences import write_fasta
         path = run_dir / f"{name}.fasta"
-        write_fasta(path, x.cpu(), labels=None if labels is None else labels.argmax(1).tolist())
+        write_fasta(path, x.cpu(), labels=None if labels is None else labels.argmax(1).tolist(),
+                    label_names=label_names)
         return path
     from training.image_grid import save_image_grid
     images = (x * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu()
@@ -197,7 +199,8 @@ def run(*, run_dir: str, data: str, cond: bool = False, xflip: bool = False, max
                 "progress": {"cur_nimg": cur_nimg, "cur_tick": cur_tick, "global_step": global_step},
                 "rng": rng_all}, path)
             try:
-                _write_samples(ema_net, run_dir, f"samples-{cur_nimg // 1000:06d}", sample_grid, seed, dev)
+                _write_samples(ema_net, run_dir, f"samples-{cur_nimg // 1000:06d}", sample_grid, seed, dev,
+                               getattr(dataset, "label_names", None) if cond else None)
             except Exception as e:  # a sample grid must never cost the run
                 log(f"warning: could not write the sample grid ({type(e).__name__}: {e})")
         du.barrier()
