@@ -32,7 +32,9 @@ DEFAULTS = dict(
     grad_clip=None, tick=50.0, snap=50, sample_grid=64, seed=0, device=None, desc=None,
 )
 # Options that may change between the runs of one run directory (the rest must match to resume).
-RESUMABLE_CHANGES = {"duration", "tick", "snap", "sample_grid", "device", "batch_gpu"}
+# scheduler_kwargs may be retuned mid-run (e.g. refresh interval); the scheduler itself refuses changes
+# to its state's layout (grid, FIFO size).
+RESUMABLE_CHANGES = {"duration", "tick", "snap", "sample_grid", "device", "batch_gpu", "scheduler_kwargs"}
 
 
 def load_preset(name: str, _seen: tuple = ()) -> dict:
@@ -146,6 +148,8 @@ def prepare_run_dir(outdir: str, opts: dict) -> Path:
             raise click.ClickException(
                 f"{run_dir} holds a run with other options ({', '.join(differ)} differ). "
                 f"Use another --desc or --outdir, or re-run with the same options to resume it.")
+    if opts_path.exists() and old.get("scheduler_kwargs") != opts["scheduler_kwargs"]:
+        du.print0(f"Note: scheduler options change on resume: {old.get('scheduler_kwargs')} -> {opts['scheduler_kwargs']}")
     return run_dir
 
 
