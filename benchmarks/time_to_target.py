@@ -1,0 +1,455 @@
+"""Compute to target: how many processed examples each noise schedule needs to reach a quality target.
+
+Why: the project's claim (spec §8) is that InfoNoise reaches a baseline's quality with fewer examples
+(discrete data 1.5–3×, continuous MNIST-like ≈ 1.0×). Seconds on this shared machine drift several-fold,
+so the clock here is processed examples (kEx = thousands of training images/sequences seen).
+
+For a preset family and a list of methods × seeds, every run trains in segments of --eval-every-kex
+through training.training_loop.run (in-process; each segment resumes the run from its latest
+snapshot, exactly as re-running train.py does), and the EMA model of the snapshot written at the end
+of each segment is evaluated on the same seeds every time:
+
+  images  FD of --eval-samples samples (Heun, --eval-steps levels on the --eval-grid grid) against
+          reference statistics of the training data, with the LeNet domain detector (fid.evaluate_snapshot)
+  DNA     the k-mer spectrum's mean Jensen–Shannon divergence (k = 3..6) against the held-out split
+          (<data stem>-test.tsv when present, else the training data), or, with --dna-classifier,
+          the Fréchet distance of the cell-type classifier's features (training.dna_metrics)
+
+Lower is better for both. Outputs in --outdir: `results.csv` (one row per method × seed × evaluation,
+flushed as it is written), `quality_vs_kex.png` (mean over seeds, band = min..max), and `table.md`:
+final score, kEx@target — target = the best seed-mean score any fixed baseline reaches within the
+budget; a method's kEx@target is the first evaluation at which its seed-mean curve reaches it — and
+the speedup against the fixed baseline that set the target.
+
+Methods of a family F: `F-<method>.yaml` when it exists (mnist-subset-binary-{loguniform,edm,infonoise});
+else F.yaml when it already is that method (digits is EDM log-normal + λ, dna-cpu is InfoNoise); else,
+for the fixed baselines, F.yaml with the scheduler (and, for edm, the weighting) overridden (digits →
+loguniform: digits with scheduler loguniform). F may also be a path (dir/name) to a folder of YAMLs.
+
+Resumable: run directories, snapshots and the CSV are reused. A killed benchmark restarted with the
+same command skips every evaluation already in the CSV, resumes training from the last snapshot and
+re-evaluates a snapshot whose row is missing. Evaluated snapshots are deleted except each run's
+latest (which resumption and benchmarks/infogrid_nfe.py need), unless --keep-snapshots.
+
+  python benchmarks/time_to_target.py --family mnist-subset-binary --budget-kex 300 --eval-every-kex 20 \\
+      --eval-samples 500 --eval-steps 9 --seeds 0,1,2 --outdir benchmarks/results/ttt-mnist-subset-binary
+  python benchmarks/time_to_target.py --family digits --budget-kex 300 --eval-every-kex 20 \\
+      --outdir benchmarks/results/ttt-digits
+  python benchmarks/time_to_target.py --outdir DIR --report-only      # table and plot from the CSV
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import click  # noqa: E402
+import numpy as np  # noqa: E402
+import tqdm  # noqa: E402
+
+from benchmarks import common  # noqa: E402
+
+FIELDS = ["method", "seed", "kex", "metric", "metric_name", "target_kex", "step", "preset", "scheduler", "weighting",
+          "snapshot", "train_seconds", "eval_seconds"]
+# Method → the scheduler (and weighting, when it is part of the recipe) it stands for; `derive`: may be
+# made from the family's base preset by overriding those options (InfoNoise needs its own preset: its
+# warm-up and refresh interval are scaled per data set).
+METHODS = {
+    "loguniform": dict(label="log-uniform", fixed=True, scheduler="loguniform", weighting=None, derive=True),
+    "edm": dict(label="EDM log-normal (transfer)", fixed=True, scheduler="lognormal", weighting="edm", derive=True),
+    "infonoise": dict(label="InfoNoise", fixed=False, scheduler="infonoise", weighting=None, derive=False),
+}
+# Settings that change what a CSV row means: a rerun into the same --outdir must keep them.
+FROZEN = ("family", "eval_every_kex", "eval_samples", "eval_steps", "eval_grid", "solver", "detector", "binarize",
+          "dna_metric", "dna_classifier", "overrides", "method_overrides")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Which preset each method trains.
+
+
+def method_preset(family: str, method: str) -> tuple[str, dict]:
+    """(preset name or YAML path, option overrides) of `method` within `family`: `F-<method>.yaml` if it
+    exists; else `F.yaml` if it already is that method (dna-cpu is InfoNoise, digits is EDM log-normal);
+    else `F.yaml` with the method's scheduler (and weighting) overridden, for the fixed baselines."""
+    import train
+    if method not in METHODS:
+        raise ValueError(f"unknown method '{method}'; valid: {', '.join(METHODS)}")
+    spec = METHODS[method]
+    folder = Path(family).parent if os.sep in family else train.CONFIG_DIR
+    stem = Path(family).name
+    name = lambda path: str(path) if os.sep in family else path.stem  # noqa: E731
+    own, base = folder / f"{stem}-{method}.yaml", folder / f"{stem}.yaml"
+    if own.is_file():
+        return name(own), {}
+    if not base.is_file():
+        raise ValueError(f"family '{family}' has no preset for method '{method}': neither {own} nor {base} exists")
+    preset = train.load_preset(str(base))
+    want = {"scheduler": spec["scheduler"], **({"weighting": spec["weighting"]} if spec["weighting"] else {})}
+    overrides = {k: v for k, v in want.items() if preset.get(k, train.DEFAULTS[k]) != v}
+    if overrides and not spec["derive"]:
+        raise ValueError(f"family '{family}': no {own.name}, and {base.name} uses scheduler "
+                         f"'{preset.get('scheduler', train.DEFAULTS['scheduler'])}', not '{spec['scheduler']}'")
+    if "scheduler" in overrides and preset.get("scheduler_kwargs"):
+        raise ValueError(f"{base}: its scheduler_kwargs belong to '{preset.get('scheduler')}'; write "
+                         f"{own.name} for method '{method}' instead of overriding the scheduler")
+    return name(base), overrides
+
+
+def resolve_run(family: str, method: str, seed: int, budget_kex: float, every_kex: float, overrides: dict,
+                method_overrides: dict, device: str | None) -> dict:
+    """Resolved training options of one run (train.resolve_options validates them like train.py)."""
+    import train
+    preset, forced = method_preset(family, method)
+    flags = {**forced, **overrides, **method_overrides.get(method, {})}
+    for key in ("network_kwargs", "scheduler_kwargs"):
+        flags[key] = {**overrides.get(key, {}), **method_overrides.get(method, {}).get(key, {})}
+    if "data" not in flags:  # presets name data relative to the repository
+        data = str(train.load_preset(preset).get("data") or "")
+        if data and not os.path.exists(data) and (common.REPO / data).exists():
+            flags["data"] = str(common.REPO / data)
+    flags.update(seed=seed, duration=budget_kex / 1e3, tick=every_kex, snap=1, sample_grid=0,
+                 desc=f"{method}-s{seed}", device=device)
+    opts = train.resolve_options(preset, flags)
+    opts["method"] = method
+    return opts
+
+
+# ----------------------------------------------------------------------------------------------------
+# Metrics.
+
+
+class Evaluator:
+    """Scores one snapshot; built once per benchmark (reference statistics, detector, DNA reference)."""
+
+    def __init__(self, opts: dict, outdir: Path, samples: int, steps: int, grid: str, solver: str, batch: int,
+                 detector: str, binarize: str, dna_metric: str, dna_classifier: str | None, device: str | None):
+        from training.dataset import open_dataset
+        self.seeds = list(range(samples))
+        self.steps, self.grid, self.solver, self.batch, self.device = steps, grid, solver, batch, device
+        shape = opts["network_kwargs"]["data_shape"]
+        self.is_image = len(shape) == 3
+        ds = open_dataset(opts["data"], max_size=opts["max_size"])
+        if self.is_image:
+            import fid
+            self.detector_name = common.auto_detector(shape) if detector == "auto" else detector
+            self.ref = common.reference_stats(opts["data"], self.detector_name, outdir, opts["max_size"])
+            self.detector = fid.get_detector(self.detector_name, "cpu")
+            self.binarize = bool(ds.is_binary) if binarize == "auto" else binarize == "on"
+            self.name = f"fd_{Path(self.detector_name).stem}" + ("_binarized" if self.binarize else "")
+        else:
+            self._setup_dna(opts, ds, dna_metric, dna_classifier)
+
+    def _setup_dna(self, opts: dict, ds, dna_metric: str, classifier: str | None) -> None:
+        try:
+            from training import dna_metrics
+            from training.dataset import open_dataset
+        except ImportError as e:
+            raise NotImplementedError(f"DNA evaluation needs training.dna_metrics, which does not import here "
+                                      f"({e}); image families work without it") from None
+        self.dna = dna_metrics
+        data = Path(opts["data"])
+        stem = data.name.split(".")[0]    # dna_tool.py make-benchmark writes <stem>.tsv and <stem>-test.tsv
+        held_out = next((p for p in (data.parent / f"{stem}-test.tsv", data.parent / f"{stem}-test.tsv.gz")
+                         if p.is_file()), None)
+        ref = open_dataset(str(held_out), length=ds.seq_length) if held_out else ds
+        self.ref_idx, self.dna_metric = ref.base_indices, dna_metric
+        self.name = f"dna_{dna_metric}_vs_{'test' if held_out else 'train'}"
+        if dna_metric == "classifier_fd":
+            if not classifier:
+                raise click.ClickException("--dna-metric classifier_fd needs --dna-classifier (dna_tool.py train-classifier)")
+            self.classifier, _ = dna_metrics.load_classifier(classifier)
+            self.ref_stats = dna_metrics.feature_stats(dna_metrics.classifier_features(self.classifier, self.ref_idx))
+        elif dna_metric != "kmer_js":
+            raise click.ClickException(f"unknown --dna-metric '{dna_metric}'; valid: kmer_js, classifier_fd")
+
+    def __call__(self, snapshot: str) -> float:
+        if self.is_image:
+            import fid
+            return fid.evaluate_snapshot(snapshot, self.ref, self.seeds, self.steps, self.grid, self.solver,
+                                         self.batch, detector=self.detector, binarize=self.binarize,
+                                         device=self.device)
+        return self._dna(snapshot)
+
+    def _dna(self, snapshot: str) -> float:
+        """Sample sequences (argmax over the 4 channels decodes the one-hot model space) and score them."""
+        import generate
+        net, profile = generate.load_network(snapshot, self.device or "cpu")
+        sigmas = generate.build_sigmas(net, self.grid, self.steps, profile=profile, device=self.device or "cpu")
+        idx = np.concatenate([x.argmax(dim=1).numpy() for _, _, x, _ in generate.generate_batches(
+            net, self.seeds, self.batch, sigmas, self.solver, device=self.device or "cpu")])
+        if self.dna_metric == "kmer_js":
+            return float(self.dna.kmer_distance(idx, self.ref_idx)["mean_js"])
+        stats = self.dna.feature_stats(self.dna.classifier_features(self.classifier, idx))
+        return float(self.dna.frechet_distance(*stats, *self.ref_stats))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Report: curves, kEx@target, speedup.
+
+
+def curves(rows: list[dict]) -> dict[str, list[dict]]:
+    """Per method, per evaluation point (target kEx): mean kEx and the metric's mean/min/max/std over seeds."""
+    out: dict[str, list[dict]] = {}
+    for method in dict.fromkeys(r["method"] for r in rows):
+        points = sorted({float(r["target_kex"]) for r in rows if r["method"] == method})
+        out[method] = []
+        for p in points:
+            sel = [r for r in rows if r["method"] == method and float(r["target_kex"]) == p]
+            m = np.array([float(r["metric"]) for r in sel])
+            out[method].append(dict(target_kex=p, kex=float(np.mean([float(r["kex"]) for r in sel])),
+                                    mean=float(m.mean()), min=float(m.min()), max=float(m.max()), std=float(m.std()),
+                                    n=len(m)))
+    return out
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Target, kEx@target and speedups from the seed-mean curves (lower metric is better)."""
+    cur = curves(rows)
+    fixed = [m for m in cur if METHODS.get(m, {}).get("fixed")]
+    best = {m: min(p["mean"] for p in c) for m, c in cur.items()}
+    summary = dict(curves=cur, target=None, target_method=None, methods={})
+    if fixed:
+        summary["target_method"] = min(fixed, key=lambda m: best[m])
+        summary["target"] = best[summary["target_method"]]
+    for m, c in cur.items():
+        reach = None if summary["target"] is None else \
+            next((p["kex"] for p in c if p["mean"] <= summary["target"] * (1 + 1e-12)), None)
+        last = c[-1]
+        summary["methods"][m] = dict(final=last["mean"], final_std=last["std"], final_kex=last["kex"], seeds=last["n"],
+                                     best=best[m], kex_at_target=reach)
+    ref = summary["target_method"] and summary["methods"][summary["target_method"]]["kex_at_target"]
+    for m, s in summary["methods"].items():
+        if ref and s["kex_at_target"]:
+            s["speedup"], s["speedup_text"] = ref / s["kex_at_target"], f"{ref / s['kex_at_target']:.2f}×"
+        elif ref:  # never reached within the budget: the speedup is below ref / (last evaluated kEx)
+            s["speedup"], s["speedup_text"] = None, f"< {ref / s['final_kex']:.2f}× (not reached)"
+        else:
+            s["speedup"], s["speedup_text"] = None, "—"
+    return summary
+
+
+def table(summary: dict, rows: list[dict], settings: dict) -> str:
+    metric = rows[0]["metric_name"] if rows else "metric"
+    lines = [f"# Time to target: {settings.get('family')}", "",
+             f"Metric: {metric} (lower is better), {settings.get('eval_samples')} samples, Heun "
+             f"{settings.get('eval_steps')} levels on the {settings.get('eval_grid')} grid, every "
+             f"{settings.get('eval_every_kex')} kEx. Mean ± std over seeds.", ""]
+    if summary["target"] is not None:
+        lines += [f"Target: {summary['target']:.4g} = best seed-mean score of the fixed baselines, reached by "
+                  f"{summary['target_method']}.", ""]
+    header = ["method", "preset", "scheduler / weighting", "seeds", "final kEx", "final score", "best score",
+              "kEx@target", "speedup vs best fixed"]
+    body = []
+    for m, s in summary["methods"].items():
+        r = next(r for r in rows if r["method"] == m)
+        body.append([METHODS.get(m, {}).get("label", m), Path(r["preset"]).stem, f"{r['scheduler']} / {r['weighting']}",
+                     s["seeds"], f"{s['final_kex']:.4g}", f"{s['final']:.4g} ± {s['final_std']:.2g}", f"{s['best']:.4g}",
+                     "not reached" if s["kex_at_target"] is None else f"{s['kex_at_target']:.4g}", s["speedup_text"]])
+    return "\n".join(lines + [common.markdown_table(header, body), ""])
+
+
+def plot(summary: dict, rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for m, c in summary["curves"].items():
+        x = [p["kex"] for p in c]
+        line, = ax.plot(x, [p["mean"] for p in c], marker="o", ms=3, label=METHODS.get(m, {}).get("label", m))
+        ax.fill_between(x, [p["min"] for p in c], [p["max"] for p in c], color=line.get_color(), alpha=0.2, lw=0)
+    if summary["target"] is not None:
+        ax.axhline(summary["target"], color="k", ls="--", lw=0.8, label=f"target ({summary['target']:.3g})")
+    values = [float(r["metric"]) for r in rows]
+    if values and min(values) > 0 and max(values) / min(values) > 20:
+        ax.set_yscale("log")
+    ax.set_xlabel("processed examples (kEx)")
+    ax.set_ylabel(f"{rows[0]['metric_name'] if rows else 'metric'} (lower is better)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def report(outdir: Path, settings: dict) -> str:
+    """table.md and quality_vs_kex.png from the CSV (rows beyond the current budget, from an earlier
+    longer benchmark into the same folder, are left out)."""
+    budget = settings.get("budget_kex", math.inf)
+    rows = [r for r in common.read_rows(outdir / "results.csv") if float(r["target_kex"]) <= budget * (1 + 1e-9)]
+    if not rows:
+        raise click.ClickException(f"{outdir / 'results.csv'}: no results yet")
+    summary = summarize(rows)
+    text = table(summary, rows, settings)
+    (outdir / "table.md").write_text(text)
+    plot(summary, rows, outdir / "quality_vs_kex.png",
+         f"{settings.get('family')}: quality vs processed examples (mean, band = min..max over seeds)")
+    return text
+
+
+# ----------------------------------------------------------------------------------------------------
+
+
+def check_settings(outdir: Path, settings: dict) -> dict:
+    """Store the settings on the first run; refuse a rerun whose rows would mean something else."""
+    path = outdir / "benchmark.json"
+    if path.is_file():
+        old = json.loads(path.read_text())
+        differ = [k for k in FROZEN if old.get(k) != settings.get(k)]
+        if differ:
+            raise click.ClickException(
+                f"{outdir} holds a benchmark with other settings ({', '.join(f'{k}: {old.get(k)!r} → {settings.get(k)!r}' for k in differ)}). "
+                f"Use another --outdir, or the same settings to resume (budget, seeds and methods may change).")
+    tmp = path.with_name(".benchmark.json.tmp")
+    tmp.write_text(json.dumps(settings, indent=2))
+    os.replace(tmp, path)
+    return settings
+
+
+def prepare_run(opts: dict, runs_dir: Path) -> Path:
+    """train.py's run directory handling (refuses a folder holding other options), then the options file."""
+    import train
+    run_dir = train.prepare_run_dir(str(runs_dir), opts)
+    tmp = run_dir / "training_options.json.tmp"
+    tmp.write_text(json.dumps(opts, indent=2))
+    os.replace(tmp, run_dir / "training_options.json")
+    return run_dir
+
+
+def method_opts(pairs: tuple[str, ...]) -> dict:
+    """('infonoise:scheduler_kwargs.warmup_steps=10', …) → {'infonoise': {'scheduler_kwargs': {...}}}."""
+    out: dict = {}
+    for pair in pairs:
+        method, sep, rest = pair.partition(":")
+        if not sep or method not in METHODS:
+            raise click.BadParameter(f"'{pair}' is not METHOD:key=value with METHOD in {', '.join(METHODS)}")
+        merged = common.parse_overrides([rest])
+        for key, value in merged.items():
+            if isinstance(value, dict):
+                out.setdefault(method, {}).setdefault(key, {}).update(value)
+            else:
+                out.setdefault(method, {})[key] = value
+    return out
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--family", default=None, help="Preset family (e.g. mnist-subset-binary, digits) or dir/name of YAMLs")
+@click.option("--methods", default="loguniform,edm,infonoise", help=f"Comma-separated, of {', '.join(METHODS)}")
+@click.option("--seeds", default="0,1,2", help="Training seeds")
+@click.option("--budget-kex", type=click.FloatRange(min=0, min_open=True), default=300.0, help="Training budget (kEx)")
+@click.option("--eval-every-kex", type=click.FloatRange(min=0, min_open=True), default=20.0, help="Evaluation interval E")
+@click.option("--eval-samples", type=click.IntRange(min=2), default=500, help="Samples per evaluation (seeds 0..n-1)")
+@click.option("--eval-steps", type=click.IntRange(min=1), default=9, help="Sampling levels N (Heun: 2N−1 NFE)")
+@click.option("--eval-grid", type=click.Choice(["edm", "loguniform"]), default="edm",
+              help="σ-grid for evaluation (the same for every method; InfoGrid is benchmarks/infogrid_nfe.py's)")
+@click.option("--solver", type=click.Choice(["heun", "euler"]), default="heun", help="Sampler")
+@click.option("--eval-batch", type=click.IntRange(min=1), default=250, help="Sampling batch")
+@click.option("--detector", default="auto", help="FD detector for images: auto (by data shape), lenet-mnist, ...")
+@click.option("--binarize", type=click.Choice(["auto", "on", "off"]), default="auto",
+              help="Threshold image samples before scoring; auto: when the data are two-valued")
+@click.option("--dna-metric", type=click.Choice(["kmer_js", "classifier_fd"]), default="kmer_js", help="DNA metric")
+@click.option("--dna-classifier", default=None, help="Classifier .pt for --dna-metric classifier_fd")
+@click.option("--opt", "opt_pairs", multiple=True, help="Training option for every run: key=value, "
+              "network_kwargs.key=value (YAML values; e.g. batch=64)")
+@click.option("--method-opt", "method_pairs", multiple=True,
+              help="Training option for one method: METHOD:key=value (e.g. infonoise:scheduler_kwargs.warmup_steps=100)")
+@click.option("--threads", type=click.IntRange(min=1), default=1, help="torch threads (1 is fastest on the shared CPU)")
+@click.option("--device", default=None, help="cpu | cuda (default: cuda if available)")
+@click.option("--keep-snapshots", is_flag=True, help="Keep every evaluated snapshot (default: each run's latest)")
+@click.option("--outdir", required=True, help="Benchmark folder (runs/, results.csv, table.md, plot)")
+@click.option("--report-only", is_flag=True, help="Only rebuild table.md and the plot from results.csv")
+def main(family, methods, seeds, budget_kex, eval_every_kex, eval_samples, eval_steps, eval_grid, solver, eval_batch,
+         detector, binarize, dna_metric, dna_classifier, opt_pairs, method_pairs, threads, device, keep_snapshots,
+         outdir, report_only):
+    """Train each method × seed for a budget of processed examples, evaluating every E kEx; report
+    kEx-to-target and the speedup vs the best fixed baseline."""
+    outdir = Path(outdir)
+    if report_only:
+        settings = json.loads((outdir / "benchmark.json").read_text()) if (outdir / "benchmark.json").is_file() else {}
+        click.echo(report(outdir, settings))
+        return
+    if not family:
+        raise click.UsageError("--family is required (unless --report-only)")
+    from torch_utils import checkpoint
+    from training import training_loop
+    common.set_threads(threads)
+    method_list, seed_list = common.parse_list(methods), common.parse_list(seeds, int)
+    try:
+        overrides = common.parse_overrides(opt_pairs)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+    per_method = method_opts(method_pairs)
+    points = max(1, math.ceil(budget_kex / eval_every_kex - 1e-9))
+    targets = [min(k * eval_every_kex, budget_kex) for k in range(1, points + 1)]
+
+    try:
+        runs = {(m, s): resolve_run(family, m, s, budget_kex, eval_every_kex, overrides, per_method, device)
+                for s in seed_list for m in method_list}
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    first = next(iter(runs.values()))
+    batch = max(o["batch"] for o in runs.values())
+    if eval_every_kex * 1e3 < batch:
+        raise click.ClickException(f"--eval-every-kex {eval_every_kex} is less than one batch ({batch} examples)")
+    outdir.mkdir(parents=True, exist_ok=True)
+    settings = check_settings(outdir, dict(
+        family=family, methods=method_list, seeds=seed_list, budget_kex=budget_kex, eval_every_kex=eval_every_kex,
+        eval_samples=eval_samples, eval_steps=eval_steps, eval_grid=eval_grid, solver=solver, detector=detector,
+        binarize=binarize, dna_metric=dna_metric, dna_classifier=dna_classifier, overrides=overrides,
+        method_overrides=per_method, machine=common.machine_note(), command=" ".join(sys.argv)))
+    evaluate = Evaluator(first, outdir, eval_samples, eval_steps, eval_grid, solver, eval_batch, detector, binarize,
+                         dna_metric, dna_classifier, device)
+    csv_path = outdir / "results.csv"
+    key = lambda kex: f"{kex:.6g}"  # noqa: E731  (rows are keyed by their target kEx as written)
+    done = {(r["method"], int(r["seed"]), r["target_kex"]) for r in common.read_rows(csv_path)}
+    todo = [(t, s, m) for t in targets for s in seed_list for m in method_list if (m, s, key(t)) not in done]
+    click.echo(f"{family}: {len(method_list)} method(s) × {len(seed_list)} seed(s) × {points} evaluation(s) "
+               f"every {eval_every_kex:g} kEx up to {budget_kex:g} kEx; metric {evaluate.name}; "
+               f"{len(todo)} to do, {len(done)} already in {csv_path}")
+
+    # Point-major order: a stopped benchmark has comparable curves for every method and seed.
+    diverged = set()
+    for target, s, m in tqdm.tqdm(todo, desc="evaluations", unit="eval"):
+        if (m, s) in diverged:
+            continue
+        opts = runs[(m, s)]
+        run_dir = prepare_run(opts, outdir / "runs")
+        t0 = time.time()
+        try:
+            summary = training_loop.run(run_dir=str(run_dir), **{**opts, "duration": target / 1e3})
+        except training_loop.NonFiniteLossError as e:
+            tqdm.tqdm.write(f"{m} seed {s} diverged; its curve stops here. {e}")
+            diverged.add((m, s))
+            continue
+        t_train = time.time() - t0
+        nimg, step, snapshot = summary["cur_nimg"], summary["global_step"], summary["snapshot"]
+        del summary
+        if snapshot is None or not target * 1e3 <= nimg < target * 1e3 + opts["batch"]:
+            raise click.ClickException(f"{run_dir}: expected a snapshot at {target:g} kEx, the run is at "
+                                       f"{nimg / 1e3:g} kEx ({snapshot}); was the folder used with other settings?")
+        t0 = time.time()
+        metric = evaluate(snapshot)
+        row = dict(method=m, seed=s, kex=f"{nimg / 1e3:.6g}", metric=f"{metric:.8g}", metric_name=evaluate.name,
+                   target_kex=key(target), step=step, preset=opts["preset"], scheduler=opts["scheduler"],
+                   weighting=opts["weighting"], snapshot=str(Path(snapshot).relative_to(outdir)),
+                   train_seconds=f"{t_train:.1f}", eval_seconds=f"{time.time() - t0:.1f}")
+        common.append_row(csv_path, row, FIELDS)
+        tqdm.tqdm.write(f"{m} seed {s}: {nimg / 1e3:g} kEx, {evaluate.name} {metric:.4g} "
+                        f"(train {t_train:.0f} s, eval {float(row['eval_seconds']):.0f} s)")
+        if not keep_snapshots:
+            for old in checkpoint.list_snapshots(run_dir)[:-1]:
+                old.unlink()
+    if diverged:
+        click.echo(f"Diverged (non-finite loss; rows stop at the last good evaluation): {sorted(diverged)}")
+    click.echo(report(outdir, settings))
+    click.echo(f"Wrote {csv_path}, {outdir / 'table.md'}, {outdir / 'quality_vs_kex.png'}")
+
+
+if __name__ == "__main__":
+    main()

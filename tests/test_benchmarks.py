@@ -1,0 +1,172 @@
+"""Smoke tests of the benchmark harness at a tiny size: outputs written, resumption without retraining,
+seed-determinism of the generate-and-evaluate path. No test asserts a timing."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import fid
+from benchmarks import common
+from benchmarks import infogrid_nfe, scheduler_overhead, throughput
+from benchmarks import time_to_target as ttt
+from tests.conftest import write_image_dataset
+from torch_utils import checkpoint
+from training import training_loop
+
+TINY = ["--opt", "batch=32", "--opt", "network_kwargs.model_channels=8", "--opt", "network_kwargs.channel_mult=[1,2]",
+        "--opt", "network_kwargs.num_blocks=1", "--opt", "network_kwargs.attn_resolutions=[]",
+        "--method-opt", "infonoise:scheduler_kwargs.warmup_steps=10",
+        "--method-opt", "infonoise:scheduler_kwargs.refresh_every=10",
+        "--method-opt", "infonoise:scheduler_kwargs.min_count=1",
+        "--method-opt", "infonoise:scheduler_kwargs.floor=0.5"]   # so a tiny run refreshes and has a profile
+
+
+def ttt_args(outdir, data, *extra):
+    return ["--family", "digits", "--seeds", "0", "--budget-kex", "2", "--eval-every-kex", "1", "--eval-samples", "16",
+            "--eval-steps", "2", "--eval-batch", "16", "--opt", f"data={data}", *TINY, "--outdir", str(outdir), *extra]
+
+
+def invoke(command, args, ok=True):
+    result = CliRunner().invoke(command, [str(a) for a in args], catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    """One tiny time-to-target benchmark (3 methods x 1 seed x 2 evaluations of 1 kEx) shared by the tests."""
+    root = tmp_path_factory.mktemp("ttt")
+    data = write_image_dataset(root / "tiny.zip", n=64, res=8, labels=False)[0]
+    out = root / "bench"
+    invoke(ttt.main, ttt_args(out, data))
+    return out, data
+
+
+def latest(out, method):
+    return checkpoint.latest_snapshot(out / "runs" / f"{method}-s0")
+
+
+def test_time_to_target_outputs(bench):
+    out, _ = bench
+    rows = common.read_rows(out / "results.csv")
+    assert sorted((r["method"], r["target_kex"]) for r in rows) == sorted(
+        (m, t) for m in ("loguniform", "edm", "infonoise") for t in ("1", "2"))
+    for r in rows:
+        assert math.isfinite(float(r["metric"])) and float(r["metric"]) > 0
+        assert float(r["target_kex"]) <= float(r["kex"]) < float(r["target_kex"]) + 0.032  # within one batch
+        assert r["metric_name"] == "fd_lenet-digits"
+    assert {r["scheduler"] for r in rows} == {"loguniform", "lognormal", "infonoise"}
+    table = (out / "table.md").read_text()
+    for text in ("kEx@target", "speedup vs best fixed", "log-uniform", "EDM log-normal (transfer)", "InfoNoise"):
+        assert text in table
+    assert (out / "quality_vs_kex.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for m in ("loguniform", "edm", "infonoise"):  # evaluated snapshots pruned, the latest kept
+        assert [p.name for p in checkpoint.list_snapshots(out / "runs" / f"{m}-s0")] == ["network-snapshot-000002.pt"]
+    assert checkpoint.load(latest(out, "infonoise"))["profile"] is not None  # --method-opt reached the scheduler
+
+
+def test_summary_target_and_speedup():
+    rows = [dict(method=m, seed=0, kex=k, target_kex=k, metric=v, metric_name="fd")
+            for m, vals in {"loguniform": [9, 7, 6], "edm": [8, 5, 4], "infonoise": [6, 4, 3]}.items()
+            for k, v in zip((10, 20, 30), vals)]
+    s = ttt.summarize(rows)
+    assert s["target_method"] == "edm" and s["target"] == 4
+    assert s["methods"]["edm"]["kex_at_target"] == 30 and s["methods"]["infonoise"]["kex_at_target"] == 20
+    assert s["methods"]["infonoise"]["speedup"] == pytest.approx(1.5)
+    assert s["methods"]["loguniform"]["kex_at_target"] is None and "not reached" in s["methods"]["loguniform"]["speedup_text"]
+
+
+def test_time_to_target_resumes_without_retraining(bench, monkeypatch):
+    out, data = bench
+    calls = {"run": 0, "eval": 0}
+    run, evaluate = training_loop.run, fid.evaluate_snapshot
+
+    def counted_run(**kw):
+        calls["run"] += 1
+        return run(**kw)
+
+    def counted_eval(*a, **kw):
+        calls["eval"] += 1
+        return evaluate(*a, **kw)
+
+    monkeypatch.setattr(training_loop, "run", counted_run)
+    monkeypatch.setattr(fid, "evaluate_snapshot", counted_eval)
+    csv_text = (out / "results.csv").read_text()
+    invoke(ttt.main, ttt_args(out, data))
+    assert calls == {"run": 0, "eval": 0} and (out / "results.csv").read_text() == csv_text
+
+    # A benchmark killed between training a segment and writing its row: only the evaluation is redone.
+    rows = common.read_rows(out / "results.csv")
+    lost = next(r for r in rows if r["method"] == "infonoise" and r["target_kex"] == "2")
+    common.write_rows(out / "results.csv", [r for r in rows if r is not lost], ttt.FIELDS)
+    snap = latest(out, "infonoise")
+    mtime = snap.stat().st_mtime_ns
+    invoke(ttt.main, ttt_args(out, data))
+    assert calls == {"run": 1, "eval": 1}
+    assert snap.stat().st_mtime_ns == mtime  # no training step: the snapshot was not rewritten
+    again = next(r for r in common.read_rows(out / "results.csv") if r["method"] == "infonoise" and r["target_kex"] == "2")
+    assert (again["metric"], again["step"], again["kex"]) == (lost["metric"], lost["step"], lost["kex"])
+
+    result = invoke(ttt.main, ttt_args(out, data, "--eval-samples", "32"), ok=False)
+    assert result.exit_code != 0 and "other settings" in result.output and "eval_samples" in result.output
+
+
+def test_evaluate_snapshot_deterministic(bench):
+    out, _ = bench
+    snap, ref = latest(out, "edm"), out / "ref-tiny-all-lenet-digits.npz"
+    fd_a = fid.evaluate_snapshot(snap, ref, range(16), steps=2, batch=16)
+    fd_again = fid.evaluate_snapshot(snap, ref, "0-15", steps=2, batch=16)
+    fd_b = fid.evaluate_snapshot(snap, ref, range(16), steps=2, batch=5)
+    fd_c = fid.evaluate_snapshot(snap, ref, range(16, 32), steps=2, batch=16)
+    assert math.isfinite(fd_a) and fd_a > 0
+    assert fd_again == fd_a                               # same snapshot and seeds: the same FD, bit for bit
+    # Other batching: the same latents, but float32 convolutions round differently per batch shape,
+    # which can flip an occasional pixel by one uint8 level; the FD moves in the 5th digit, not more.
+    assert fd_b == pytest.approx(fd_a, rel=1e-3)
+    assert fd_c != pytest.approx(fd_a, rel=1e-3)          # other seeds: other samples
+    result = invoke(fid.cli, ["gen", "--network", snap, "--ref", ref, "--seeds", "0-15", "--steps", "2", "--batch", "16"])
+    assert float(result.stdout.strip().splitlines()[-1]) == pytest.approx(fd_a, rel=1e-5)
+    fd_info = fid.evaluate_snapshot(latest(out, "infonoise"), ref, range(16), steps=3, grid="infogrid", batch=16)
+    assert math.isfinite(fd_info)
+    with pytest.raises(ValueError, match="different detectors"):
+        fid.evaluate_snapshot(snap, ref, range(16), steps=2, detector="lenet-mnist")
+
+
+def test_infogrid_nfe(bench, tmp_path):
+    out, _ = bench
+    args = ["--network", latest(out, "infonoise"), "--steps", "2,3", "--seeds", "0-15", "--probe-samples", "4",
+            "--batch", "16", "--outdir", tmp_path, "--ref", out / "ref-tiny-all-lenet-digits.npz", "--binarize", "off"]
+    invoke(infogrid_nfe.main, args)
+    rows = common.read_rows(tmp_path / "infogrid_nfe.csv")
+    assert sorted((r["grid"], r["nfe"]) for r in rows) == sorted(
+        (g, n) for g in infogrid_nfe.GRIDS for n in ("3", "5"))
+    assert all(np.isfinite(float(r["fd"])) for r in rows)
+    for r in rows:  # each row's grid: N levels, decreasing, ending at 0
+        sig = [float(s) for s in r["sigmas"].split()]
+        assert len(sig) == int(r["steps"]) + 1 and sig[-1] == 0 and sig == sorted(sig, reverse=True)
+    assert (tmp_path / "infogrid_nfe.png").is_file() and "infogrid-probed" in (tmp_path / "infogrid_nfe.md").read_text()
+    invoke(infogrid_nfe.main, args)  # rerun: every row is reused
+    assert len(common.read_rows(tmp_path / "infogrid_nfe.csv")) == len(rows)
+
+
+def test_scheduler_overhead_quick(tmp_path):
+    invoke(scheduler_overhead.main, ["--quick", "--batch", "16", "--out", tmp_path / "overhead.csv"])
+    rows = common.read_rows(tmp_path / "overhead.csv")
+    ops = {(r["scheduler"], r["phase"], r["op"]) for r in rows}
+    for needed in [("infonoise", "steady", "sample"), ("infonoise", "steady", "observe"),
+                   ("infonoise", "steady", "one refresh"), ("lognormal", "fixed", "sample")]:
+        assert needed in ops
+    assert all(float(r["median_us"]) > 0 and math.isfinite(float(r["share_pct"])) for r in rows)
+
+
+def test_throughput_quick(tmp_path):
+    invoke(throughput.main, ["--quick", "--presets", "digits", "--batch", "16", "--out-dir", tmp_path])
+    rows = common.read_rows(tmp_path / "throughput.csv")
+    train = [r for r in rows if r["kind"] == "train"]
+    assert len(train) == 1 and train[0]["batch"] == "16" and float(train[0]["img_per_s"]) > 0
+    assert sorted(int(r["nfe"]) for r in rows if r["kind"] == "sample") == [3, 5]
+    assert (tmp_path / "throughput.png").read_bytes()[:4] == b"\x89PNG"
