@@ -25,7 +25,9 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
 # Train InfoNoise on scikit-learn's 8x8 digits (ships with the package: no download), then plot the
-# learned schedule, sample with the EDM grid and InfoGrid, and score the samples (FD, LeNet features).
+# learned schedule, sample with InfoGrid, and score the samples (FD, LeNet features). One torch thread by
+# default: on a small shared CPU a second thread was measured slower (benchmarks/RESULTS.md).
+demo: export OMP_NUM_THREADS ?= 1
 demo: $(STAMP)
 	@test -e data/digits.zip || $(PY) dataset_tool.py --source sklearn-digits --dest data/digits.zip
 	$(PY) train.py --preset digits-infonoise --outdir $(DEMO)
