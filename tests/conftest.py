@@ -11,7 +11,7 @@ import PIL.Image
 import pytest
 import torch
 
-torch.set_num_threads(1)  # tiny tensors: a second thread only adds contention
+torch.set_num_threads(1)  # tiny tensors: a second thread only adds contention (the one home of this setting)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_NET = ["--arch", "ddpmpp", "--cbase", "8", "--cres", "1,2", "--net-opt", "num_blocks=1",

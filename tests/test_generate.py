@@ -27,14 +27,6 @@ TINY = dict(model_channels=16, channel_mult=[1, 2], num_blocks=1, attn_resolutio
 CHURN = ["--S-churn", "20", "--S-min", "0.01", "--S-max", "10", "--S-noise", "1.003"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions: intra-op threads only add overhead, and torchrun's workers run one thread each."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _snapshot(path: Path, profile: dict | None = None, seed: int = 0, arch: str = "ddpmpp", **kwargs) -> Path:
     """A snapshot in train.py's format holding a randomly initialised network. The weights are perturbed so

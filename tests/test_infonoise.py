@@ -26,14 +26,6 @@ REPO = Path(__file__).resolve().parents[1]
 C, D = 0.5, 3072                                      # Gaussian oracle X0 ~ N(0, c²·I_D)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: intra-op threads only add contention on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def gauss_mmse(s):
     return D * C**2 * s**2 / (C**2 + s**2)

@@ -15,14 +15,6 @@ GRID = info.log_sigma_grid(SMIN, SMAX, M)
 DELTA = math.log(SMAX / SMIN) / M
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: intra-op threads only add contention on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def loguniform_cdf(s):
     return np.clip(np.log(np.asarray(s) / SMIN) / math.log(SMAX / SMIN), 0, 1)

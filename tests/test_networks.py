@@ -28,15 +28,6 @@ class RecordingNet(torch.nn.Module):
         return torch.tanh(x) + noise_labels.reshape(-1, *[1] * (x.ndim - 1)) ** 2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The networks here are tiny: one intra-op thread is faster, and immune to a busy machine
-    (OpenMP threads spin badly when the cores are oversubscribed)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture
 def stub(monkeypatch):

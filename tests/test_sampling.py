@@ -14,14 +14,6 @@ POINTS = torch.tensor([[1.0, 1.0], [-1.0, 0.5], [0.3, -1.2], [-0.8, -0.9], [1.2,
 C = 0.5  # Gaussian data std
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Thousands of tiny ops: intra-op threads only add sync overhead (10–50× slower on a busy box)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def empirical_bayes(points: torch.Tensor):
     """D*(x;σ) = Σ_i softmax_i(−‖x − x_i‖²/(2σ²)) x_i, distances as ‖x‖² − 2xᵀx_i + ‖x_i‖² (spec §7)."""
