@@ -1,6 +1,7 @@
 """Shared fixtures: tiny data sets made on the fly (no downloads), a fast tiny network config."""
 from __future__ import annotations
 
+import io
 import json
 import socket
 import zipfile
@@ -18,30 +19,43 @@ TINY_NET = ["--arch", "ddpmpp", "--cbase", "8", "--cres", "1,2", "--net-opt", "n
             "--net-opt", "attn_resolutions=[]"]
 
 
+def _png(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    PIL.Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).save(buf, format="png")
+    return buf.getvalue()
+
+
+def write_edm(path: Path, images: np.ndarray, labels: list[int] | None = None, *, as_zip: bool = True,
+              json_labels: object = "auto", extra: dict[str, bytes] | None = None) -> list[str]:
+    """Images [N,H,W,C] uint8 in EDM's layout; returns the names in order."""
+    names = [f"{i // 1000:05d}/img{i:08d}.png" for i in range(len(images))]
+    files = {n: _png(im) for n, im in zip(names, images)}
+    if json_labels == "auto":
+        json_labels = None if labels is None else [[n, int(l)] for n, l in zip(names, labels)]
+    if json_labels != "absent":
+        files["dataset.json"] = json.dumps({"labels": json_labels}).encode()
+    files.update(extra or {})
+    if as_zip:
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:
+            for n, data in files.items():
+                z.writestr(n, data)
+    else:
+        for n, data in files.items():
+            (path / n).parent.mkdir(parents=True, exist_ok=True)
+            (path / n).write_bytes(data)
+    return names
+
+
 def write_image_dataset(dest: Path, n: int = 32, res: int = 8, channels: int = 1, labels: bool = True,
                         binary: bool = False, seed: int = 0) -> tuple[Path, np.ndarray, np.ndarray]:
-    """EDM-format dataset (folder, or .zip when dest ends in .zip). Returns (path, images NCHW, labels)."""
+    """Random EDM-format dataset (folder, or .zip when dest ends in .zip). Returns (path, images NCHW, labels)."""
     rnd = np.random.RandomState(seed)
     images = rnd.randint(0, 256, size=(n, channels, res, res)).astype(np.uint8)
     if binary:
         images = np.where(images >= 128, 255, 0).astype(np.uint8)
     classes = rnd.randint(0, 3, size=n)
-    files = {}
-    for i, img in enumerate(images):
-        pil = PIL.Image.fromarray(img[0] if channels == 1 else img.transpose(1, 2, 0))
-        buf = __import__("io").BytesIO()
-        pil.save(buf, format="png")
-        files[f"{i // 1000:05d}/img{i:08d}.png"] = buf.getvalue()
-    if labels:
-        files["dataset.json"] = json.dumps({"labels": [[f, int(c)] for f, c in zip(sorted(files), classes)]}).encode()
-    if str(dest).endswith(".zip"):
-        with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_STORED) as z:
-            for name, data in files.items():
-                z.writestr(name, data)
-    else:
-        for name, data in files.items():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            (dest / name).write_bytes(data)
+    write_edm(dest, images.transpose(0, 2, 3, 1), classes.tolist() if labels else None,
+              as_zip=str(dest).endswith(".zip"), json_labels="auto" if labels else "absent")
     return dest, images, classes
 
 

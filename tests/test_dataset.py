@@ -13,34 +13,8 @@ import PIL.Image
 import pytest
 import torch
 
+from tests.conftest import _png, write_edm  # noqa: F401  (the one EDM-format writer)
 from training.dataset import ImageFolderDataset, model_space, open_dataset
-
-
-def _png(image: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    PIL.Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).save(buf, format="png")
-    return buf.getvalue()
-
-
-def write_edm(path: Path, images: np.ndarray, labels: list[int] | None = None, *, as_zip: bool = True,
-              json_labels: object = "auto", extra: dict[str, bytes] | None = None) -> list[str]:
-    """Images [N,H,W,C] uint8 in EDM's layout; returns the names in order."""
-    names = [f"{i // 1000:05d}/img{i:08d}.png" for i in range(len(images))]
-    files = {n: _png(im) for n, im in zip(names, images)}
-    if json_labels == "auto":
-        json_labels = None if labels is None else [[n, int(l)] for n, l in zip(names, labels)]
-    if json_labels != "absent":
-        files["dataset.json"] = json.dumps({"labels": json_labels}).encode()
-    files.update(extra or {})
-    if as_zip:
-        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:
-            for n, data in files.items():
-                z.writestr(n, data)
-    else:
-        for n, data in files.items():
-            (path / n).parent.mkdir(parents=True, exist_ok=True)
-            (path / n).write_bytes(data)
-    return names
 
 
 def _images(n: int, h: int, w: int, c: int, seed: int = 0) -> np.ndarray:

@@ -226,17 +226,19 @@ def run(*, run_dir: str, data: str, cond: bool = False, xflip: bool = False, max
             tick_loss += torch.stack([loss.detach().double().sum().cpu(), error.double().sum().cpu(),
                                       torch.tensor(float(batch_gpu), dtype=torch.float64)])
         grads = [p.grad for p in net.parameters() if p.grad is not None]
-        flat = du.all_reduce_sum(torch.cat([g.flatten() for g in grads]))
-        if not torch.isfinite(flat).all():
+        flat = torch.cat([g.flatten() for g in grads])
+        if world > 1:  # one all-reduce; the loss is already divided by the global batch, so the sum is the mean
+            flat = du.all_reduce_sum(flat)
+            offset = 0
+            for g in grads:
+                g.copy_(flat[offset:offset + g.numel()].view_as(g))
+                offset += g.numel()
+        if not torch.isfinite(flat).all():  # after the reduce, so every rank decides alike
             msg = (f"Non-finite loss/gradient at step {global_step} ({cur_nimg / 1e3:.1f} kimg): training "
                    f"stopped. The last good snapshot is {last_snapshot or 'none (no snapshot yet)'}; lower "
                    f"--lr or check the data, then re-run the same command to resume from it.")
             log(msg)
             raise NonFiniteLossError(msg)
-        offset = 0
-        for g in grads:
-            g.copy_(flat[offset:offset + g.numel()].view_as(g))
-            offset += g.numel()
         if grad_clip:
             torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
         for group in optimizer.param_groups:
