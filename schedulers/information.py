@@ -135,18 +135,25 @@ def _loglog_slopes(hdot: torch.Tensor, sigma: torch.Tensor, smooth_std: float) -
     return smooth((y[1:] - y[:-1]) / (x[1:] - x[:-1]), smooth_std)
 
 
-def pivot_knee(hdot: torch.Tensor, sigma: torch.Tensor, smooth_std: float = 1.0) -> float:
-    """Curvature knee in log–log coordinates (§4 fallback): the interior grid point of largest
-    |κ| = |y''|/(1 + y'²)^{3/2}, y = ln ḣ, x = ln σ."""
+def pivot_knee(hdot: torch.Tensor, sigma: torch.Tensor, smooth_std: float = 2.0) -> float:
+    """Curvature knee in log–log coordinates (§4 fallback): the grid point of largest
+    |κ| = |y''|/(1 + y'²)^{3/2}, y = ln ḣ, x = ln σ, among points at least ⌈4·smooth_std⌉ bins (≥ 2) from
+    either end. The end bins are the sparsest (the floor's ε/M of the draws) and the smoothing reflects
+    there, so their slopes are the noisiest: on young learned profiles an unguarded knee locked onto
+    σ_min (benchmarks/RESULTS.md, "Discrete pivot")."""
     s = _loglog_slopes(hdot, sigma, smooth_std)
     x = _t(sigma).log()
     curv = (s[1:] - s[:-1]) / ((x[2:] - x[:-2]) / 2)
-    kappa = curv.abs() / (1 + ((s[1:] + s[:-1]) / 2) ** 2) ** 1.5
+    kappa = curv.abs() / (1 + ((s[1:] + s[:-1]) / 2) ** 2) ** 1.5      # kappa[i] belongs to point i + 1
+    margin = max(2, math.ceil(4 * smooth_std))
+    if len(kappa) > 2 * margin:
+        kappa[: margin - 1] = -1
+        kappa[len(kappa) - margin + 1:] = -1
     return float(sigma[1 + int(kappa.argmax())])
 
 
 def pivot_powerlaw(hdot: torch.Tensor, sigma: torch.Tensor, tol: float = 0.25, min_decades: float = 1.0,
-                   smooth_std: float = 1.0) -> float:
+                   smooth_std: float = 2.0) -> float:
     """Discrete endpoints (§4): the longest run of slopes starting at σ_min that all stay within ±tol of
     the run's median; σ_p is the grid point where the run ends. If the run spans < `min_decades`
     decades, fall back to `pivot_knee`."""
@@ -164,7 +171,7 @@ def pivot_powerlaw(hdot: torch.Tensor, sigma: torch.Tensor, tol: float = 0.25, m
 
 def pivot(hdot: torch.Tensor, sigma: torch.Tensor, endpoint: str, pinned: float | None = None, *,
           tau: float = 0.002, k_persist: int = 3, tol: float = 0.25, min_decades: float = 1.0,
-          smooth_std: float = 1.0) -> float:
+          smooth_std: float = 2.0) -> float:
     """σ_p by the rule for `endpoint` ('continuous' → onset, 'discrete' → power law), or `pinned` (§4)."""
     if pinned is not None:
         return float(pinned)

@@ -234,3 +234,15 @@ def test_total_variation():
     assert info.total_variation(p, p) == 0
     assert math.isclose(info.total_variation(p, torch.tensor([0.0, 0.5, 0.5], dtype=F64)), 0.5)
     assert math.isclose(info.total_variation(torch.tensor([2.0, 0.0]), torch.tensor([0.0, 1.0])), 1.0)
+
+
+def test_pivot_knee_ignores_the_noisy_end_bins():
+    """A young learned profile: the sparsest bins near σ_min carry a spurious kink. The knee must find the
+    real break (σ ≈ 0.3), not the end (the unguarded knee returned σ ≈ 0.005 on such a profile)."""
+    j = index_of(0.3)
+    h = broken_powerlaw(j, a=-1.5, b=-3.0)
+    h[:3] *= torch.tensor([8.0, 0.2, 3.0], dtype=F64)
+    margin = 8                                                    # ⌈4·smooth_std⌉ with the default 2 bins
+    found = index_of(info.pivot_knee(h, GRID))
+    assert margin <= found and abs(found - j) <= 3
+    assert index_of(info.pivot(h, GRID, "discrete")) == found    # the power-law run is < 1 decade → knee
