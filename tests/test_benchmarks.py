@@ -80,6 +80,14 @@ def test_summary_target_and_speedup():
     assert s["methods"]["loguniform"]["kex_at_target"] is None and "not reached" in s["methods"]["loguniform"]["speedup_text"]
 
 
+def test_kex_at_target_interpolates_between_evaluations():
+    curve = [dict(kex=k, mean=v) for k, v in ((10, 6.0), (20, 4.5), (30, 3.0))]
+    t = math.log(4.5 / 4) / math.log(4.5 / 3)                       # ln-score crossing between 20 and 30
+    assert ttt.crossing_kex(curve, 4.0) == pytest.approx(20 + 10 * t)
+    assert ttt.crossing_kex(curve, 6.5) == 10 and ttt.crossing_kex(curve, 4.5) == 20
+    assert ttt.crossing_kex(curve, 2.0) is None
+
+
 def test_time_to_target_resumes_without_retraining(bench, monkeypatch):
     out, data = bench
     calls = {"run": 0, "eval": 0}
