@@ -3,7 +3,8 @@ import pytest
 import torch
 import yaml
 
-from training.dna import Block1d, SequenceUNet
+from training.dna import SequenceUNet
+from training.networks import UNetBlock
 from training.networks import build_network
 
 from tests.conftest import REPO
@@ -31,7 +32,7 @@ def test_labels_and_noise_level_change_the_output():
     net = SequenceUNet(64, 4, 4, label_dim=3, **small())
     torch.nn.init.normal_(net.out_conv.weight)   # the output layer is zero-initialised, as in EDM
     for blk in net.modules():
-        if isinstance(blk, Block1d):
+        if isinstance(blk, UNetBlock):
             torch.nn.init.normal_(blk.conv1.weight, std=0.1)
     x, s = torch.randn(2, 4, 64), torch.zeros(2)
     a = net(x, s, torch.eye(3)[[0, 0]])
@@ -44,10 +45,10 @@ def test_labels_and_noise_level_change_the_output():
 
 def test_attention_sits_at_the_coarsest_level_and_bottleneck():
     net = SequenceUNet(200, 4, 4, model_channels=16, channel_mult=[1, 2, 2, 2], num_blocks=1)
-    with_attn = sorted(n for n, m in list(net.enc.items()) + list(net.dec.items()) if isinstance(m, Block1d) and m.num_heads)
+    with_attn = sorted(n for n, m in list(net.enc.items()) + list(net.dec.items()) if isinstance(m, UNetBlock) and m.num_heads)
     assert with_attn == ["25_block0", "25_block0", "25_block1", "25_in0"]   # enc, then dec blocks at L = 25
     net = SequenceUNet(200, 4, 4, model_channels=16, channel_mult=[1, 2], num_blocks=1, attn_levels=[0])
-    assert {n for n, m in net.enc.items() if isinstance(m, Block1d) and m.num_heads} == {"200_block0"}
+    assert {n for n, m in net.enc.items() if isinstance(m, UNetBlock) and m.num_heads} == {"200_block0"}
 
 
 def test_bad_length_raises_with_the_fix():

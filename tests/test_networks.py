@@ -232,3 +232,17 @@ def test_presets_are_buildable_and_small():
         shape = (1, 8, 8) if "8" in name else (1, 28, 28)
         net = build_network(data_shape=shape, **kwargs)
         assert sum(p.numel() for p in net.parameters()) < 2_000_000
+
+
+def test_conv_1d_resampling_is_average_pool_down_and_nearest_up():
+    """The ADM blocks run on sequences (dims=1): the default (1, 1) FIR filter must be exactly average
+    pooling down and nearest-neighbour repetition up, as the 2-D filter is on images."""
+    x = torch.randn(2, 3, 16)
+    down = networks.Conv(3, 3, 0, down=True, dims=1)
+    up = networks.Conv(3, 3, 0, up=True, dims=1)
+    assert torch.allclose(down(x), torch.nn.functional.avg_pool1d(x, 2), atol=1e-6)
+    assert torch.allclose(up(x), x.repeat_interleave(2, dim=-1), atol=1e-6)
+    conv = networks.Conv(3, 5, 3, dims=1)
+    assert conv.weight.shape == (5, 3, 3) and conv(x).shape == (2, 5, 16)
+    block = networks.UNetBlock(3, 8, emb_channels=4, down=True, attention=True, channels_per_head=4, dims=1)
+    assert block(x, torch.randn(2, 4)).shape == (2, 8, 8)

@@ -2,9 +2,9 @@
 Diffusion-Based Generative Models", Table 1 and Appendix B/F).
 
 Layout:
-  layers        Linear / Conv2d with EDM's weight-init modes and fused up/down resampling, GroupNorm,
+  layers        Linear / Conv (1-D or 2-D) with EDM's weight-init modes and fused up/down resampling, GroupNorm,
                 UNetBlock, PositionalEmbedding / FourierEmbedding of the noise label
-  U-Nets        SongUNet (DDPM++ / NCSN++), DhariwalUNet (ADM). forward(x, noise_labels,
+  U-Nets        SongUNet (DDPM++ / NCSN++), ADMUNet (1-D or 2-D) → DhariwalUNet. forward(x, noise_labels,
                 class_labels=None, augment_labels=None) -> tensor shaped like x
   precond       EDMPrecond, VPPrecond, VEPrecond: D(x; sigma) = c_skip x + c_out F(c_in x; c_noise)
                 on any data shape [N, C, *spatial]; the raw network F is built inside from ARCHS
@@ -62,52 +62,53 @@ class Linear(nn.Module):
         return F.linear(x, self.weight.to(x.dtype), b)
 
 
-class Conv2d(nn.Module):
-    """3x3/1x1 convolution with optional 2x up/down resampling by a separable FIR filter.
-    kernel=0 means resampling only (no weights). fused_resample folds the resampling into the conv
-    (EDM's residual encoder path). Any even size resamples exactly by 2: 28 -> 14 -> 7 and back."""
+class Conv(nn.Module):
+    """3x3/1x1 convolution over `dims` spatial axes (2: images, 1: sequences) with optional 2x up/down
+    resampling by a separable FIR filter. kernel=0 means resampling only (no weights). fused_resample
+    folds the resampling into the conv (EDM's residual encoder path). Any even size resamples exactly
+    by 2: 28 -> 14 -> 7 and back. The default (1, 1) filter is average pooling down, nearest up."""
 
     def __init__(self, in_channels, out_channels, kernel, bias=True, up=False, down=False,
                  resample_filter=(1, 1), fused_resample=False, init_mode="kaiming_normal",
-                 init_weight=1.0, init_bias=0.0):
-        assert not (up and down), "Conv2d: up and down are exclusive"
+                 init_weight=1.0, init_bias=0.0, dims=2):
+        assert not (up and down), "Conv: up and down are exclusive"
+        assert dims in (1, 2), f"Conv: dims must be 1 or 2, got {dims}"
         super().__init__()
-        self.in_channels, self.out_channels = in_channels, out_channels
+        self.in_channels, self.out_channels, self.dims = in_channels, out_channels, dims
         self.up, self.down, self.fused_resample = up, down, fused_resample
-        fan = dict(mode=init_mode, fan_in=in_channels * kernel * kernel,
-                   fan_out=out_channels * kernel * kernel)
-        self.weight = (nn.Parameter(weight_init([out_channels, in_channels, kernel, kernel], **fan)
+        fan = dict(mode=init_mode, fan_in=in_channels * kernel ** dims, fan_out=out_channels * kernel ** dims)
+        self.weight = (nn.Parameter(weight_init([out_channels, in_channels] + [kernel] * dims, **fan)
                                     * init_weight) if kernel else None)
         self.bias = (nn.Parameter(weight_init([out_channels], **fan) * init_bias)
                      if kernel and bias else None)
         f = torch.as_tensor(resample_filter, dtype=torch.float32)
-        f = torch.outer(f, f)[None, None] / f.sum() ** 2  # [1, 1, k, k], unit DC gain
+        f = (torch.outer(f, f) if dims == 2 else f)[None, None] / f.sum() ** dims  # unit DC gain
         self.register_buffer("resample_filter", f if (up or down) else None, persistent=False)
 
     def forward(self, x):
+        conv, conv_t = (F.conv2d, F.conv_transpose2d) if self.dims == 2 else (F.conv1d, F.conv_transpose1d)
         w = None if self.weight is None else self.weight.to(x.dtype)
         b = None if self.bias is None else self.bias.to(x.dtype)
         f = None if self.resample_filter is None else self.resample_filter.to(x.dtype)
         w_pad = 0 if w is None else w.shape[-1] // 2
         f_pad = 0 if f is None else (f.shape[-1] - 1) // 2
-        c = self.in_channels
+        c, ones, gain = self.in_channels, [1] * self.dims, 2 ** self.dims
 
         if self.fused_resample and self.up and w is not None:
-            x = F.conv_transpose2d(x, f.mul(4).tile([c, 1, 1, 1]), groups=c, stride=2,
-                                   padding=max(f_pad - w_pad, 0))
-            x = F.conv2d(x, w, padding=max(w_pad - f_pad, 0))
+            x = conv_t(x, f.mul(gain).tile([c, 1] + ones), groups=c, stride=2, padding=max(f_pad - w_pad, 0))
+            x = conv(x, w, padding=max(w_pad - f_pad, 0))
         elif self.fused_resample and self.down and w is not None:
-            x = F.conv2d(x, w, padding=w_pad + f_pad)
-            x = F.conv2d(x, f.tile([self.out_channels, 1, 1, 1]), groups=self.out_channels, stride=2)
+            x = conv(x, w, padding=w_pad + f_pad)
+            x = conv(x, f.tile([self.out_channels, 1] + ones), groups=self.out_channels, stride=2)
         else:
             if self.up:
-                x = F.conv_transpose2d(x, f.mul(4).tile([c, 1, 1, 1]), groups=c, stride=2, padding=f_pad)
+                x = conv_t(x, f.mul(gain).tile([c, 1] + ones), groups=c, stride=2, padding=f_pad)
             if self.down:
-                x = F.conv2d(x, f.tile([c, 1, 1, 1]), groups=c, stride=2, padding=f_pad)
+                x = conv(x, f.tile([c, 1] + ones), groups=c, stride=2, padding=f_pad)
             if w is not None:
-                x = F.conv2d(x, w, padding=w_pad)
+                x = conv(x, w, padding=w_pad)
         if b is not None:
-            x = x + b.reshape(1, -1, 1, 1)
+            x = x + b.reshape([1, -1] + ones)
         return x
 
 
@@ -135,7 +136,7 @@ class UNetBlock(nn.Module):
     def __init__(self, in_channels, out_channels, emb_channels, up=False, down=False, attention=False,
                  num_heads=None, channels_per_head=64, dropout=0.0, skip_scale=1.0, eps=1e-5,
                  resample_filter=(1, 1), resample_proj=False, adaptive_scale=True,
-                 init=None, init_zero=None, init_attn=None):
+                 init=None, init_zero=None, init_attn=None, dims=2):
         super().__init__()
         init = init or {}
         init_zero = init_zero if init_zero is not None else dict(init_weight=0)
@@ -149,24 +150,24 @@ class UNetBlock(nn.Module):
         self.num_heads = heads
 
         self.norm0 = GroupNorm(in_channels, eps=eps)
-        self.conv0 = Conv2d(in_channels, out_channels, 3, up=up, down=down,
-                            resample_filter=resample_filter, **init)
+        conv = dict(resample_filter=resample_filter, dims=dims)
+        self.conv0 = Conv(in_channels, out_channels, 3, up=up, down=down, **conv, **init)
         self.affine = Linear(emb_channels, out_channels * (2 if adaptive_scale else 1), **init)
         self.norm1 = GroupNorm(out_channels, eps=eps)
-        self.conv1 = Conv2d(out_channels, out_channels, 3, **init_zero)
+        self.conv1 = Conv(out_channels, out_channels, 3, dims=dims, **init_zero)
         self.skip = None
         if out_channels != in_channels or up or down:
             kernel = 1 if (resample_proj or out_channels != in_channels) else 0
-            self.skip = Conv2d(in_channels, out_channels, kernel, up=up, down=down,
-                               resample_filter=resample_filter, **init)
+            self.skip = Conv(in_channels, out_channels, kernel, up=up, down=down, **conv, **init)
         if heads:
             self.norm2 = GroupNorm(out_channels, eps=eps)
-            self.qkv = Conv2d(out_channels, out_channels * 3, 1, **(init_attn if init_attn is not None else init))
-            self.proj = Conv2d(out_channels, out_channels, 1, **init_zero)
+            self.qkv = Conv(out_channels, out_channels * 3, 1, dims=dims,
+                            **(init_attn if init_attn is not None else init))
+            self.proj = Conv(out_channels, out_channels, 1, dims=dims, **init_zero)
 
     def forward(self, x, emb):
         h = self.conv0(F.silu(self.norm0(x)))
-        params = self.affine(emb)[:, :, None, None].to(h.dtype)
+        params = self.affine(emb).reshape([h.shape[0], -1] + [1] * (h.ndim - 2)).to(h.dtype)
         if self.adaptive_scale:
             scale, shift = params.chunk(2, dim=1)
             h = F.silu(torch.addcmul(shift, self.norm1(h), scale + 1))
@@ -176,12 +177,12 @@ class UNetBlock(nn.Module):
         x = (h + (x if self.skip is None else self.skip(x))) * self.skip_scale
 
         if self.num_heads:
-            n, c, hh, ww = x.shape
-            qkv = self.qkv(self.norm2(x)).reshape(n, 3, self.num_heads, c // self.num_heads, hh * ww)
-            q, k, v = (t.reshape(n * self.num_heads, c // self.num_heads, hh * ww).transpose(1, 2)
+            n, c, pos = x.shape[0], x.shape[1], x[0, 0].numel()   # attention over all positions
+            qkv = self.qkv(self.norm2(x)).reshape(n, 3, self.num_heads, c // self.num_heads, pos)
+            q, k, v = (t.reshape(n * self.num_heads, c // self.num_heads, pos).transpose(1, 2)
                        for t in qkv.unbind(1))
             a = F.scaled_dot_product_attention(q, k, v)  # softmax(q k^T / sqrt(c_head)) v
-            a = a.transpose(1, 2).reshape(n, c, hh, ww)
+            a = a.transpose(1, 2).reshape(x.shape)
             x = (self.proj(a) + x) * self.skip_scale
         return x
 
@@ -296,15 +297,15 @@ class SongUNet(nn.Module, _LabelMixin):
         for level, (mult, res) in enumerate(zip(channel_mult, resolutions)):
             r = f"{res}x{res}"
             if level == 0:
-                self.enc[f"{r}_conv"] = Conv2d(c, model_channels, 3, **init)
+                self.enc[f"{r}_conv"] = Conv(c, model_channels, 3, **init)
                 c = model_channels
             else:
                 self.enc[f"{r}_down"] = UNetBlock(c, c, down=True, **blk)
                 if encoder_type == "skip":
-                    self.enc[f"{r}_aux_down"] = Conv2d(caux, caux, 0, down=True, resample_filter=resample_filter)
-                    self.enc[f"{r}_aux_skip"] = Conv2d(caux, c, 1, **init)
+                    self.enc[f"{r}_aux_down"] = Conv(caux, caux, 0, down=True, resample_filter=resample_filter)
+                    self.enc[f"{r}_aux_skip"] = Conv(caux, c, 1, **init)
                 elif encoder_type == "residual":
-                    self.enc[f"{r}_aux_residual"] = Conv2d(caux, c, 3, down=True, resample_filter=resample_filter,
+                    self.enc[f"{r}_aux_residual"] = Conv(caux, c, 3, down=True, resample_filter=resample_filter,
                                                            fused_resample=True, **init)
                     caux = c
             for i in range(num_blocks):
@@ -329,10 +330,10 @@ class SongUNet(nn.Module, _LabelMixin):
                 c = model_channels * mult
             if decoder_type == "skip" or level == 0:
                 if decoder_type == "skip" and level < last:
-                    self.dec[f"{r}_aux_up"] = Conv2d(out_channels, out_channels, 0, up=True,
+                    self.dec[f"{r}_aux_up"] = Conv(out_channels, out_channels, 0, up=True,
                                                      resample_filter=resample_filter)
                 self.dec[f"{r}_aux_norm"] = GroupNorm(c, eps=1e-6)
-                self.dec[f"{r}_aux_conv"] = Conv2d(c, out_channels, 3, **init_zero)
+                self.dec[f"{r}_aux_conv"] = Conv(c, out_channels, 3, **init_zero)
 
     def forward(self, x, noise_labels, class_labels=None, augment_labels=None):
         emb = self.map_noise(noise_labels)
@@ -374,25 +375,29 @@ class SongUNet(nn.Module, _LabelMixin):
         return out
 
 
-class DhariwalUNet(nn.Module, _LabelMixin):
-    """ADM U-Net (Dhariwal & Nichol 2021) as reimplemented in EDM: adaptive scale/shift blocks,
-    64 channels per attention head, attention at attn_resolutions and in the bottleneck."""
+class ADMUNet(nn.Module, _LabelMixin):
+    """ADM U-Net (Dhariwal & Nichol 2021) as reimplemented in EDM, over `dims` spatial axes: adaptive
+    scale/shift blocks, attention at the levels flagged in `attention` and in the bottleneck.
+    `level_names` key the modules of each level (e.g. '32x32' for images, '200' for sequences).
+    DhariwalUNet (images) and training.dna.SequenceUNet (sequences) only name and validate."""
 
-    def __init__(self, img_resolution, in_channels, out_channels, label_dim=0, augment_dim=0,
+    def __init__(self, level_names, attention, in_channels, out_channels, label_dim=0, augment_dim=0,
                  model_channels=192, channel_mult=(1, 2, 3, 4), channel_mult_emb=4, num_blocks=3,
-                 attn_resolutions=(32, 16, 8), dropout=0.10, label_dropout=0.0):
+                 channels_per_head=64, dropout=0.10, label_dropout=0.0, embedding_type="positional", dims=2):
         super().__init__()
-        resolutions = level_resolutions(img_resolution, len(channel_mult), "DhariwalUNet")
-        self.img_resolution, self.in_channels, self.out_channels = img_resolution, in_channels, out_channels
+        if embedding_type not in ("positional", "fourier"):
+            raise ValueError(f"{type(self).__name__}: embedding_type='{embedding_type}'; valid: 'positional', 'fourier'")
+        self.in_channels, self.out_channels = in_channels, out_channels
         self.label_dim, self.label_dropout = label_dim, label_dropout
-        attn_resolutions = set(attn_resolutions)
 
         emb_ch = model_channels * channel_mult_emb
         init = dict(init_mode="kaiming_uniform", init_weight=math.sqrt(1 / 3), init_bias=math.sqrt(1 / 3))
         init_zero = dict(init_mode="kaiming_uniform", init_weight=0, init_bias=0)
-        blk = dict(emb_channels=emb_ch, channels_per_head=64, dropout=dropout, init=init, init_zero=init_zero)
+        blk = dict(emb_channels=emb_ch, channels_per_head=channels_per_head, dropout=dropout, init=init,
+                   init_zero=init_zero, dims=dims)
 
-        self.map_noise = PositionalEmbedding(model_channels)
+        self.map_noise = (PositionalEmbedding(model_channels) if embedding_type == "positional"
+                          else FourierEmbedding(model_channels))
         self.map_augment = Linear(augment_dim, model_channels, bias=False, **init_zero) if augment_dim else None
         self.map_layer0 = Linear(model_channels, emb_ch, **init)
         self.map_layer1 = Linear(emb_ch, emb_ch, **init)
@@ -401,22 +406,20 @@ class DhariwalUNet(nn.Module, _LabelMixin):
 
         self.enc = nn.ModuleDict()
         c = in_channels
-        for level, (mult, res) in enumerate(zip(channel_mult, resolutions)):
-            r = f"{res}x{res}"
+        for level, (mult, r, attn) in enumerate(zip(channel_mult, level_names, attention)):
             if level == 0:
-                self.enc[f"{r}_conv"] = Conv2d(c, model_channels * mult, 3, **init)
+                self.enc[f"{r}_conv"] = Conv(c, model_channels * mult, 3, dims=dims, **init)
                 c = model_channels * mult
             else:
                 self.enc[f"{r}_down"] = UNetBlock(c, c, down=True, **blk)
             for i in range(num_blocks):
-                self.enc[f"{r}_block{i}"] = UNetBlock(c, model_channels * mult, attention=res in attn_resolutions, **blk)
+                self.enc[f"{r}_block{i}"] = UNetBlock(c, model_channels * mult, attention=attn, **blk)
                 c = model_channels * mult
         skips = [m.out_channels for m in self.enc.values()]
 
         self.dec = nn.ModuleDict()
         for level in reversed(range(len(channel_mult))):
-            res, mult = resolutions[level], channel_mult[level]
-            r = f"{res}x{res}"
+            r, mult = level_names[level], channel_mult[level]
             if level == len(channel_mult) - 1:
                 self.dec[f"{r}_in0"] = UNetBlock(c, c, attention=True, **blk)
                 self.dec[f"{r}_in1"] = UNetBlock(c, c, **blk)
@@ -424,10 +427,10 @@ class DhariwalUNet(nn.Module, _LabelMixin):
                 self.dec[f"{r}_up"] = UNetBlock(c, c, up=True, **blk)
             for i in range(num_blocks + 1):
                 self.dec[f"{r}_block{i}"] = UNetBlock(c + skips.pop(), model_channels * mult,
-                                                      attention=res in attn_resolutions, **blk)
+                                                      attention=attention[level], **blk)
                 c = model_channels * mult
         self.out_norm = GroupNorm(c)
-        self.out_conv = Conv2d(c, out_channels, 3, **init_zero)
+        self.out_conv = Conv(c, out_channels, 3, dims=dims, **init_zero)
 
     def forward(self, x, noise_labels, class_labels=None, augment_labels=None):
         emb = self.map_noise(noise_labels)
@@ -436,8 +439,8 @@ class DhariwalUNet(nn.Module, _LabelMixin):
         emb = self.map_layer1(F.silu(self.map_layer0(emb)))
         if self.map_label is not None:
             if class_labels is None:
-                raise ValueError(f"DhariwalUNet: label_dim={self.label_dim} but class_labels is None")
-            emb = emb + self.map_label(self._drop_labels(class_labels, x.shape[0], x.device))
+                raise ValueError(f"{type(self).__name__}: label_dim={self.label_dim} but class_labels is None")
+            emb = emb + self.map_label(self._drop_labels(class_labels, x.shape[0], x.device).to(emb.dtype))
         emb = F.silu(emb)
 
         skips = []
@@ -449,6 +452,19 @@ class DhariwalUNet(nn.Module, _LabelMixin):
                 x = torch.cat([x, skips.pop()], dim=1)
             x = m(x, emb)
         return self.out_conv(F.silu(self.out_norm(x)))
+
+
+class DhariwalUNet(ADMUNet):
+    """The ADM U-Net on square images: levels named '{res}x{res}', attention at attn_resolutions."""
+
+    def __init__(self, img_resolution, in_channels, out_channels, label_dim=0, augment_dim=0,
+                 model_channels=192, channel_mult=(1, 2, 3, 4), channel_mult_emb=4, num_blocks=3,
+                 attn_resolutions=(32, 16, 8), dropout=0.10, label_dropout=0.0):
+        resolutions = level_resolutions(img_resolution, len(channel_mult), "DhariwalUNet")
+        super().__init__([f"{r}x{r}" for r in resolutions], [r in set(attn_resolutions) for r in resolutions],
+                         in_channels, out_channels, label_dim, augment_dim, model_channels, channel_mult,
+                         channel_mult_emb, num_blocks, dropout=dropout, label_dropout=label_dropout)
+        self.img_resolution = img_resolution
 
 
 # ----------------------------------------------------------------------------------------------------
