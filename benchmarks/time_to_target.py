@@ -128,9 +128,10 @@ class Evaluator:
     """Scores one snapshot; built once per benchmark (reference statistics, detector, DNA reference)."""
 
     def __init__(self, opts: dict, outdir: Path, samples: int, steps: int, grid: str, solver: str, batch: int,
-                 detector: str, binarize: str, dna_metric: str, dna_classifier: str | None, device: str | None):
+                 detector: str, binarize: str, dna_metric: str, dna_classifier: str | None, device: str | None,
+                 first_seed: int = 0):
         from training.dataset import open_dataset
-        self.seeds = list(range(samples))
+        self.seeds = list(range(first_seed, first_seed + samples))
         self.steps, self.grid, self.solver, self.batch, self.device = steps, grid, solver, batch, device
         shape = opts["network_kwargs"]["data_shape"]
         self.is_image = len(shape) == 3
@@ -187,6 +188,42 @@ class Evaluator:
             return float(self.dna.kmer_distance(idx, self.ref_idx)["mean_js"])
         stats = self.dna.feature_stats(self.dna.classifier_features(self.classifier, idx))
         return float(self.dna.frechet_distance(*stats, *self.ref_stats))
+
+
+def rescore(outdir: Path, settings: dict, samples: int, first_seed: int, device: str | None) -> str:
+    """Score every run's latest snapshot again on `samples` fresh seeds from `first_seed`: a score of a few
+    hundred samples is noisy (see RESULTS.md), so the final comparison gets its own, larger evaluation.
+    Writes rescore.csv (one row per run) and rescore.md (mean ± std over seeds per method)."""
+    from torch_utils import checkpoint
+    runs = sorted(p for p in (outdir / "runs").glob("*-s*") if (p / "training_options.json").is_file())
+    latest = {p: checkpoint.list_snapshots(p) for p in runs}
+    runs = [p for p in runs if latest[p]]
+    if not runs:
+        raise click.ClickException(f"{outdir / 'runs'}: no run with a snapshot to rescore")
+    opts = json.loads((runs[0] / "training_options.json").read_text())
+    evaluate = Evaluator(opts, outdir, samples, settings["eval_steps"], settings["eval_grid"], settings["solver"],
+                         250, settings["detector"], settings["binarize"], settings["dna_metric"],
+                         settings["dna_classifier"], device, first_seed=first_seed)
+    rows = []
+    for run in tqdm.tqdm(runs, desc="rescoring", unit="run"):
+        method, _, seed = run.name.rpartition("-s")
+        snap = latest[run][-1]
+        state = checkpoint.load(snap)
+        rows.append(dict(method=method, seed=int(seed), kex=int(state["progress"]["cur_nimg"]) / 1e3, metric=evaluate(str(snap)),
+                         metric_name=evaluate.name, samples=samples, first_seed=first_seed, snapshot=snap.name))
+        tqdm.tqdm.write(f"{run.name}: {rows[-1]['kex']:g} kEx, {evaluate.name} {rows[-1]['metric']:.4g}")
+    common.write_rows(outdir / "rescore.csv", rows, list(rows[0]))
+    body = []
+    for m in dict.fromkeys(r["method"] for r in rows):
+        v = np.array([r["metric"] for r in rows if r["method"] == m])
+        body.append([METHODS.get(m, {}).get("label", m), len(v), f"{np.mean([r['kex'] for r in rows if r['method'] == m]):.4g}",
+                     f"{v.mean():.4g} ± {v.std():.2g}", " / ".join(f"{x:.4g}" for x in v)])
+    text = "\n".join([f"# Final snapshots re-scored: {settings.get('family')}", "",
+                      f"{evaluate.name} on {samples} seeds {first_seed}–{first_seed + samples - 1} (Heun "
+                      f"{settings['eval_steps']} levels, {settings['eval_grid']} grid). Mean ± std over training seeds.", "",
+                      common.markdown_table(["method", "seeds", "kEx", "score", "per seed"], body), ""])
+    (outdir / "rescore.md").write_text(text)
+    return text
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -379,15 +416,25 @@ def method_opts(pairs: tuple[str, ...]) -> dict:
 @click.option("--keep-snapshots", is_flag=True, help="Keep every evaluated snapshot (default: each run's latest)")
 @click.option("--outdir", required=True, help="Benchmark folder (runs/, results.csv, table.md, plot)")
 @click.option("--report-only", is_flag=True, help="Only rebuild table.md and the plot from results.csv")
+@click.option("--rescore-samples", type=click.IntRange(min=2), default=None,
+              help="Only score each run's latest snapshot again on this many fresh seeds (rescore.csv/.md)")
+@click.option("--rescore-first-seed", type=click.IntRange(min=0), default=10000, help="First seed for --rescore-samples")
 def main(family, methods, seeds, budget_kex, eval_every_kex, eval_samples, eval_steps, eval_grid, solver, eval_batch,
          detector, binarize, dna_metric, dna_classifier, opt_pairs, method_pairs, threads, device, keep_snapshots,
-         outdir, report_only):
+         outdir, report_only, rescore_samples, rescore_first_seed):
     """Train each method × seed for a budget of processed examples, evaluating every E kEx; report
     kEx-to-target and the speedup vs the best fixed baseline."""
     outdir = Path(outdir)
     if report_only:
         settings = json.loads((outdir / "benchmark.json").read_text()) if (outdir / "benchmark.json").is_file() else {}
         click.echo(report(outdir, settings))
+        return
+    if rescore_samples:
+        if not (outdir / "benchmark.json").is_file():
+            raise click.ClickException(f"{outdir}: no benchmark.json — run the benchmark first")
+        common.set_threads(threads)
+        click.echo(rescore(outdir, json.loads((outdir / "benchmark.json").read_text()), rescore_samples,
+                           rescore_first_seed, device))
         return
     if not family:
         raise click.UsageError("--family is required (unless --report-only)")

@@ -69,6 +69,19 @@ def test_time_to_target_outputs(bench):
     assert checkpoint.load(latest(out, "infonoise"))["profile"] is not None  # --method-opt reached the scheduler
 
 
+def test_rescore_reproduces_the_final_evaluation_and_takes_fresh_seeds(bench):
+    """--rescore-samples on the benchmark's own seeds gives exactly its last CSV scores; other seeds differ."""
+    out, _ = bench
+    final = {r["method"]: float(r["metric"]) for r in common.read_rows(out / "results.csv") if r["target_kex"] == "2"}
+    invoke(ttt.main, ["--outdir", out, "--rescore-samples", 16, "--rescore-first-seed", 0])
+    rows = common.read_rows(out / "rescore.csv")
+    assert {r["method"]: float(r["metric"]) for r in rows} == pytest.approx(final, rel=1e-6)
+    assert "InfoNoise" in (out / "rescore.md").read_text()
+    invoke(ttt.main, ["--outdir", out, "--rescore-samples", 16, "--rescore-first-seed", 100])
+    fresh = {r["method"]: float(r["metric"]) for r in common.read_rows(out / "rescore.csv")}
+    assert all(fresh[m] != pytest.approx(final[m], rel=1e-6) for m in final)
+
+
 def test_summary_target_and_speedup():
     rows = [dict(method=m, seed=0, kex=k, target_kex=k, metric=v, metric_name="fd")
             for m, vals in {"loguniform": [9, 7, 6], "edm": [8, 5, 4], "infonoise": [6, 4, 3]}.items()
