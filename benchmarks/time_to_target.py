@@ -204,15 +204,28 @@ def rescore(outdir: Path, settings: dict, samples: int, first_seed: int, device:
     evaluate = Evaluator(opts, outdir, samples, settings["eval_steps"], settings["eval_grid"], settings["solver"],
                          250, settings["detector"], settings["binarize"], settings["dna_metric"],
                          settings["dna_classifier"], device, first_seed=first_seed)
-    rows = []
+    path, fields = outdir / "rescore.csv", ["method", "seed", "kex", "metric", "metric_name", "samples", "first_seed", "snapshot"]
+    key = lambda r: (r["method"], int(r["seed"]), r["snapshot"], int(r["samples"]), int(r["first_seed"]))  # noqa: E731
+    done = {key(r): {**r, "kex": float(r["kex"]), "metric": float(r["metric"])} for r in common.read_rows(path)}
+    rows: list[dict] = []
+
+    def save() -> None:  # after every run, so a killed rescoring keeps what it finished
+        visited = {(r["method"], int(r["seed"])) for r in rows}
+        common.write_rows(path, rows + [r for k, r in done.items() if k[:2] not in visited], fields)
+
     for run in tqdm.tqdm(runs, desc="rescoring", unit="run"):
         method, _, seed = run.name.rpartition("-s")
         snap = latest[run][-1]
+        row = dict(method=method, seed=int(seed), snapshot=snap.name, samples=samples, first_seed=first_seed)
+        if key(row) in done:              # resumable: a finished run is not scored twice
+            rows.append(done[key(row)])
+            continue
         state = checkpoint.load(snap)
-        rows.append(dict(method=method, seed=int(seed), kex=int(state["progress"]["cur_nimg"]) / 1e3, metric=evaluate(str(snap)),
-                         metric_name=evaluate.name, samples=samples, first_seed=first_seed, snapshot=snap.name))
+        rows.append({**row, "kex": int(state["progress"]["cur_nimg"]) / 1e3, "metric": evaluate(str(snap)),
+                     "metric_name": evaluate.name})
+        save()
         tqdm.tqdm.write(f"{run.name}: {rows[-1]['kex']:g} kEx, {evaluate.name} {rows[-1]['metric']:.4g}")
-    common.write_rows(outdir / "rescore.csv", rows, list(rows[0]))
+    common.write_rows(path, rows, fields)
     body = []
     for m in dict.fromkeys(r["method"] for r in rows):
         v = np.array([r["metric"] for r in rows if r["method"] == m])

@@ -69,7 +69,7 @@ def test_time_to_target_outputs(bench):
     assert checkpoint.load(latest(out, "infonoise"))["profile"] is not None  # --method-opt reached the scheduler
 
 
-def test_rescore_reproduces_the_final_evaluation_and_takes_fresh_seeds(bench):
+def test_rescore_reproduces_the_final_evaluation_and_takes_fresh_seeds(bench, monkeypatch):
     """--rescore-samples on the benchmark's own seeds gives exactly its last CSV scores; other seeds differ."""
     out, _ = bench
     final = {r["method"]: float(r["metric"]) for r in common.read_rows(out / "results.csv") if r["target_kex"] == "2"}
@@ -80,6 +80,8 @@ def test_rescore_reproduces_the_final_evaluation_and_takes_fresh_seeds(bench):
     invoke(ttt.main, ["--outdir", out, "--rescore-samples", 16, "--rescore-first-seed", 100])
     fresh = {r["method"]: float(r["metric"]) for r in common.read_rows(out / "rescore.csv")}
     assert all(fresh[m] != pytest.approx(final[m], rel=1e-6) for m in final)
+    monkeypatch.setattr(ttt.Evaluator, "__call__", lambda self, snap: pytest.fail("rescored a finished run"))
+    invoke(ttt.main, ["--outdir", out, "--rescore-samples", 16, "--rescore-first-seed", 100])   # resumable
 
 
 def test_summary_target_and_speedup():
