@@ -190,7 +190,7 @@ class Evaluator:
         return float(self.dna.frechet_distance(*stats, *self.ref_stats))
 
 
-def rescore(outdir: Path, settings: dict, samples: int, first_seed: int, device: str | None) -> str:
+def rescore(outdir: Path, settings: dict, samples: int, first_seed: int, batch: int, device: str | None) -> str:
     """Score every run's latest snapshot again on `samples` fresh seeds from `first_seed`: a score of a few
     hundred samples is noisy (see RESULTS.md), so the final comparison gets its own, larger evaluation.
     Writes rescore.csv (one row per run) and rescore.md (mean ± std over seeds per method)."""
@@ -202,7 +202,7 @@ def rescore(outdir: Path, settings: dict, samples: int, first_seed: int, device:
         raise click.ClickException(f"{outdir / 'runs'}: no run with a snapshot to rescore")
     opts = json.loads((runs[0] / "training_options.json").read_text())
     evaluate = Evaluator(opts, outdir, samples, settings["eval_steps"], settings["eval_grid"], settings["solver"],
-                         250, settings["detector"], settings["binarize"], settings["dna_metric"],
+                         batch, settings["detector"], settings["binarize"], settings["dna_metric"],
                          settings["dna_classifier"], device, first_seed=first_seed)
     path, fields = outdir / "rescore.csv", ["method", "seed", "kex", "metric", "metric_name", "samples", "first_seed", "snapshot"]
     key = lambda r: (r["method"], int(r["seed"]), r["snapshot"], int(r["samples"]), int(r["first_seed"]))  # noqa: E731
@@ -447,7 +447,7 @@ def main(family, methods, seeds, budget_kex, eval_every_kex, eval_samples, eval_
             raise click.ClickException(f"{outdir}: no benchmark.json — run the benchmark first")
         common.set_threads(threads)
         click.echo(rescore(outdir, json.loads((outdir / "benchmark.json").read_text()), rescore_samples,
-                           rescore_first_seed, device))
+                           rescore_first_seed, eval_batch, device))
         return
     if not family:
         raise click.UsageError("--family is required (unless --report-only)")
