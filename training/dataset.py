@@ -22,6 +22,16 @@ IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".ppm"}
 SEQUENCE_EXTS = tuple(ext + gz for ext in (".fa", ".fasta", ".fna", ".tsv", ".txt", ".csv") for gz in ("", ".gz"))
 
 
+def one_hot_label(labels: np.ndarray | None, raw_idx: int, label_dim: int) -> np.ndarray:
+    """The float32 one-hot class label of raw example `raw_idx`, or an empty vector for unlabelled data
+    (the one label convention of image and sequence datasets)."""
+    if labels is None:
+        return np.zeros([0], dtype=np.float32)
+    onehot = np.zeros(label_dim, dtype=np.float32)
+    onehot[labels[raw_idx]] = 1
+    return onehot
+
+
 class ImageFolderDataset(torch.utils.data.Dataset):
     """A folder or .zip of images. Images must share one shape; `resolution` checks it.
 
@@ -149,11 +159,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         return image.copy(), self.get_label(idx)
 
     def get_label(self, idx: int) -> np.ndarray:
-        if self._raw_labels is None:
-            return np.zeros([0], dtype=np.float32)
-        onehot = np.zeros(self.label_dim, dtype=np.float32)
-        onehot[self._raw_labels[self._raw_idx[idx]]] = 1
-        return onehot
+        return one_hot_label(self._raw_labels, self._raw_idx[idx], self.label_dim)
 
     @property
     def data_shape(self) -> tuple[int, ...]:

@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from training.dataset import one_hot_label
+
 BASES = "ACGT"
 LABEL_COLUMNS = ("cell_type", "celltype", "cell_line", "tag", "label", "class")
 _LUT = np.full(256, 255, dtype=np.uint8)  # byte -> base index; 255 = invalid
@@ -339,11 +341,7 @@ class SequenceDataset(torch.utils.data.Dataset):
         return index_to_onehot(self._idx[raw]), self.get_label(idx)
 
     def get_label(self, idx: int) -> np.ndarray:
-        if self._labels is None:
-            return np.zeros([0], dtype=np.float32)
-        onehot = np.zeros(self.label_dim, dtype=np.float32)
-        onehot[self._labels[self._raw_idx[idx]]] = 1
-        return onehot
+        return one_hot_label(self._labels, self._raw_idx[idx], self.label_dim)
 
     @property
     def base_indices(self) -> np.ndarray:
