@@ -63,6 +63,8 @@ METHODS = {
     "loguniform": dict(label="log-uniform", fixed=True, scheduler="loguniform", weighting=None, derive=True),
     "edm": dict(label="EDM log-normal (transfer)", fixed=True, scheduler="lognormal", weighting="edm", derive=True),
     "infonoise": dict(label="InfoNoise", fixed=False, scheduler="infonoise", weighting=None, derive=False),
+    "infonoise-pinned": dict(label="InfoNoise, σ_p pinned 0.2", fixed=False, scheduler="infonoise", weighting=None,
+                             derive=False),
 }
 # Settings that change what a CSV row means: a rerun into the same --outdir must keep them.
 FROZEN = ("family", "eval_every_kex", "eval_samples", "eval_steps", "eval_grid", "solver", "detector", "binarize",
@@ -387,6 +389,16 @@ def prepare_run(opts: dict, runs_dir: Path) -> Path:
     return run_dir
 
 
+def eval_points(budget_kex: float, every_kex: float) -> list[int]:
+    """Evaluation points in whole examples: every `every_kex`, the last one at the budget. Integers, so
+    3 × 25.6 kEx is 76,800 examples, not 76.80000000000001 kEx (a float target past the examples a run
+    had processed stopped the harness)."""
+    budget, every = round(budget_kex * 1e3), round(every_kex * 1e3)
+    if every < 1:
+        raise click.ClickException(f"--eval-every-kex {every_kex} is less than one example")
+    return [min(k * every, budget) for k in range(1, -(-budget // every) + 1)]
+
+
 def method_opts(pairs: tuple[str, ...]) -> dict:
     """('infonoise:scheduler_kwargs.warmup_steps=10', …) → {'infonoise': {'scheduler_kwargs': {...}}}."""
     out: dict = {}
@@ -460,8 +472,8 @@ def main(family, methods, seeds, budget_kex, eval_every_kex, eval_samples, eval_
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
     per_method = method_opts(method_pairs)
-    points = max(1, math.ceil(budget_kex / eval_every_kex - 1e-9))
-    targets = [min(k * eval_every_kex, budget_kex) for k in range(1, points + 1)]
+    targets = eval_points(budget_kex, eval_every_kex)
+    points = len(targets)
 
     try:
         runs = {(m, s): resolve_run(family, m, s, budget_kex, eval_every_kex, overrides, per_method, device)
@@ -481,7 +493,7 @@ def main(family, methods, seeds, budget_kex, eval_every_kex, eval_samples, eval_
     evaluate = Evaluator(first, outdir, eval_samples, eval_steps, eval_grid, solver, eval_batch, detector, binarize,
                          dna_metric, dna_classifier, device)
     csv_path = outdir / "results.csv"
-    key = lambda kex: f"{kex:.6g}"  # noqa: E731  (rows are keyed by their target kEx as written)
+    key = lambda n: f"{n / 1e3:.6g}"  # noqa: E731  (rows are keyed by their target kEx as written)
     done = {(r["method"], int(r["seed"]), r["target_kex"]) for r in common.read_rows(csv_path)}
     todo = [(t, s, m) for t in targets for s in seed_list for m in method_list if (m, s, key(t)) not in done]
     click.echo(f"{family}: {len(method_list)} method(s) × {len(seed_list)} seed(s) × {points} evaluation(s) "
@@ -497,7 +509,7 @@ def main(family, methods, seeds, budget_kex, eval_every_kex, eval_samples, eval_
         run_dir = prepare_run(opts, outdir / "runs")
         t0 = time.time()
         try:
-            summary = training_loop.run(run_dir=str(run_dir), **{**opts, "duration": target / 1e3})
+            summary = training_loop.run(run_dir=str(run_dir), **{**opts, "duration": target / 1e6})
         except training_loop.NonFiniteLossError as e:
             tqdm.tqdm.write(f"{m} seed {s} diverged; its curve stops here. {e}")
             diverged.add((m, s))
@@ -505,9 +517,9 @@ def main(family, methods, seeds, budget_kex, eval_every_kex, eval_samples, eval_
         t_train = time.time() - t0
         nimg, step, snapshot = summary["cur_nimg"], summary["global_step"], summary["snapshot"]
         del summary
-        if snapshot is None or not target * 1e3 <= nimg < target * 1e3 + opts["batch"]:
-            raise click.ClickException(f"{run_dir}: expected a snapshot at {target:g} kEx, the run is at "
-                                       f"{nimg / 1e3:g} kEx ({snapshot}); was the folder used with other settings?")
+        if snapshot is None or not target <= nimg < target + opts["batch"]:
+            raise click.ClickException(f"{run_dir}: expected a snapshot within one batch after {target} examples, "
+                                       f"the run is at {nimg} ({snapshot}); was the folder used with other settings?")
         t0 = time.time()
         metric = evaluate(snapshot)
         row = dict(method=m, seed=s, kex=f"{nimg / 1e3:.6g}", metric=f"{metric:.8g}", metric_name=evaluate.name,

@@ -5,10 +5,11 @@ FIFO (`observe`), and calls `step`. At a refresh the FIFO means, combined over r
 running MMSE estimate m̂; ḣ = m̂/σ³ gives the pivot, the allocation ρ, the schedule π ∝ ρ/w and
 the CDF table that `sample` inverts. All maths lives in `information.py`.
 
-Warm-up (spec §5, π0 = EDM log-normal): we mix the same coverage floor ε into π0 as into every
-table. A pure log-normal practically never visits the end bins of [0.002, 80] (≈1e-6 per draw), so
-"every bin holds ≥ n_min errors" would block the first refresh; with ε = 0.02 each bin gets ε/M of
-the draws. floor = 0 gives exactly `LogNormal`.
+Warm-up (spec §5): the sampler π0 must fill every bin so the first refresh can come at the end of
+warm-up. Discrete endpoints warm up log-uniformly (each of the M bins gets 1/M of the draws: n_min is
+reached after ≈ n_min·M/batch steps). Continuous ones use EDM's log-normal with the same coverage floor
+ε as every table: a pure log-normal practically never visits the end bins of [0.002, 80] (≈1e-6 per
+draw); with ε = 0.02 each bin gets ε/M of the draws. floor = 0 gives exactly `LogNormal`.
 """
 from __future__ import annotations
 
@@ -35,11 +36,15 @@ def _is_int(x) -> bool:
 
 
 class InfoNoise(NoiseScheduler):
-    """Defaults are spec §5's. `smooth_std` smooths the allocation across bins; `slope_smooth_std`
-    smooths the log–log slopes the discrete pivot rule reads (ours: 2 bins. Learned profiles are noisy per
-    bin; with 1 bin the knee flipped between the two bends of the information bump, σ_p 0.33 → 0.58, on
-    binarized MNIST, while 2 bins held it at 0.35 over every refresh; cost: a bias of 1–3 bins low on a
-    clean break)."""
+    """Defaults are spec §5's. `smooth_std` smooths the allocation across bins. Discrete pivot (spec §4):
+    `pivot_rule` 'valley' (v2: the most prominent valley of ln(m̂/σ²) smoothed over
+    `valley_smooth_decades`, if its prominence ≥ ln `valley_kappa`, else `sigma_p_fallback`) or
+    'powerlaw' (v1, kept for comparison: `powerlaw_tol`, `powerlaw_min_decades`, and `slope_smooth_std`
+    bins of smoothing on the log–log slopes it reads). Once a refresh has found a valley, the next one
+    keeps the valley rule while the prominence stays ≥ `valley_hysteresis`·ln κ (ours, 0.5; 1 = stateless):
+    a bump hovering at κ would otherwise flip σ_p between the valley and the fallback every refresh (a
+    recorded binarized-MNIST profile fell from 1.72× to 1.48× while its valley stayed put). `warmup_sampler` 'auto' picks log-uniform for
+    discrete endpoints and the floored log-normal for continuous ones (spec §5)."""
     name = "infonoise"
 
     def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0, num_bins: int = 128,
@@ -48,7 +53,9 @@ class InfoNoise(NoiseScheduler):
                  gate_n: float = 3.0, tau: float = 0.002, k_persist: int = 3, powerlaw_tol: float = 0.25,
                  powerlaw_min_decades: float = 1.0, slope_smooth_std: float = 2.0, floor: float = 0.02,
                  endpoint: str = "continuous", sigma_p: float | None = None, weighting: str = "edm",
-                 sigma_data: float = 0.5, warmup_P_mean: float = -1.2, warmup_P_std: float = 1.2):
+                 sigma_data: float = 0.5, warmup_P_mean: float = -1.2, warmup_P_std: float = 1.2,
+                 pivot_rule: str = "valley", valley_kappa: float = 1.5, valley_smooth_decades: float = 0.125,
+                 sigma_p_fallback: float = 0.2, valley_hysteresis: float = 0.5, warmup_sampler: str = "auto"):
         _check(0 < sigma_min < sigma_max < math.inf, f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
         _check(_is_int(num_bins) and num_bins >= 3, f"num_bins must be an integer >= 3, got {num_bins!r}")
         _check(_is_int(fifo_size) and fifo_size >= 1, f"fifo_size must be an integer >= 1, got {fifo_size!r}")
@@ -74,6 +81,13 @@ class InfoNoise(NoiseScheduler):
         _check(weighting in ("edm", "unit"), f"unknown weighting '{weighting}'. Valid: edm, unit")
         _check(sigma_data > 0, f"sigma_data must be > 0, got {sigma_data}")
         _check(warmup_P_std > 0, f"warmup_P_std must be > 0, got {warmup_P_std}")
+        _check(pivot_rule in info.PIVOT_RULES, f"unknown pivot_rule '{pivot_rule}'. Valid: {', '.join(info.PIVOT_RULES)}")
+        _check(valley_kappa >= 1, f"valley_kappa must be >= 1, got {valley_kappa}")
+        _check(valley_smooth_decades >= 0, f"valley_smooth_decades must be >= 0, got {valley_smooth_decades}")
+        _check(0 < sigma_p_fallback < math.inf, f"sigma_p_fallback must be > 0, got {sigma_p_fallback}")
+        _check(0 < valley_hysteresis <= 1, f"valley_hysteresis must be in (0, 1], got {valley_hysteresis}")
+        _check(warmup_sampler in ("auto", "lognormal", "loguniform"),
+               f"unknown warmup_sampler '{warmup_sampler}'. Valid: auto, lognormal, loguniform")
 
         self.sigma_min, self.sigma_max, self.num_bins = float(sigma_min), float(sigma_max), num_bins
         self.fifo_size, self.min_count, self.ema_beta = fifo_size, min_count, float(ema_beta)
@@ -83,6 +97,12 @@ class InfoNoise(NoiseScheduler):
         self.slope_smooth_std, self.floor = float(slope_smooth_std), float(floor)
         self.endpoint, self.pinned = endpoint, None if sigma_p is None else float(sigma_p)
         self.weighting, self.sigma_data = weighting, float(sigma_data)
+        self.pivot_rule, self.valley_kappa = pivot_rule, float(valley_kappa)
+        self.valley_smooth_decades, self.sigma_p_fallback = float(valley_smooth_decades), float(sigma_p_fallback)
+        self.valley_hysteresis = float(valley_hysteresis)
+        if warmup_sampler == "auto":
+            warmup_sampler = "loguniform" if endpoint == "discrete" else "lognormal"
+        self.warmup_sampler = warmup_sampler
         self.warmup = LogNormal(warmup_P_mean, warmup_P_std)
         self.loguniform = LogUniform(sigma_min, sigma_max)
 
@@ -92,7 +112,7 @@ class InfoNoise(NoiseScheduler):
         self.ptr = torch.zeros(num_bins, dtype=torch.int64)                       # next write slot
         self.count = torch.zeros(num_bins, dtype=torch.int64)                     # filled slots
         self.mhat = self.hdot = self.alloc = self.log_dens = self.table = None
-        self.sigma_p = None
+        self.sigma_p, self.pivot_set_by, self.prominence = None, None, None
         self.refreshes, self.last_refresh_step, self.n_observed, self.n_nonfinite, self.n_outside = 0, -1, 0, 0, 0
         self.history: list[dict] = []
 
@@ -100,6 +120,8 @@ class InfoNoise(NoiseScheduler):
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """σ ~ π: inverse CDF of the current table, or of the warm-up mixture before the first refresh.
         One uniform per draw, so a resumed run with the same generator draws the same σ."""
+        if self.table is None and self.warmup_sampler == "loguniform":
+            return self.loguniform.sample(n, generator)
         u = uniform(n, generator)
         if self.table is not None:
             return info.sample_icdf(u, self.table).float()
@@ -112,6 +134,8 @@ class InfoNoise(NoiseScheduler):
     def density(self, sigma: torch.Tensor) -> torch.Tensor:
         """π(σ) per unit σ of the distribution `sample` draws from (warm-up mixture before the first refresh)."""
         sigma = torch.as_tensor(sigma, dtype=torch.float64)
+        if self.table is None and self.warmup_sampler == "loguniform":
+            return self.loguniform.density(sigma)
         if self.table is None:
             return (1 - self.floor) * self.warmup.density(sigma) + self.floor * self.loguniform.density(sigma)
         k = info.bin_index(sigma, self.sigma_min, self.sigma_max, self.num_bins)
@@ -161,9 +185,12 @@ class InfoNoise(NoiseScheduler):
         """ℓ → m̂ (EMA) → ḣ → σ_p → ρ → π → floored per-ln σ density → CDF table (spec §5)."""
         self.mhat = ell.clone() if self.mhat is None else self.ema_beta * self.mhat + (1 - self.ema_beta) * ell
         self.hdot = info.entropy_rate(self.mhat, self.sigma)
-        self.sigma_p = info.pivot(self.hdot, self.sigma, self.endpoint, self.pinned, tau=self.tau,
-                                  k_persist=self.k_persist, tol=self.powerlaw_tol,
-                                  min_decades=self.powerlaw_min_decades, smooth_std=self.slope_smooth_std)
+        kappa = self.valley_kappa ** (self.valley_hysteresis if self.pivot_set_by == "valley" else 1.0)
+        self.sigma_p, self.pivot_set_by, self.prominence = info.pivot(
+            self.hdot, self.sigma, self.endpoint, self.pinned, rule=self.pivot_rule, tau=self.tau,
+            k_persist=self.k_persist, tol=self.powerlaw_tol, min_decades=self.powerlaw_min_decades,
+            smooth_std=self.slope_smooth_std, kappa=kappa, smooth_decades=self.valley_smooth_decades,
+            fallback=self.sigma_p_fallback)
         self.alloc = info.allocation(self.hdot, self.sigma, self.sigma_p, self.gate_n, self.smooth_std)
         pi = info.schedule_from_allocation(self.alloc, self.sigma, self.weight)
         self.log_dens = info.add_floor(info.log_density(pi, self.sigma), self.floor)
@@ -176,6 +203,7 @@ class InfoNoise(NoiseScheduler):
         alloc_q = info.sample_icdf(q, info.build_cdf(info.log_density(self.alloc, self.sigma), self.sigma))
         sched_q = info.sample_icdf(q, self.table)
         summary = dict(step=int(global_step), refresh=self.refreshes, sigma_p=self.sigma_p,
+                       pivot_rule=self.pivot_set_by, prominence=self.prominence,
                        tv_change=info.total_variation(self._masses(), previous), min_count=min_count,
                        n_nonfinite=self.n_nonfinite, n_outside=self.n_outside,
                        **{f"alloc_q{round(100 * p):02d}": float(v) for p, v in zip(_QUANTILES, alloc_q)},
@@ -189,6 +217,9 @@ class InfoNoise(NoiseScheduler):
         TV change. Before the first refresh: the warm-up mixture (log-normal part exact per bin)."""
         if self.table is not None:
             return torch.cat([info.bin_masses(self.table), torch.zeros(1, dtype=torch.float64)])
+        if self.warmup_sampler == "loguniform":
+            return torch.cat([torch.full((self.num_bins,), 1 / self.num_bins, dtype=torch.float64),
+                              torch.zeros(1, dtype=torch.float64)])
         edges = info.log_sigma_edges(self.sigma_min, self.sigma_max, self.num_bins)
         cdf = torch.special.ndtr((edges - self.warmup.P_mean) / self.warmup.P_std)
         eps = self.floor
@@ -209,7 +240,7 @@ class InfoNoise(NoiseScheduler):
 
     _STRUCTURE = ("sigma_min", "sigma_max", "num_bins", "fifo_size")
     _TENSORS = ("buf", "ptr", "count", "mhat", "hdot", "alloc", "log_dens", "table")
-    _SCALARS = ("sigma_p", "refreshes", "last_refresh_step", "n_observed", "n_nonfinite", "n_outside")
+    _SCALARS = ("sigma_p", "pivot_set_by", "prominence", "refreshes", "last_refresh_step", "n_observed", "n_nonfinite", "n_outside")
 
     def state_dict(self) -> dict:
         """Everything needed to continue identically, as tensors and Python scalars (weights_only-safe)."""
@@ -227,12 +258,13 @@ class InfoNoise(NoiseScheduler):
         for name in self._TENSORS:
             value = state[name]
             setattr(self, name, None if value is None else value.detach().to("cpu").clone())
-        for name in self._SCALARS:
-            setattr(self, name, state[name])
+        for name in self._SCALARS:     # snapshots from before the v2 pivot lack its two records
+            setattr(self, name, state.get(name) if name in ("pivot_set_by", "prominence") else state[name])
         self.history = [dict(h) for h in state["history"]]
 
     def __repr__(self) -> str:
-        return (f"InfoNoise(endpoint={self.endpoint}, weighting={self.weighting}, M={self.num_bins}, "
+        return (f"InfoNoise(endpoint={self.endpoint}, pivot_rule={self.pivot_rule}, warmup={self.warmup_sampler}, "
+                f"weighting={self.weighting}, M={self.num_bins}, "
                 f"B={self.fifo_size}, K={self.refresh_every}, warmup={self.warmup_steps}, "
                 f"sigma_p={'pinned ' + str(self.pinned) if self.pinned is not None else 'auto'}, "
                 f"refreshes={self.refreshes})")

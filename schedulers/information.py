@@ -15,6 +15,7 @@ Densities come in two coordinates and the σ Jacobian converts them (§3.5): ρ,
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
@@ -154,9 +155,18 @@ def pivot_knee(hdot: torch.Tensor, sigma: torch.Tensor, smooth_std: float = 2.0)
 
 def pivot_powerlaw(hdot: torch.Tensor, sigma: torch.Tensor, tol: float = 0.25, min_decades: float = 1.0,
                    smooth_std: float = 2.0) -> float:
-    """Discrete endpoints (§4): the longest run of slopes starting at σ_min that all stay within ±tol of
+    """Discrete endpoints, v1 (§4, `pivot_rule: powerlaw`): the longest run of slopes starting at σ_min that all stay within ±tol of
     the run's median; σ_p is the grid point where the run ends. If the run spans < `min_decades`
     decades, fall back to `pivot_knee`."""
+    upper, decades = _powerlaw_run(hdot, sigma, tol, smooth_std)
+    if decades >= min_decades:
+        return float(sigma[upper])
+    return pivot_knee(hdot, sigma, smooth_std)
+
+
+def _powerlaw_run(hdot: torch.Tensor, sigma: torch.Tensor, tol: float, smooth_std: float) -> tuple[int, float]:
+    """(index of the grid point where the longest low-σ run of slopes within ±tol of its median ends,
+    the decades it spans)."""
     s = _loglog_slopes(hdot, sigma, smooth_std)
     n = len(s)
     prefix = torch.arange(n)[None, :] <= torch.arange(n)[:, None]          # row i: slopes 0 … i
@@ -164,22 +174,72 @@ def pivot_powerlaw(hdot: torch.Tensor, sigma: torch.Tensor, tol: float = 0.25, m
     ok = ((s[None, :] - med[:, None]).abs() <= tol).logical_or(~prefix).all(1)
     upper = int(ok.nonzero()[-1]) + 1                                      # slopes 0…i span points 0…i+1
     x = _t(sigma).log()
-    if (x[upper] - x[0]) / math.log(10) >= min_decades:
-        return float(sigma[upper])
-    return pivot_knee(hdot, sigma, smooth_std)
+    return upper, float((x[upper] - x[0]) / math.log(10))
+
+
+class Valley(NamedTuple):
+    """The most prominent valley of the smoothed per-ln σ entropy rate (§4, discrete v2)."""
+    sigma: float | None       # its grid σ; None when the profile has no interior valley
+    prominence: float         # its topographic prominence in ln units (0 when there is none)
+
+
+def most_prominent_valley(hdot: torch.Tensor, sigma: torch.Tensor, smooth_decades: float = 0.125) -> Valley:
+    """The valley of y = ln(σ·ḣ) = ln(m̂/σ²) (Gaussian-smoothed, std `smooth_decades` decades of σ) with
+    the largest topographic prominence, by `scipy.signal.find_peaks` on −y (§4 step 1–2). Levels, not
+    slopes: a valley's prominence is a difference of smoothed log levels, which noise moves far less than
+    a derivative. The end points are never valleys (find_peaks needs a neighbour on each side)."""
+    from scipy.signal import find_peaks
+    std_bins = smooth_decades * math.log(10) / log_step(sigma)
+    y = smooth((_t(sigma) * _t(hdot)).clamp_min(_TINY).log(), std_bins)
+    found, props = find_peaks(-y.numpy(), prominence=0)
+    if len(found) == 0:
+        return Valley(None, 0.0)
+    best = int(props["prominences"].argmax())
+    return Valley(float(sigma[int(found[best])]), float(props["prominences"][best]))
+
+
+def pivot_valley(hdot: torch.Tensor, sigma: torch.Tensor, kappa: float = 1.5, smooth_decades: float = 0.125,
+                 fallback: float = 0.2) -> tuple[float, str, float]:
+    """Discrete endpoints, v2 (§4): (σ_p, rule, prominence). σ_p is the most prominent valley of the
+    smoothed ln(m̂/σ²) if the information bump rises ≥ κ× above it (prominence ≥ ln κ, rule 'valley');
+    else `fallback` (rule 'fallback': a young profile that still falls monotonically)."""
+    v = most_prominent_valley(hdot, sigma, smooth_decades)
+    if v.sigma is not None and v.prominence >= math.log(kappa):
+        return v.sigma, "valley", v.prominence
+    return float(fallback), "fallback", v.prominence
+
+
+class Pivot(NamedTuple):
+    """σ_p with the rule that set it — pinned, onset (continuous), valley or fallback (discrete v2),
+    powerlaw or knee (discrete v1) — and the valley prominence seen (v2 only, else None)."""
+    sigma_p: float
+    rule: str
+    prominence: float | None = None
+
+
+PIVOT_RULES = ("valley", "powerlaw")
 
 
 def pivot(hdot: torch.Tensor, sigma: torch.Tensor, endpoint: str, pinned: float | None = None, *,
-          tau: float = 0.002, k_persist: int = 3, tol: float = 0.25, min_decades: float = 1.0,
-          smooth_std: float = 2.0) -> float:
-    """σ_p by the rule for `endpoint` ('continuous' → onset, 'discrete' → power law), or `pinned` (§4)."""
+          rule: str = "valley", tau: float = 0.002, k_persist: int = 3, tol: float = 0.25, min_decades: float = 1.0,
+          smooth_std: float = 2.0, kappa: float = 1.5, smooth_decades: float = 0.125,
+          fallback: float = 0.2) -> Pivot:
+    """σ_p (§4): `pinned` if given; else 'continuous' → onset; 'discrete' → `rule` ('valley', v2, or
+    'powerlaw', v1 with its knee fallback)."""
     if pinned is not None:
-        return float(pinned)
+        return Pivot(float(pinned), "pinned")
     if endpoint == "continuous":
-        return pivot_onset(hdot, sigma, tau, k_persist)
-    if endpoint == "discrete":
-        return pivot_powerlaw(hdot, sigma, tol, min_decades, smooth_std)
-    raise ValueError(f"Unknown endpoint '{endpoint}'. Valid endpoints: continuous, discrete")
+        return Pivot(pivot_onset(hdot, sigma, tau, k_persist), "onset")
+    if endpoint != "discrete":
+        raise ValueError(f"Unknown endpoint '{endpoint}'. Valid endpoints: continuous, discrete")
+    if rule == "valley":
+        return Pivot(*pivot_valley(hdot, sigma, kappa, smooth_decades, fallback))
+    if rule == "powerlaw":
+        upper, decades = _powerlaw_run(hdot, sigma, tol, smooth_std)
+        if decades >= min_decades:
+            return Pivot(float(sigma[upper]), "powerlaw")
+        return Pivot(pivot_knee(hdot, sigma, smooth_std), "knee")
+    raise ValueError(f"Unknown pivot rule '{rule}'. Valid rules: {', '.join(PIVOT_RULES)}")
 
 
 # ----------------------------------------------------------------------------------------------

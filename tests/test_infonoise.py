@@ -46,6 +46,10 @@ def onset_scan(r, tau=0.002, k=3):
     return next(i for i in range(len(r) - 1, k - 2, -1) if all(r[i - d] >= tau for d in range(k)))
 
 
+def loguniform_cdf(x):
+    return np.clip(np.log(np.asarray(x) / 0.002) / math.log(40000), 0, 1)
+
+
 def exact(**kw):
     return InfoNoise(**dict(dict(warmup_steps=0, refresh_every=1, min_count=8), **kw))
 
@@ -127,6 +131,39 @@ def test_warmup_sampler():
     assert scipy.stats.kstest(s, cdf).pvalue > 0.01
 
 
+def test_discrete_warmup_is_loguniform_and_fills_every_bin():
+    """Spec §5: discrete endpoints warm up log-uniformly (KS), so at batch 128 and M = 128 every bin holds
+    n_min = 8 errors well before a warm-up of 64 steps ends (expected 64 per bin; v1's floored log-normal
+    gave each end bin ε/M ≈ 1.6e-4 of the draws: ≈ 1 error there by then) and the first refresh comes at
+    the configured warm-up end."""
+    g = torch.Generator().manual_seed(0)
+    x = InfoNoise(endpoint="discrete").sample(20000, g).double().numpy()
+    assert scipy.stats.kstest(x, loguniform_cdf).pvalue > 0.01
+    assert InfoNoise(endpoint="discrete").warmup_sampler == "loguniform"
+    assert InfoNoise(endpoint="continuous").warmup_sampler == "lognormal"
+    firsts = {}
+    for sampler in ("loguniform", "lognormal"):
+        s = InfoNoise(endpoint="discrete", warmup_sampler=sampler, warmup_steps=64, refresh_every=16, min_count=8)
+        g = torch.Generator().manual_seed(1)
+        firsts[sampler] = None
+        for step in range(1, 641):
+            sigma = s.sample(128, g)
+            if firsts[sampler] is None:                        # only the warm-up sampler matters here
+                s.observe(sigma, torch.ones(128))
+                if s.step(step) is not None:
+                    firsts[sampler] = step
+                    break
+        if sampler == "loguniform":
+            density = s.density(torch.tensor([0.002, 1.0, 80.0], dtype=F64)) if s.table is None else None
+    assert firsts["loguniform"] == 64                          # at the configured warm-up end
+    assert firsts["lognormal"] is None or firsts["lognormal"] > 320
+    s = InfoNoise(endpoint="discrete")
+    np.testing.assert_allclose(s.density(torch.tensor([0.002, 1.0, 80.0], dtype=F64)),
+                               1 / (np.array([0.002, 1.0, 80.0]) * math.log(40000)), rtol=1e-12)
+    masses = s._masses()
+    assert torch.allclose(masses[:-1], torch.full((128,), 1 / 128, dtype=F64)) and masses[-1] == 0
+
+
 def test_observe_matches_reference_fifo():
     """Vectorised ring buffer == one deque(maxlen=B) per bin, fed in batch order, incl. floods > B."""
     M, B = 8, 5
@@ -167,7 +204,9 @@ def test_observe_ignores_nonfinite_and_out_of_range():
     dict(k_persist=0), dict(k_persist=200), dict(powerlaw_tol=0), dict(powerlaw_min_decades=-1),
     dict(slope_smooth_std=-0.5),
     dict(floor=1.0), dict(floor=-0.1), dict(endpoint="images"), dict(sigma_p=0.0), dict(weighting="snr"),
-    dict(sigma_data=0), dict(warmup_P_std=0)])
+    dict(sigma_data=0), dict(warmup_P_std=0), dict(pivot_rule="knee"), dict(valley_kappa=0.9),
+    dict(valley_smooth_decades=-1), dict(sigma_p_fallback=0), dict(valley_hysteresis=0), dict(valley_hysteresis=1.5),
+    dict(warmup_sampler="uniform")])
 def test_bad_arguments_raise(kw):
     with pytest.raises(ValueError, match="infonoise"):
         InfoNoise(**kw)
@@ -185,20 +224,78 @@ def test_observe_rejects_mismatched_lengths():
 
 # -- pivots and Jacobian through the scheduler -------------------------------------------------
 
-def test_discrete_endpoint_and_pinned_pivot():
-    s = exact(endpoint="discrete")
+def test_discrete_endpoint_v1_and_pinned_pivot():
+    s = exact(endpoint="discrete", pivot_rule="powerlaw")
     j = 55                                                      # σ ≈ 0.2: two decades of power law
     x = s.sigma.log() - s.sigma[j].log()
     hdot = torch.exp(torch.where(torch.arange(128) <= j, -0.5 * x, -3.0 * x))
     feed_grid(s, lambda sg: hdot * sg**3, 8)
-    assert -3 <= int((s.sigma - s.step(0)["sigma_p"]).abs().argmin()) - j <= 0   # 2-bin slope smoothing: ≤ 3 bins low
+    rec = s.step(0)
+    assert -3 <= int((s.sigma - rec["sigma_p"]).abs().argmin()) - j <= 0   # 2-bin slope smoothing: ≤ 3 bins low
+    assert rec["pivot_rule"] == "powerlaw" and rec["prominence"] is None
     p = exact(sigma_p=0.2)
     feed_grid(p, gauss_mmse, 8)
-    assert p.step(0)["sigma_p"] == 0.2
+    rec = p.step(0)
+    assert rec["sigma_p"] == 0.2 and rec["pivot_rule"] == "pinned"
 
 
-def loguniform_cdf(x):
-    return np.clip(np.log(np.asarray(x) / 0.002) / math.log(40000), 0, 1)
+def valley_mmse(sigma, ratio, s_valley=0.3, s_bump=1.0, s1=0.02):
+    """m̂ of a learned-looking ±1 profile (spec §7): y = ln(m̂/σ²) flat below s1, slope −2 to the valley,
+    rising ln(ratio) to the bump, slope −2 above (as tests/test_information.py's `learned_profile`)."""
+    x = sigma.log()
+    xv, xb = math.log(s_valley), math.log(s_bump)
+    y = torch.where(x < math.log(s1), 0.0, -2 * (x - math.log(s1)))
+    yv = -2 * (xv - math.log(s1))
+    y = torch.where((x > xv) & (x <= xb), yv + math.log(ratio) * (x - xv) / (xb - xv), y)
+    y = torch.where(x > xb, yv + math.log(ratio) - 2 * (x - xb), y)
+    return sigma**2 * y.exp()
+
+
+def test_discrete_valley_pivot_records_and_hysteresis():
+    """v2 through the scheduler: a bump of 4× gives the valley (rule and prominence recorded); a young
+    monotone profile the fallback; once a valley was found, a bump that sags to a prominence between
+    ½·ln κ and ln κ keeps the valley rule (hysteresis), while valley_hysteresis = 1 is the stateless rule."""
+    s = exact(endpoint="discrete", ema_beta=0.0, fifo_size=8)              # each feed replaces the FIFOs
+    feed_grid(s, lambda sg: valley_mmse(sg, 1.0), 8)
+    rec = s.step(0)
+    assert (rec["sigma_p"], rec["pivot_rule"]) == (0.2, "fallback") and rec["prominence"] < math.log(1.5)
+    feed_grid(s, lambda sg: valley_mmse(sg, 4.0), 8)
+    rec = s.step(1)
+    assert rec["pivot_rule"] == "valley" and 0.29 < rec["sigma_p"] < 0.36 and rec["prominence"] > math.log(1.5)
+    assert s.profile()["sigma_p"] == rec["sigma_p"] and s.history[-1]["pivot_rule"] == "valley"
+    sagged = lambda sg: valley_mmse(sg, 2.0)                  # noqa: E731
+    prom = info.most_prominent_valley(info.entropy_rate(sagged(s.sigma), s.sigma), s.sigma).prominence
+    assert 0.5 * math.log(1.5) <= prom < math.log(1.5)
+    feed_grid(s, sagged, 8)
+    assert s.step(2)["pivot_rule"] == "valley"
+    stateless = exact(endpoint="discrete", ema_beta=0.0, fifo_size=8, valley_hysteresis=1.0)
+    for step, ratio in enumerate((4.0, 2.0)):
+        feed_grid(stateless, lambda sg: valley_mmse(sg, ratio), 8)
+        rec = stateless.step(step)
+    assert (rec["sigma_p"], rec["pivot_rule"]) == (0.2, "fallback")
+    feed_grid(s, lambda sg: valley_mmse(sg, 1.0), 8)             # the bump gone: fallback even with hysteresis
+    assert s.step(3)["pivot_rule"] == "fallback"
+
+
+RECORDED = sorted(REPO.glob("benchmarks/results/*/*schedule.jsonl"))
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_valley_pivot_on_recorded_profiles_never_jumps(path):
+    """Regression on real learned profiles (every schedule.jsonl under benchmarks/results/, recorded by v1
+    runs): replaying their m̂ through the v2 rule, once a refresh has found a valley, every later refresh
+    finds one too, within 2 bins of the previous."""
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    sigma = torch.tensor(records[0]["sigma"], dtype=F64)
+    s = exact(endpoint="discrete", num_bins=len(sigma), ema_beta=0.0)
+    assert torch.allclose(s.sigma, sigma, rtol=1e-12)
+    found = []
+    for i, r in enumerate(records):
+        rec = s._refresh(torch.tensor(r["mmse"], dtype=F64), i, 8)
+        found.append((rec["pivot_rule"], int(info.bin_index(torch.tensor(rec["sigma_p"]), 0.002, 80, len(sigma)))))
+    first = next((i for i, (rule, _) in enumerate(found) if rule == "valley"), len(found))
+    assert all(rule == "valley" for rule, _ in found[first:]), found
+    assert all(abs(a[1] - b[1]) <= 2 for a, b in zip(found[first:], found[first + 1:])), found
 
 
 def test_jacobian_flat_allocation_samples_loguniform():

@@ -151,13 +151,118 @@ def test_pivot_knee_planted_and_short_run_fallback():
 def test_pivot_dispatch():
     j = index_of(0.15)
     h = onset_profile(j)
-    assert info.pivot(h, GRID, "continuous") == info.pivot_onset(h, GRID)
-    assert info.pivot(h, GRID, "discrete", tol=0.1) == info.pivot_powerlaw(h, GRID, tol=0.1)
-    assert info.pivot(h, GRID, "discrete", pinned=0.2) == 0.2
+    assert info.pivot(h, GRID, "continuous") == (info.pivot_onset(h, GRID), "onset", None)
+    v1 = info.pivot(h, GRID, "discrete", rule="powerlaw", tol=0.1)
+    assert v1.sigma_p == info.pivot_powerlaw(h, GRID, tol=0.1) and v1.rule in ("powerlaw", "knee")
+    assert info.pivot(h, GRID, "discrete") == info.Pivot(*info.pivot_valley(h, GRID))      # v2 is the default
+    assert info.pivot(h, GRID, "discrete", pinned=0.2) == (0.2, "pinned", None)
     with pytest.raises(ValueError, match="continuous, discrete"):
         info.pivot(h, GRID, "auto")
+    with pytest.raises(ValueError, match="valley, powerlaw"):
+        info.pivot(h, GRID, "discrete", rule="knee")
     with pytest.raises(ValueError):
         info.pivot_onset(torch.zeros(M, dtype=F64), GRID)
+
+
+def test_pivot_v1_reports_run_or_knee():
+    j = index_of(0.2)
+    assert info.pivot(broken_powerlaw(j, -0.5, -3.0), GRID, "discrete", rule="powerlaw", smooth_std=0) == \
+        (float(GRID[j]), "powerlaw", None)
+    h = broken_powerlaw(index_of(0.01), a=1.0, b=-1.0)                 # 0.7 decade: the knee decides
+    assert info.pivot(h, GRID, "discrete", rule="powerlaw", smooth_std=1.0) == \
+        (info.pivot_knee(h, GRID, smooth_std=1.0), "knee", None)
+
+
+# -- discrete pivot v2: the valley before the information bump (§4, §7 oracle) ---------------------
+
+def learned_profile(grid=GRID, s1=0.02, s_valley=0.3, s_bump=1.0, ratio=4.0, noise=0.0, seed=0):
+    """ḣ of a synthetic learned-looking ±1 profile (spec §7), built in y = ln(m̂/σ²) = ln(σ·ḣ), piecewise
+    linear in x = ln σ: m̂ = a·σ² below s1 (y flat); an error floor m̂ = const above (slope −2) down to
+    the valley at s_valley; the information bump rising to `ratio`× the valley at s_bump; m̂ → const
+    again above it (slope −2). Times i.i.d. log-normal noise of relative size `noise` per bin. Returns
+    (ḣ, the valley's grid index)."""
+    x = grid.log()
+    j = int((grid - s_valley).abs().argmin())
+    xv, x1, xb = x[j], math.log(s1), x[int((grid - s_bump).abs().argmin())]
+    y_valley = -2 * (xv - x1)
+    y = torch.where(x < x1, 0.0, -2 * (x - x1))
+    rise = y_valley + math.log(ratio) * (x - xv) / (xb - xv)
+    y = torch.where((x > xv) & (x <= xb), rise, y)
+    y = torch.where(x > xb, y_valley + math.log(ratio) - 2 * (x - xb), y)
+    if noise:
+        y = y + noise * torch.randn(len(grid), generator=torch.Generator().manual_seed(seed), dtype=F64)
+    return y.exp() / grid, j
+
+
+def test_valley_planted_clean_profile():
+    """Noise-free: the smoothing (std s = 1/8 decade ≈ 3.5 bins) moves the minimum of this asymmetric V
+    (slopes −2 and +1.15) towards the shallow side by at most 2 bins. Unsmoothed, the prominence is exactly
+    ln 4; smoothing rounds each corner of slope change Δ by at most Δ·s/√(2π) in y (valley and peak)."""
+    h, j = learned_profile()
+    sp0, rule0, prom0 = info.pivot_valley(h, GRID, smooth_decades=0)
+    assert (sp0, rule0) == (float(GRID[j]), "valley") and math.isclose(prom0, math.log(4), rel_tol=1e-9)
+    sp, rule, prom = info.pivot_valley(h, GRID)
+    assert rule == "valley" and 0 <= index_of(sp) - j <= 2
+    slope_up = math.log(4) / math.log(1.0 / float(GRID[j]))
+    rounding = 2 * (2 + slope_up) * 0.125 * math.log(10) / math.sqrt(2 * math.pi)
+    assert math.log(4) - rounding <= prom < math.log(4)
+
+
+@pytest.mark.parametrize("noise", [0.05, 0.1, 0.2])
+def test_valley_recovered_over_redrawn_noise(noise):
+    found = [info.pivot_valley(*learned_profile(noise=noise, seed=seed)[:1], GRID) for seed in range(20)]
+    j = learned_profile()[1]
+    assert all(rule == "valley" for _, rule, _ in found)
+    assert all(-1 <= index_of(sp) - j <= 3 for sp, _, _ in found)   # clean bias ≤ 2 bins, plus the noise's 1
+
+
+def test_valley_other_positions_and_grids():
+    """The rule is not tied to σ ≈ 0.3 or to 128 bins: planted valleys at 0.05 and 1.0, on 64 and 128 bins."""
+    for m in (64, 128):
+        grid = info.log_sigma_grid(SMIN, SMAX, m)
+        for s_valley, s_bump in ((0.05, 0.2), (1.0, 4.0)):
+            h, j = learned_profile(grid, s1=s_valley / 15, s_valley=s_valley, s_bump=s_bump)
+            sp, rule, _ = info.pivot_valley(h, grid)
+            k = int((grid - sp).abs().argmin())
+            assert rule == "valley" and 0 <= k - j <= (2 if m == 128 else 1)
+
+
+def test_valley_ignores_sparse_end_bins():
+    """The end bins hold the fewest errors (the floor's share of the draws): wild values there must not
+    make a valley or move the real one."""
+    h, j = learned_profile(noise=0.05)
+    for seed in range(10):
+        g = torch.Generator().manual_seed(seed)
+        wild = h.clone()
+        wild[:3] *= torch.exp(1.5 * torch.randn(3, generator=g, dtype=F64))
+        wild[-3:] *= torch.exp(1.5 * torch.randn(3, generator=g, dtype=F64))
+        assert info.pivot_valley(wild, GRID) == info.pivot_valley(h, GRID)
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.2])
+def test_valley_fallback_without_bump(noise):
+    """No bump (the young profile that still falls monotonically), or one below κ = 1.5: fallback 0.2."""
+    flat, _ = learned_profile(ratio=1.0, noise=noise)
+    low, _ = learned_profile(ratio=1.3, noise=noise)
+    for h in (flat, low):
+        sp, rule, prom = info.pivot_valley(h, GRID)
+        assert (sp, rule) == (0.2, "fallback") and prom < math.log(1.5)
+    assert info.pivot_valley(flat, GRID, fallback=0.05)[:2] == (0.05, "fallback")
+    high, _ = learned_profile(ratio=4.0, noise=noise)                  # κ is the bar: ln 4 − rounding ≈ 0.75
+    assert info.pivot_valley(high, GRID, kappa=1.5)[1] == "valley"
+    assert info.pivot_valley(high, GRID, kappa=3.0)[:2] == (0.2, "fallback")
+
+
+def test_valley_uses_scipy_prominence():
+    """The prominence is scipy's topographic prominence of −y (not a hand-rolled variant)."""
+    from scipy.signal import find_peaks, peak_prominences
+    h, _ = learned_profile(noise=0.1, seed=3)
+    std = 0.125 * math.log(10) / DELTA
+    y = scipy.ndimage.gaussian_filter1d(np.log((GRID * h).numpy()), std, mode="reflect", truncate=4.0)
+    peaks, _ = find_peaks(-y)
+    prom = peak_prominences(-y, peaks)[0]
+    v = info.most_prominent_valley(h, GRID)
+    assert v.sigma == float(GRID[peaks[prom.argmax()]]) and math.isclose(v.prominence, prom.max(), rel_tol=1e-9)
 
 
 # -- allocation → schedule → density (§3) ----------------------------------------------------------
@@ -245,4 +350,4 @@ def test_pivot_knee_ignores_the_noisy_end_bins():
     margin = 8                                                    # ⌈4·smooth_std⌉ with the default 2 bins
     found = index_of(info.pivot_knee(h, GRID))
     assert margin <= found and abs(found - j) <= 3
-    assert index_of(info.pivot(h, GRID, "discrete")) == found    # the power-law run is < 1 decade → knee
+    assert info.pivot(h, GRID, "discrete", rule="powerlaw") == (GRID[found].item(), "knee", None)  # run < 1 decade

@@ -176,7 +176,7 @@ def run(*, run_dir: str, data: str, cond: bool = False, xflip: bool = False, max
             stream.position = global_step * batch_gpu_total
         du.print0(f"Resuming from {resume} at {cur_nimg / 1e3:.1f} kimg (step {global_step}).")
 
-    total_nimg = int(duration * 1e6)
+    total_nimg = round(duration * 1e6)
     ema_halflife_nimg = ema * 1e6
     stats_path, sched_path, log_path = run_dir / "stats.jsonl", run_dir / "schedule.jsonl", run_dir / "log.txt"
 
