@@ -31,7 +31,7 @@ demo: export OMP_NUM_THREADS ?= 1
 demo: $(STAMP)
 	@test -e data/digits.zip || $(PY) dataset_tool.py --source sklearn-digits --dest data/digits.zip
 	$(PY) train.py --preset digits-infonoise --outdir $(DEMO)
-	$(PY) -m schedulers.plot $(DEMO)/digits-infonoise
+	$(PY) -m analysis.plot $(DEMO)/digits-infonoise
 	$(PY) generate.py --network $$(ls $(DEMO)/digits-infonoise/network-snapshot-*.pt | tail -n 1) \
 		--outdir $(DEMO)/samples --seeds 0-255 --steps 18 --grid infogrid \
 		--grid-png $(DEMO)/samples-infogrid.png --npz $(DEMO)/samples-infogrid.npz

@@ -37,7 +37,7 @@ def cli():
 @click.option("--release", default=None, help="JASPAR release shipped by pyjaspar [default: the pinned one].")
 def make_benchmark(out, per_class, test_per_class, length, seed, release):
     """Write the synthetic cell-type benchmark (real JASPAR motifs planted into a Markov background)."""
-    from training import dna_synthetic
+    from dna import synthetic as dna_synthetic
     kw = dict(release=release) if release else {}
     try:
         info = dna_synthetic.make_benchmark(out, per_class, test_per_class, length, seed, **kw)
@@ -62,8 +62,8 @@ def make_benchmark(out, per_class, test_per_class, length, seed, release):
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
 def train_classifier(train_path, test_path, out, seed, epochs, batch, lr, threads):
     """Train the Fréchet-feature classifier on the training split."""
-    from training.dna_metrics import save_classifier, train_classifier as train_fn
-    from training.sequences import SequenceDataset
+    from dna.metrics import save_classifier, train_classifier as train_fn
+    from dna.sequences import SequenceDataset
     if threads:
         torch.set_num_threads(threads)
     try:
@@ -96,7 +96,7 @@ def train_classifier(train_path, test_path, out, seed, epochs, batch, lr, thread
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
 def metrics(generated, reference, train_path, classifier, out, motifs, pvalue, seed, threads):
     """Compare generated sequences with held-out ones; write a JSON."""
-    from training.dna_metrics import compute_metrics
+    from dna.metrics import compute_metrics
     if threads:
         torch.set_num_threads(threads)
     ids = None if motifs == "all" else [m.strip() for m in motifs.split(",") if m.strip()]

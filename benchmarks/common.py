@@ -1,27 +1,23 @@
 """What the benchmark scripts share: presets without data, reference statistics, CSV rows, threads.
 
 Kept to the few helpers that would otherwise be copied into every script; each script stays one
-readable file. Importing this module also puts the repository root on sys.path, so the scripts run
-as `python benchmarks/<name>.py` from anywhere (train.py, fid.py and generate.py are top-level
-modules, not package members).
+readable file. The benchmarks import only library packages (installed editable with the project), so
+they run as `python benchmarks/<name>.py` or `python -m benchmarks.<name>` from the repository root.
 """
 from __future__ import annotations
 
 import csv
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+import torch
+
+import schedulers
+
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-import torch  # noqa: E402
-
-import schedulers  # noqa: E402
 
 # Data shapes of the image presets' data sets, for timing a preset whose data file is not on this
 # machine (e.g. CIFAR-10): the network's cost depends only on the shape. Keyed by the data file's
@@ -89,20 +85,14 @@ def parse_overrides(pairs: Sequence[str]) -> dict:
 
 
 def preset_setup(preset: str, overrides: dict | None = None) -> dict:
-    """A preset's options (train.DEFAULTS ← preset ← overrides) with `network_kwargs` resolved the way
-    train.resolve_options does, but without requiring the data set: its shape and label count come
+    """A preset's options (training.options.merge: DEFAULTS ← preset ← overrides) with `network_kwargs`
+    derived as training.options.resolve does, but without requiring the data set: its shape and label count come
     from the data file when it exists, else from ASSUMED_SHAPES (`shape_source` says which). Adds
     `endpoint` resolved ('auto' → discrete for two-valued data) and `num_params`."""
-    import train
-    from training import networks
+    from training import networks, options
     from training.dataset import open_dataset
 
-    overrides = dict(overrides or {})
-    opts = {k: (dict(v) if isinstance(v, dict) else v) for k, v in train.DEFAULTS.items()}
-    opts.update(train.load_preset(preset))
-    for key in ("network_kwargs", "scheduler_kwargs"):
-        opts[key] = {**(opts.get(key) or {}), **overrides.pop(key, {})}
-    opts.update(overrides)
+    opts = options.merge(preset, overrides or {})
     opts["preset"] = preset
 
     data = str(opts["data"])
@@ -121,12 +111,7 @@ def preset_setup(preset: str, overrides: dict | None = None) -> dict:
         binary = "binary" in name
     if opts["endpoint"] == "auto":
         opts["endpoint"] = "discrete" if binary else "continuous"
-    net_kwargs = dict(opts["network_kwargs"])
-    if opts["dropout"] is not None:
-        net_kwargs["dropout"] = opts["dropout"]
-    opts["network_kwargs"] = dict(arch=opts["arch"], precond=opts["precond"], data_shape=list(shape),
-                                  label_dim=label_dim if opts["cond"] else 0, sigma_min=opts["sigma_min"],
-                                  sigma_max=opts["sigma_max"], sigma_data=opts["sigma_data"], **net_kwargs)
+    opts["network_kwargs"] = options.network_kwargs(opts, shape, label_dim)
     opts["data_path"], opts["shape_source"] = path, source
     opts["num_params"] = sum(p.numel() for p in networks.build_network(**opts["network_kwargs"]).parameters())
     return opts
@@ -134,8 +119,8 @@ def preset_setup(preset: str, overrides: dict | None = None) -> dict:
 
 def build_scheduler(opts: dict, name: str | None = None, **kwargs) -> schedulers.NoiseScheduler:
     """The preset's scheduler (or `name`) with the context the training loop gives it."""
-    context = dict(sigma_min=opts["sigma_min"], sigma_max=opts["sigma_max"], sigma_data=opts["sigma_data"],
-                   weighting=opts["weighting"], endpoint=opts["endpoint"])
+    from training.options import scheduler_context
+    context = scheduler_context(opts)
     name = name or opts["scheduler"]
     sched_kwargs = {**(opts["scheduler_kwargs"] if name == opts["scheduler"] else {}), **kwargs}
     return schedulers.build(name, context, **sched_kwargs)
@@ -176,16 +161,17 @@ def reference_stats(data: str, detector: str, cache_dir: str | os.PathLike, max_
                     log: Callable[[str], None] = print) -> Path:
     """Reference statistics of a data set for `detector`, computed once and cached in `cache_dir`
     (the file name carries the data set, its subset size and the detector)."""
-    import fid
+    from evaluation.detectors import get_detector
+    from evaluation.frechet import dataset_stats, open_images, save_stats
     cache_dir = Path(cache_dir)
     dest = cache_dir / f"ref-{Path(data).name.split('.')[0]}-{max_size or 'all'}-{Path(detector).stem}.npz"
     if dest.is_file():
         return dest
     log(f"reference statistics: {data} with {detector} → {dest}")
-    det = fid.get_detector(detector, "cpu")
-    stats = fid.dataset_stats(fid.open_images(data, max_size=max_size), det, batch=256, workers=0, progress=False)
+    det = get_detector(detector, "cpu")
+    stats = dataset_stats(open_images(data, max_size=max_size), det, batch=256, workers=0, progress=False)
     mu, sigma = stats.mean_cov()
-    fid.save_stats(dest, mu, sigma, det.name, stats.count, det.fingerprint)
+    save_stats(dest, mu, sigma, det.name, stats.count, det.fingerprint)
     return dest
 
 

@@ -9,7 +9,7 @@ is N = 3, 5, 9, 18 levels (NFE 5, 9, 17, 35). Three grids per N:
   infogrid-learned  InfoGrid from the profile InfoNoise saved in the snapshot (skipped, with a note,
                     for a checkpoint trained with a fixed schedule: it has none)
   infogrid-probed   InfoGrid from a profile probed from the network's own denoising error on data
-                    (generate.probe_from_data; works for any checkpoint, probed once per run)
+                    (sampling.probe.probe_network; works for any checkpoint, probed once per run)
 
 Every grid samples the same seeds, so differences are the grids', not sampling noise. FD uses the
 LeNet domain detector against the training data's statistics (computed once, cached in --outdir),
@@ -23,16 +23,13 @@ run resumes.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import click
+import tqdm
 
-import click  # noqa: E402
-import tqdm  # noqa: E402
-
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
 FIELDS = ["network", "grid", "steps", "nfe", "fd", "metric_name", "samples", "solver", "sigmas", "seconds"]
 GRIDS = ("edm", "infogrid-learned", "infogrid-probed")
@@ -92,13 +89,15 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 def main(network_path, steps, seeds, grids, ref_path, detector, binarize, probe_data, probe_samples, probe_bins,
          solver, rho, batch, threads, device, outdir):
     """FD vs NFE for the EDM grid and InfoGrid (learned and probed profiles) of one checkpoint."""
-    import fid
-    import generate
+    from evaluation.evaluate import evaluate_snapshot
+    from evaluation.frechet import load_stats
+    from sampling.generation import build_sigmas, parse_int_list, sigma_range
+    from sampling.probe import probe_network
     from torch_utils import checkpoint
     from torch_utils import distributed as dist
     from training import networks
     from training.dataset import open_dataset
-    from training.sampling import nfe
+    from sampling.solvers import nfe
 
     common.set_threads(threads)
     dev = dist.init(device)
@@ -109,7 +108,7 @@ def main(network_path, steps, seeds, grids, ref_path, detector, binarize, probe_
     if unknown:
         raise click.BadParameter(f"unknown grid(s) {', '.join(unknown)}; valid: {', '.join(GRIDS)}", param_hint="--grids")
     try:
-        seed_list = generate.parse_int_list(seeds)
+        seed_list = parse_int_list(seeds)
         snapshot = checkpoint.load(network_path)
         net = networks.from_snapshot(snapshot, which="ema", device=dev)
     except (FileNotFoundError, ValueError) as e:
@@ -129,7 +128,7 @@ def main(network_path, steps, seeds, grids, ref_path, detector, binarize, probe_
         name = common.auto_detector(net.data_shape) if detector == "auto" else detector
         ref_path = common.reference_stats(train_data, name, outdir, options.get("max_size"),
                                           log=lambda m: click.echo(m, err=True))
-    refstats = fid.load_stats(ref_path)
+    refstats = load_stats(ref_path)
     metric_name = f"fd_{Path(refstats['detector']).stem}"
     binarize = bool(open_dataset(train_data).is_binary) if binarize == "auto" else binarize == "on"
     metric_name += "_binarized" if binarize else ""
@@ -144,18 +143,18 @@ def main(network_path, steps, seeds, grids, ref_path, detector, binarize, probe_
     probed = None
     if any(g == "infogrid-probed" for g, _ in todo):
         t0 = time.time()
-        lo, hi = generate.sigma_range(net, None, None)
-        probed = generate.probe_from_data(net, probe_data or train_data, lo, hi, probe_samples, probe_bins,
-                                          batch_size=256, device=dev)
+        lo, hi = sigma_range(net, None, None)
+        probed = probe_network(net, probe_data or train_data, lo, hi, probe_samples, probe_bins,
+                               batch_size=256, device=dev)
         click.echo(f"probed profile: {probe_samples} examples x {probe_bins} bins in {time.time() - t0:.0f} s", err=True)
     profiles = {"edm": None, "infogrid-learned": learned, "infogrid-probed": probed}
 
     for grid, n in tqdm.tqdm(todo, desc="grids x NFE", unit="eval"):
         kind = "edm" if grid == "edm" else "infogrid"
-        sigmas = generate.build_sigmas(net, kind, n, rho, profile=profiles[grid])
+        sigmas = build_sigmas(net, kind, n, rho, profile=profiles[grid])
         t0 = time.time()
-        fd = fid.evaluate_snapshot(net, ref_path, seed_list, n, kind, solver, batch, rho=rho, profile=profiles[grid],
-                                   binarize=binarize, device=device)
+        fd = evaluate_snapshot(net, ref_path, seed_list, n, kind, solver, batch, rho=rho, profile=profiles[grid],
+                               binarize=binarize, device=device)
         row = dict(network=key, grid=grid, steps=n, nfe=nfe(solver, n), fd=f"{fd:.8g}", metric_name=metric_name,
                    samples=len(seed_list), solver=solver, sigmas=" ".join(f"{s:.4g}" for s in sigmas.tolist()),
                    seconds=f"{time.time() - t0:.1f}")

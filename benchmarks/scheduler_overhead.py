@@ -19,16 +19,12 @@ row says 'warm-up'. Every number is the median over --repeats; nothing here asse
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import click
+import torch
+import tqdm
 
-import click  # noqa: E402
-import torch  # noqa: E402
-import tqdm  # noqa: E402
-
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
 FIELDS = ["preset", "batch", "threads", "scheduler", "phase", "op", "median_us", "share_pct", "repeats", "calls"]
 

@@ -23,17 +23,14 @@ skipped unless named in --presets. Every time is a median over --repeats; nothin
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import click
+import torch
+import tqdm
 
-import click  # noqa: E402
-import torch  # noqa: E402
-import tqdm  # noqa: E402
-
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
 FIELDS = ["device", "threads", "kind", "presets", "scheduler", "params_M", "data_shape", "shape_source", "batch",
           "steps", "nfe", "median_s", "steps_per_s", "img_per_s", "sched_share_pct", "repeats"]
@@ -123,9 +120,9 @@ def time_sampling(opts: dict, device: torch.device, levels: list[int], batch: in
                   seed: int = 0) -> list[dict]:
     """Median seconds of Heun sampling `batch` images per number of levels (untrained weights: the
     cost does not depend on them)."""
-    from schedulers.grids import edm_grid
+    from sampling.grids import edm_grid
     from training import networks
-    from training.sampling import nfe, sample_heun
+    from sampling.solvers import nfe, sample_heun
     torch.manual_seed(seed)
     net = networks.build_network(**opts["network_kwargs"]).to(device).eval().requires_grad_(False)
     shape, label_dim = opts["network_kwargs"]["data_shape"], opts["network_kwargs"]["label_dim"]

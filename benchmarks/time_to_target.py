@@ -13,7 +13,7 @@ of each segment is evaluated on the same seeds every time:
           reference statistics of the training data, with the LeNet domain detector (fid.evaluate_snapshot)
   DNA     the k-mer spectrum's mean Jensen–Shannon divergence (k = 3..6) against the held-out split
           (<data stem>-test.tsv when present, else the training data), or, with --dna-classifier,
-          the Fréchet distance of the cell-type classifier's features (training.dna_metrics)
+          the Fréchet distance of the cell-type classifier's features (dna.metrics)
 
 Lower is better for both. Outputs in --outdir: `results.csv` (one row per method × seed × evaluation,
 flushed as it is written), `quality_vs_kex.png` (mean over seeds, band = min..max), and `table.md`:
@@ -46,13 +46,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import click
+import numpy as np
+import tqdm
 
-import click  # noqa: E402
-import numpy as np  # noqa: E402
-import tqdm  # noqa: E402
-
-from benchmarks import common  # noqa: E402
+from benchmarks import common
+from training import options
 
 FIELDS = ["method", "seed", "kex", "metric", "metric_name", "target_kex", "step", "preset", "scheduler", "weighting",
           "snapshot", "train_seconds", "eval_seconds"]
@@ -79,11 +78,10 @@ def method_preset(family: str, method: str) -> tuple[str, dict]:
     """(preset name or YAML path, option overrides) of `method` within `family`: `F-<method>.yaml` if it
     exists; else `F.yaml` if it already is that method (dna-cpu is InfoNoise, digits is EDM log-normal);
     else `F.yaml` with the method's scheduler (and weighting) overridden, for the fixed baselines."""
-    import train
     if method not in METHODS:
         raise ValueError(f"unknown method '{method}'; valid: {', '.join(METHODS)}")
     spec = METHODS[method]
-    folder = Path(family).parent if os.sep in family else train.CONFIG_DIR
+    folder = Path(family).parent if os.sep in family else options.CONFIG_DIR
     stem = Path(family).name
     name = lambda path: str(path) if os.sep in family else path.stem  # noqa: E731
     own, base = folder / f"{stem}-{method}.yaml", folder / f"{stem}.yaml"
@@ -91,12 +89,12 @@ def method_preset(family: str, method: str) -> tuple[str, dict]:
         return name(own), {}
     if not base.is_file():
         raise ValueError(f"family '{family}' has no preset for method '{method}': neither {own} nor {base} exists")
-    preset = train.load_preset(str(base))
+    preset = options.load_preset(str(base))
     want = {"scheduler": spec["scheduler"], **({"weighting": spec["weighting"]} if spec["weighting"] else {})}
-    overrides = {k: v for k, v in want.items() if preset.get(k, train.DEFAULTS[k]) != v}
+    overrides = {k: v for k, v in want.items() if preset.get(k, options.DEFAULTS[k]) != v}
     if overrides and not spec["derive"]:
         raise ValueError(f"family '{family}': no {own.name}, and {base.name} uses scheduler "
-                         f"'{preset.get('scheduler', train.DEFAULTS['scheduler'])}', not '{spec['scheduler']}'")
+                         f"'{preset.get('scheduler', options.DEFAULTS['scheduler'])}', not '{spec['scheduler']}'")
     if "scheduler" in overrides and preset.get("scheduler_kwargs"):
         raise ValueError(f"{base}: its scheduler_kwargs belong to '{preset.get('scheduler')}'; write "
                          f"{own.name} for method '{method}' instead of overriding the scheduler")
@@ -105,19 +103,21 @@ def method_preset(family: str, method: str) -> tuple[str, dict]:
 
 def resolve_run(family: str, method: str, seed: int, budget_kex: float, every_kex: float, overrides: dict,
                 method_overrides: dict, device: str | None) -> dict:
-    """Resolved training options of one run (train.resolve_options validates them like train.py)."""
-    import train
+    """Resolved training options of one run (training.options.resolve validates them as train.py does)."""
     preset, forced = method_preset(family, method)
     flags = {**forced, **overrides, **method_overrides.get(method, {})}
     for key in ("network_kwargs", "scheduler_kwargs"):
         flags[key] = {**overrides.get(key, {}), **method_overrides.get(method, {}).get(key, {})}
     if "data" not in flags:  # presets name data relative to the repository
-        data = str(train.load_preset(preset).get("data") or "")
+        data = str(options.load_preset(preset).get("data") or "")
         if data and not os.path.exists(data) and (common.REPO / data).exists():
             flags["data"] = str(common.REPO / data)
     flags.update(seed=seed, duration=budget_kex / 1e3, tick=every_kex, snap=1, sample_grid=0,
                  desc=f"{method}-s{seed}", device=device)
-    opts = train.resolve_options(preset, flags)
+    try:
+        opts = options.resolve(preset, flags)
+    except options.OptionError as e:
+        raise click.ClickException(str(e)) from None
     opts["method"] = method
     return opts
 
@@ -139,10 +139,10 @@ class Evaluator:
         self.is_image = len(shape) == 3
         ds = open_dataset(opts["data"], max_size=opts["max_size"])
         if self.is_image:
-            import fid
+            from evaluation.detectors import get_detector
             self.detector_name = common.auto_detector(shape) if detector == "auto" else detector
             self.ref = common.reference_stats(opts["data"], self.detector_name, outdir, opts["max_size"])
-            self.detector = fid.get_detector(self.detector_name, "cpu")
+            self.detector = get_detector(self.detector_name, "cpu")
             self.binarize = bool(ds.is_binary) if binarize == "auto" else binarize == "on"
             self.name = f"fd_{Path(self.detector_name).stem}" + ("_binarized" if self.binarize else "")
         else:
@@ -150,10 +150,10 @@ class Evaluator:
 
     def _setup_dna(self, opts: dict, ds, dna_metric: str, classifier: str | None) -> None:
         try:
-            from training import dna_metrics
+            from dna import metrics as dna_metrics
             from training.dataset import open_dataset
         except ImportError as e:
-            raise NotImplementedError(f"DNA evaluation needs training.dna_metrics, which does not import here "
+            raise NotImplementedError(f"DNA evaluation needs dna.metrics, which does not import here "
                                       f"({e}); image families work without it") from None
         self.dna = dna_metrics
         data = Path(opts["data"])
@@ -173,18 +173,17 @@ class Evaluator:
 
     def __call__(self, snapshot: str) -> float:
         if self.is_image:
-            import fid
-            return fid.evaluate_snapshot(snapshot, self.ref, self.seeds, self.steps, self.grid, self.solver,
-                                         self.batch, detector=self.detector, binarize=self.binarize,
-                                         device=self.device)
+            from evaluation.evaluate import evaluate_snapshot
+            return evaluate_snapshot(snapshot, self.ref, self.seeds, self.steps, self.grid, self.solver,
+                                     self.batch, detector=self.detector, binarize=self.binarize, device=self.device)
         return self._dna(snapshot)
 
     def _dna(self, snapshot: str) -> float:
         """Sample sequences (argmax over the 4 channels decodes the one-hot model space) and score them."""
-        import generate
-        net, profile = generate.load_network(snapshot, self.device or "cpu")
-        sigmas = generate.build_sigmas(net, self.grid, self.steps, profile=profile, device=self.device or "cpu")
-        idx = np.concatenate([x.argmax(dim=1).numpy() for _, _, x, _ in generate.generate_batches(
+        from sampling.generation import build_sigmas, generate_batches, load_network
+        net, profile = load_network(snapshot, self.device or "cpu")
+        sigmas = build_sigmas(net, self.grid, self.steps, profile=profile, device=self.device or "cpu")
+        idx = np.concatenate([x.argmax(dim=1).numpy() for _, _, x, _ in generate_batches(
             net, self.seeds, self.batch, sigmas, self.solver, device=self.device or "cpu")])
         if self.dna_metric == "kmer_js":
             return float(self.dna.kmer_distance(idx, self.ref_idx)["mean_js"])
@@ -381,8 +380,10 @@ def check_settings(outdir: Path, settings: dict) -> dict:
 
 def prepare_run(opts: dict, runs_dir: Path) -> Path:
     """train.py's run directory handling (refuses a folder holding other options), then the options file."""
-    import train
-    run_dir = train.prepare_run_dir(str(runs_dir), opts)
+    try:
+        run_dir = options.prepare_run_dir(runs_dir, opts)
+    except options.OptionError as e:
+        raise click.ClickException(str(e)) from None
     tmp = run_dir / "training_options.json.tmp"
     tmp.write_text(json.dumps(opts, indent=2))
     os.replace(tmp, run_dir / "training_options.json")
@@ -509,7 +510,8 @@ def main(family, methods, seeds, budget_kex, eval_every_kex, eval_samples, eval_
         run_dir = prepare_run(opts, outdir / "runs")
         t0 = time.time()
         try:
-            summary = training_loop.run(run_dir=str(run_dir), **{**opts, "duration": target / 1e6})
+            train_opts = {k: v for k, v in opts.items() if k != "method"}
+            summary = training_loop.run(run_dir, {**train_opts, "duration": target / 1e6})
         except training_loop.NonFiniteLossError as e:
             tqdm.tqdm.write(f"{m} seed {s} diverged; its curve stops here. {e}")
             diverged.add((m, s))

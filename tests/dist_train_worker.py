@@ -4,7 +4,7 @@ import sys
 import torch
 
 from torch_utils import distributed as du
-from training import training_loop
+from training import options, training_loop
 
 data, out = sys.argv[1], sys.argv[2]
 du.init("cpu")
@@ -16,11 +16,11 @@ if rank == 0:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "training_options.json").write_text("{}")
 du.barrier()
-net_kwargs = dict(arch="ddpmpp", precond="edm", data_shape=[1, 8, 8], label_dim=0, sigma_min=0.002, sigma_max=80,
-                  model_channels=8, channel_mult=[1, 2], num_blocks=1, attn_resolutions=[])
-summary = training_loop.run(run_dir=str(run_dir), data=data, network_kwargs=net_kwargs, batch=8, duration=32e-6,
-                            tick=1.0, snap=0, sample_grid=0, device="cpu", scheduler="infonoise",
-                            scheduler_kwargs=dict(warmup_steps=2, refresh_every=2, min_count=1, num_bins=4, floor=0.5))
+flags = dict(data=data, arch="ddpmpp", network_kwargs=dict(model_channels=8, channel_mult=[1, 2], num_blocks=1,
+                                                           attn_resolutions=[]),
+             batch=8, duration=32e-6, tick=1.0, snap=0, sample_grid=0, device="cpu", scheduler="infonoise",
+             scheduler_kwargs=dict(warmup_steps=2, refresh_every=2, min_count=1, num_bins=4, floor=0.5))
+summary = training_loop.run(run_dir, options.resolve(None, flags, du.get_world_size()))
 sched = summary["scheduler"]
 torch.save({"net": summary["net"].state_dict(), "step": summary["global_step"],
             "scheduler_state": sched.state_dict(), "table": sched.profile()["log_density"]},

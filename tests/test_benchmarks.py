@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 import fid
+from evaluation import evaluate
 from benchmarks import common
 from benchmarks import infogrid_nfe, scheduler_overhead, throughput
 from benchmarks import time_to_target as ttt
@@ -106,18 +107,18 @@ def test_kex_at_target_interpolates_between_evaluations():
 def test_time_to_target_resumes_without_retraining(bench, monkeypatch):
     out, data = bench
     calls = {"run": 0, "eval": 0}
-    run, evaluate = training_loop.run, fid.evaluate_snapshot
+    run, score = training_loop.run, evaluate.evaluate_snapshot
 
-    def counted_run(**kw):
+    def counted_run(*a, **kw):
         calls["run"] += 1
-        return run(**kw)
+        return run(*a, **kw)
 
     def counted_eval(*a, **kw):
         calls["eval"] += 1
-        return evaluate(*a, **kw)
+        return score(*a, **kw)
 
     monkeypatch.setattr(training_loop, "run", counted_run)
-    monkeypatch.setattr(fid, "evaluate_snapshot", counted_eval)
+    monkeypatch.setattr(evaluate, "evaluate_snapshot", counted_eval)
     csv_text = (out / "results.csv").read_text()
     invoke(ttt.main, ttt_args(out, data))
     assert calls == {"run": 0, "eval": 0} and (out / "results.csv").read_text() == csv_text
@@ -141,10 +142,10 @@ def test_time_to_target_resumes_without_retraining(bench, monkeypatch):
 def test_evaluate_snapshot_deterministic(bench):
     out, _ = bench
     snap, ref = latest(out, "edm"), out / "ref-tiny-all-lenet-digits.npz"
-    fd_a = fid.evaluate_snapshot(snap, ref, range(16), steps=2, batch=16)
-    fd_again = fid.evaluate_snapshot(snap, ref, "0-15", steps=2, batch=16)
-    fd_b = fid.evaluate_snapshot(snap, ref, range(16), steps=2, batch=5)
-    fd_c = fid.evaluate_snapshot(snap, ref, range(16, 32), steps=2, batch=16)
+    fd_a = evaluate.evaluate_snapshot(snap, ref, range(16), steps=2, batch=16)
+    fd_again = evaluate.evaluate_snapshot(snap, ref, "0-15", steps=2, batch=16)
+    fd_b = evaluate.evaluate_snapshot(snap, ref, range(16), steps=2, batch=5)
+    fd_c = evaluate.evaluate_snapshot(snap, ref, range(16, 32), steps=2, batch=16)
     assert math.isfinite(fd_a) and fd_a > 0
     assert fd_again == fd_a                               # same snapshot and seeds: the same FD, bit for bit
     # Other batching: the same latents, but float32 convolutions round differently per batch shape,
@@ -153,10 +154,10 @@ def test_evaluate_snapshot_deterministic(bench):
     assert fd_c != pytest.approx(fd_a, rel=1e-3)          # other seeds: other samples
     result = invoke(fid.cli, ["gen", "--network", snap, "--ref", ref, "--seeds", "0-15", "--steps", "2", "--batch", "16"])
     assert float(result.stdout.strip().splitlines()[-1]) == pytest.approx(fd_a, rel=1e-5)
-    fd_info = fid.evaluate_snapshot(latest(out, "infonoise"), ref, range(16), steps=3, grid="infogrid", batch=16)
+    fd_info = evaluate.evaluate_snapshot(latest(out, "infonoise"), ref, range(16), steps=3, grid="infogrid", batch=16)
     assert math.isfinite(fd_info)
     with pytest.raises(ValueError, match="different detectors"):
-        fid.evaluate_snapshot(snap, ref, range(16), steps=2, detector="lenet-mnist")
+        evaluate.evaluate_snapshot(snap, ref, range(16), steps=2, detector="lenet-mnist")
 
 
 def test_infogrid_nfe(bench, tmp_path):

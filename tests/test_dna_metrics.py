@@ -11,9 +11,9 @@ from click.testing import CliRunner
 pytest.importorskip("pyjaspar")
 
 import dna_tool  # noqa: E402
-from training import dna_metrics as dm  # noqa: E402
-from training import dna_synthetic as ds  # noqa: E402
-from training.sequences import read_sequences, to_index, write_fasta  # noqa: E402
+from dna import metrics as dm  # noqa: E402
+from dna import synthetic as ds  # noqa: E402
+from dna.sequences import read_sequences, to_index, write_fasta  # noqa: E402
 
 BENCH_IDS = [i for ids in ds.CELL_TYPE_MOTIFS.values() for i in ids]
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 import yaml
 
-from training.dna import SequenceUNet
+from dna.model import SequenceUNet
 from training.networks import UNetBlock
 from training.networks import build_network
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.sequences import (SequenceDataset, decode, encode, index_to_onehot, read_sequences,
+from dna.sequences import (SequenceDataset, decode, encode, index_to_onehot, read_sequences,
                                 reverse_complement, write_fasta)
 
 

@@ -8,10 +8,10 @@ import torch
 
 pytest.importorskip("pyjaspar")
 
-from training import dna_synthetic as ds  # noqa: E402
-from training.dna_motifs import (JASPAR_RELEASE, MotifScanner, gc_background, load_motifs,  # noqa: E402
+from dna import synthetic as ds  # noqa: E402
+from dna.motifs import (JASPAR_RELEASE, MotifScanner, gc_background, load_motifs,  # noqa: E402
                                  pvalue_threshold, score_distribution)
-from training.sequences import SequenceDataset, encode, reverse_complement  # noqa: E402
+from dna.sequences import SequenceDataset, encode, reverse_complement  # noqa: E402
 
 BENCH_IDS = [i for ids in ds.CELL_TYPE_MOTIFS.values() for i in ids]
 BG = gc_background(0.41)

@@ -8,8 +8,8 @@ import torch
 from click.testing import CliRunner
 
 import fid
-from fid import FeatureStats, compute_stats, frechet_distance, load_stats
-from training.detectors import get_detector, load_digit_data
+from evaluation.frechet import FeatureStats, compute_stats, frechet_distance, load_stats, save_stats
+from evaluation.detectors import get_detector, load_digit_data
 
 
 def _closed_form(mu1, a, mu2, b) -> float:
@@ -148,7 +148,7 @@ def test_cli_ref_then_calc(digit_pngs):
 def test_cli_errors(digit_pngs, tmp_path):
     root, folder = digit_pngs
     ref = tmp_path / "ref.npz"
-    fid.save_stats(ref, np.zeros(128), np.eye(128), "lenet-mnist", 10)
+    save_stats(ref, np.zeros(128), np.eye(128), "lenet-mnist", 10)
     r = _run("calc", "--images", folder, "--ref", ref, "--detector", "lenet-digits", "--workers", 0)
     assert r.exit_code != 0 and "detector 'lenet-mnist'" in r.output and "not comparable" in r.output
     r = _run("calc", "--images", tmp_path / "missing", "--ref", ref, "--workers", 0)
@@ -165,7 +165,7 @@ def test_cli_errors(digit_pngs, tmp_path):
     np.savez(tmp_path / "edm.npz", mu=np.zeros(2048), sigma=np.eye(2048))   # EDM's reference files
     edm = load_stats(tmp_path / "edm.npz")
     assert edm["detector"] == "inception" and edm["count"] is None and edm["fingerprint"] is None
-    fid.save_stats(ref, np.zeros(128), np.eye(128), "lenet-digits", 10, fingerprint="0123456789abcdef")
+    save_stats(ref, np.zeros(128), np.eye(128), "lenet-digits", 10, fingerprint="0123456789abcdef")
     r = _run("calc", "--images", folder, "--ref", ref, "--workers", 0)
     assert r.exit_code != 0 and "other weights of detector lenet-digits" in r.output
 

@@ -17,7 +17,9 @@ import torch
 from click.testing import CliRunner
 
 import generate
-from schedulers.grids import edm_grid, infogrid_from_profile
+from sampling import generation
+from sampling.probe import probe_network
+from sampling.grids import edm_grid, infogrid_from_profile
 from schedulers.information import log_sigma_grid
 from torch_utils import checkpoint
 from training.networks import build_network
@@ -74,21 +76,21 @@ def run_cli(*args):
 def by_seed(net, seeds, batch, sigmas, **kw):
     """{seed: (uint8 image, label)} via the library generator."""
     out = {}
-    for s, img, lab in generate.generate_images(net, seeds, batch, sigmas, return_labels=True, **kw):
+    for s, img, lab in generation.generate_images(net, seeds, batch, sigmas, return_labels=True, **kw):
         for i, seed in enumerate(s):
             out[seed] = (img[i], None if lab is None else int(lab[i]))
     return out
 
 
 def test_parse_int_list():
-    assert generate.parse_int_list("0-3,7, 10-10") == [0, 1, 2, 3, 7, 10]
+    assert generation.parse_int_list("0-3,7, 10-10") == [0, 1, 2, 3, 7, 10]
     for bad in ("5-1", "a", "1-", "-3", "1,,2"):
         with pytest.raises(ValueError):
-            generate.parse_int_list(bad)
+            generation.parse_int_list(bad)
 
 
 def test_same_seed_same_sample_across_batch_sizes_and_ranks(snaps):
-    net, _ = generate.load_network(snaps["cond"])
+    net, _ = generation.load_network(snaps["cond"])
     seeds = [5, 0, 3, 9, 100, 2, 7]
     sigmas = edm_grid(4, net.sigma_min, net.sigma_max)
     kw = dict(S_churn=20.0, S_min=0.01, S_max=10.0, S_noise=1.003)
@@ -116,7 +118,7 @@ def test_cli_writes_pngs_npz_and_contact_sheet(snaps, tmp_path):
     for seed, img in zip(data["seeds"], data["images"]):
         png = out / f"{seed - seed % 1000:06d}" / f"{seed:06d}.png"
         assert np.array_equal(np.array(PIL.Image.open(png)), img)
-    net, _ = generate.load_network(snaps["uncond"])
+    net, _ = generation.load_network(snaps["uncond"])
     ref = by_seed(net, [1234, 2], 1, edm_grid(4), S_churn=20.0, S_min=0.01, S_max=10.0, S_noise=1.003)
     assert np.array_equal(ref[1234][0].numpy().transpose(1, 2, 0), data["images"][-1])
     assert np.array_equal(ref[2][0].numpy().transpose(1, 2, 0), data["images"][2])
@@ -129,7 +131,7 @@ def test_cli_infogrid_uses_the_snapshot_profile(snaps, tmp_path):
                 "--sigma-min", 0.0001, "--sigma-max", 40)
     assert r.exit_code == 0, r.output
     assert "clamped" in r.output
-    net, profile = generate.load_network(snaps["uncond"])
+    net, profile = generation.load_network(snaps["uncond"])
     sigmas = infogrid_from_profile(5, profile, 0.002, 40.0)
     ref = by_seed(net, [0, 1, 2], 3, sigmas)
     assert all(np.array_equal(ref[s][0].numpy().transpose(1, 2, 0), img)
@@ -145,8 +147,8 @@ def test_cli_infogrid_by_probing(snaps, pngs, tmp_path):
     r = run_cli("--network", snaps["cond"], "--npz", npz, "--seeds", "0-2", "--steps", 4, "--grid", "infogrid",
                 "--probe-data", pngs, "--probe-samples", 6, "--probe-bins", 16, "--class", 1)
     assert r.exit_code == 0, r.output
-    net, _ = generate.load_network(snaps["cond"])
-    profile = generate.probe_from_data(net, pngs, 0.002, 80.0, 6, 16, 64)
+    net, _ = generation.load_network(snaps["cond"])
+    profile = probe_network(net, pngs, 0.002, 80.0, 6, 16, 64)
     assert profile["mmse"].shape == (16,) and (profile["mmse"] > 0).all()
     ref = by_seed(net, [0, 1, 2], 3, infogrid_from_profile(4, profile, 0.002, 80.0), class_idx=1)
     data = np.load(npz)

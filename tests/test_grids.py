@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from schedulers.grids import (edm_grid, infogrid, infogrid_from_profile, loguniform_grid, make_grid,
-                              probe_profile)
+from sampling.grids import edm_grid, infogrid, infogrid_from_profile, loguniform_grid, make_grid
+from sampling.probe import probe_profile
 from schedulers.information import log_sigma_grid
 
 SMIN, SMAX, C, D = 0.002, 80.0, 0.5, 8

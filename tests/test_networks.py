@@ -168,7 +168,7 @@ def test_unimportable_arch_is_a_clear_error(monkeypatch):
         build_network("ghost", data_shape=(4, 200))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("training.dna") is None, reason="training/dna.py not present")
+@pytest.mark.skipif(importlib.util.find_spec("dna.model") is None, reason="training/dna.py not present")
 def test_dnaunet_through_the_registry():
     net = build_network("dnaunet", data_shape=(4, 16), model_channels=8, channel_mult=[1, 2], num_blocks=1,
                         dropout=0.0)

@@ -1,4 +1,4 @@
-"""`python -m schedulers.plot`: PNGs from a schedule.jsonl written from real InfoNoise refresh records,
+"""`python -m analysis.plot`: PNGs from a schedule.jsonl written from real InfoNoise refresh records,
 clear errors without one, and the fixed schedules' emphasis against closed forms (spec §1, §3.5)."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from schedulers import build
 from schedulers import information as info
-from schedulers.plot import fixed_emphasis, load_options, load_schedule, main, plot_run, warmup_log_density
+from analysis.plot import fixed_emphasis, load_options, load_schedule, main, plot_run, warmup_log_density
 
 
 def write_run(run_dir: Path, refreshes: int = 4, weighting: str = "unit") -> Path:

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from schedulers.grids import edm_grid
-from training.sampling import StackedRandomGenerator, nfe, sample_euler, sample_heun
+from sampling.grids import edm_grid
+from sampling.solvers import StackedRandomGenerator, nfe, sample_euler, sample_heun
 
 POINTS = torch.tensor([[1.0, 1.0], [-1.0, 0.5], [0.3, -1.2], [-0.8, -0.9], [1.2, -0.2]], dtype=torch.float64)
 C = 0.5  # Gaussian data std

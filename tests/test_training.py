@@ -14,7 +14,7 @@ import schedulers
 import train
 from tests.conftest import REPO, TINY_NET, free_port, write_image_dataset
 from torch_utils import checkpoint
-from training import training_loop
+from training import options, training_loop
 from training.loss import DenoisingLoss
 
 
@@ -206,11 +206,11 @@ def test_data_stream_splits_epochs_over_ranks():
 def test_every_preset_resolves_and_builds(preset):
     """Each shipped preset has only known keys and its network builds for its data's shape."""
     from training import networks
-    opts = {**train.DEFAULTS, **train.load_preset(preset)}
+    opts = {**options.DEFAULTS, **options.load_preset(preset)}
     shape = {"digits": [1, 8, 8], "cifar10": [3, 32, 32], "dna": [4, 200]}.get(preset.split("-")[0], [1, 28, 28])
     kwargs = dict(opts["network_kwargs"])
     if opts["arch"] == "dnaunet":
-        pytest.importorskip("training.dna")
+        pytest.importorskip("dna.model")
     net = networks.build_network(opts["arch"], opts["precond"], data_shape=shape, **kwargs)
     assert net(torch.zeros(1, *shape), torch.ones(1)).shape == (1, *shape)
     schedulers.build(opts["scheduler"], dict(weighting=opts["weighting"], endpoint="continuous"),
@@ -220,4 +220,4 @@ def test_every_preset_resolves_and_builds(preset):
 def test_preset_extends_merges_dicts(tmp_path):
     (tmp_path / "base.yaml").write_text("lr: 0.1\nscheduler_kwargs: {refresh_every: 7, floor: 0.1}\n")
     (tmp_path / "child.yaml").write_text("extends: base.yaml\nscheduler_kwargs: {floor: 0.3}\n")
-    assert train.load_preset(str(tmp_path / "child.yaml")) == {"lr": 0.1, "scheduler_kwargs": {"refresh_every": 7, "floor": 0.3}}
+    assert options.load_preset(str(tmp_path / "child.yaml")) == {"lr": 0.1, "scheduler_kwargs": {"refresh_every": 7, "floor": 0.3}}

@@ -64,6 +64,20 @@ def broadcast(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
     return t.to(tensor.device)
 
 
+def gather(obj, dst: int | None = None) -> list | None:
+    """Every rank's picklable `obj` in rank order: on every rank (dst None), or on rank `dst` only (None
+    elsewhere). [obj] without torchrun."""
+    if not is_distributed():
+        return [obj]
+    if dst is None:
+        out = [None] * get_world_size()
+        dist.all_gather_object(out, obj)
+        return out
+    out = [None] * get_world_size() if get_rank() == dst else None
+    dist.gather_object(obj, out, dst=dst)
+    return out
+
+
 def barrier() -> None:
     if is_distributed():
         if dist.get_backend() == "nccl":

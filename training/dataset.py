@@ -1,6 +1,6 @@
 """Training data in EDM's format: a folder or an uncompressed .zip of PNGs, plus an optional
 `dataset.json` with {"labels": [[relative_path, int], ...]} — so existing EDM dataset zips work
-unchanged. Sequence files (FASTA / DNA-Diffusion TSV) are opened by `training.sequences`.
+unchanged. Sequence files (FASTA / DNA-Diffusion TSV) are opened by `dna.sequences`.
 
 Image datasets yield (uint8 [C,H,W], float32 one-hot label); sequence datasets yield float32 data
 already in model space. The training loop maps uint8 to [-1, 1] with x/127.5 − 1.
@@ -198,13 +198,24 @@ def _hidden(fname: str) -> bool:
     return any(part.startswith(".") or part == "__MACOSX" for part in fname.split("/"))
 
 
+# Kinds of training data by file suffix → "module:Class", imported only when such a file is opened
+# (as training.networks.ARCHS does for architectures): training/ never imports dna/ at import time.
+# Each entry also names the constructor options that kind takes.
+DATASETS = {
+    SEQUENCE_EXTS: ("dna.sequences:SequenceDataset", ("use_labels", "max_size", "random_seed", "length")),
+}
+
+
 def open_dataset(path: str | os.PathLike, **kwargs) -> torch.utils.data.Dataset:
-    """Open any supported training data: image folder/zip, or a sequence file (FASTA, TSV)."""
-    if str(path).lower().endswith(SEQUENCE_EXTS):
-        from training.sequences import SequenceDataset
-        allowed = {"use_labels", "max_size", "random_seed", "length"}
-        kwargs.setdefault("length", None)  # the file's own sequence length unless one is required
-        return SequenceDataset(path, **{k: v for k, v in kwargs.items() if k in allowed})
+    """Open any supported training data: a registered kind by suffix (sequence files: FASTA, TSV),
+    else an image folder/zip."""
+    import importlib
+    for suffixes, (target, allowed) in DATASETS.items():
+        if str(path).lower().endswith(suffixes):
+            module, name = target.split(":")
+            cls = getattr(importlib.import_module(module), name)
+            kwargs.setdefault("length", None)  # the file's own sequence length unless one is required
+            return cls(path, **{k: v for k, v in kwargs.items() if k in allowed})
     kwargs.pop("length", None)
     return ImageFolderDataset(path, **kwargs)
 

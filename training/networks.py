@@ -379,7 +379,7 @@ class ADMUNet(nn.Module, _LabelMixin):
     """ADM U-Net (Dhariwal & Nichol 2021) as reimplemented in EDM, over `dims` spatial axes: adaptive
     scale/shift blocks, attention at the levels flagged in `attention` and in the bottleneck.
     `level_names` key the modules of each level (e.g. '32x32' for images, '200' for sequences).
-    DhariwalUNet (images) and training.dna.SequenceUNet (sequences) only name and validate."""
+    DhariwalUNet (images) and dna.model.SequenceUNet (sequences) only name and validate."""
 
     def __init__(self, level_names, attention, in_channels, out_channels, label_dim=0, augment_dim=0,
                  model_channels=192, channel_mult=(1, 2, 3, 4), channel_mult_emb=4, num_blocks=3,
@@ -486,7 +486,7 @@ ARCHS: dict[str, Arch] = {
         embedding_type="fourier", encoder_type="residual", decoder_type="standard",
         channel_mult_noise=2, resample_filter=[1, 3, 3, 1], model_channels=128, channel_mult=[2, 2, 2])),
     "adm": Arch("training.networks:DhariwalUNet", dict(model_channels=192, channel_mult=[1, 2, 3, 4])),
-    "dnaunet": Arch("training.dna:SequenceUNet", {}, kind="sequence"),
+    "dnaunet": Arch("dna.model:SequenceUNet", {}, kind="sequence"),
 }
 
 # Small, CPU-friendly sizes (build_network kwargs without data_shape). Reference only: the presets in

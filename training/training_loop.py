@@ -1,6 +1,6 @@
 """The training loop: data → σ from the scheduler → network → loss → scheduler statistics.
 
-One function, `run(**options)`, in the spirit of EDM's training_loop. It never knows the scheduler's
+One function, `run(run_dir, options)`, in the spirit of EDM's training_loop. It never knows the scheduler's
 formulas; it only calls sample / observe / step and saves state_dict / profile with every snapshot.
 Resuming: the latest snapshot in the run directory restores network, EMA, optimizer, scheduler, data
 position and every RNG, so a stopped-and-restarted run continues the same trajectory.
@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import copy
 import json
-import math
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 import schedulers
 from torch_utils import checkpoint, distributed as du
 from training import networks
+from training import options as opt
 from training.dataset import model_space, open_dataset
 from training.loss import DenoisingLoss
 
@@ -68,15 +66,6 @@ def _rng_state(sigma_gen: torch.Generator, stream: DataStream) -> dict:
     return state
 
 
-def _gather(obj):
-    """Every rank's object, in rank order (rank 0 writes snapshots holding all of them)."""
-    if not du.is_distributed():
-        return [obj]
-    out = [None] * du.get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
-
-
 def _ema_update(ema: torch.nn.Module, net: torch.nn.Module, beta: float) -> None:
     with torch.no_grad():
         for p_ema, p_net in zip(ema.parameters(), net.parameters()):
@@ -88,8 +77,8 @@ def _ema_update(ema: torch.nn.Module, net: torch.nn.Module, beta: float) -> None
 def _write_samples(ema: torch.nn.Module, run_dir: Path, name: str, num: int, seed: int, device,
                    label_names: list[str] | None = None) -> Path | None:
     """EMA samples at a snapshot: a PNG grid for images, FASTA for sequences (plain Heun, EDM grid)."""
-    from schedulers.grids import edm_grid
-    from training.sampling import sample_heun
+    from sampling.grids import edm_grid
+    from sampling.solvers import sample_heun
     if num <= 0:
         return None
     gen = torch.Generator().manual_seed(seed)
@@ -101,30 +90,30 @@ def _write_samples(ema: torch.nn.Module, run_dir: Path, name: str, num: int, see
     with torch.no_grad():
         x = sample_heun(lambda x, s: ema(x, s.expand(x.shape[0]), labels), latents * sigmas[0], sigmas)
     if len(ema.data_shape) == 2:  # sequences
-        from training.sequences import write_fasta
+        from dna.sequences import write_fasta
         path = run_dir / f"{name}.fasta"
         write_fasta(path, x.cpu(), labels=None if labels is None else labels.argmax(1).tolist(),
                     label_names=label_names)
         return path
-    from training.image_grid import save_image_grid
+    from sampling.image_grid import save_image_grid
     images = (x * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu()
     path = run_dir / f"{name}.png"
     save_image_grid(images, path)
     return path
 
 
-def run(*, run_dir: str, data: str, cond: bool = False, xflip: bool = False, max_size: int | None = None,
-        network_kwargs: dict, weighting: str = "edm", sigma_data: float = 0.5,
-        sigma_min: float = 0.002, sigma_max: float = 80.0, endpoint: str = "auto",
-        scheduler: str = "lognormal", scheduler_kwargs: dict | None = None,
-        duration: float = 1.0, batch: int = 128, batch_gpu: int | None = None, lr: float = 1e-3,
-        lr_rampup: float = 0.0, ema: float = 0.5, ema_rampup: float | None = None, grad_clip: float | None = None,
-        tick: float = 10.0, snap: int = 50, sample_grid: int = 64, seed: int = 0, device: str | None = None,
-        stop_after_steps: int | None = None, **_ignored) -> dict:
+def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = None) -> dict:
     """Train until `duration` Mimg (or `stop_after_steps` optimizer steps in this call, for tests).
 
-    Returns a summary dict (final kimg, steps, snapshot path). Rank 0 writes everything.
+    `options`: resolved training options (training.options.resolve), every one present and nothing
+    else; each part is built from its own group (training.options.groups). Returns a summary dict
+    (final kimg, steps, snapshot path). Rank 0 writes everything.
     """
+    opt.check_complete(options)
+    g = opt.groups(options)
+    duration, batch, batch_gpu, tick, snap, sample_grid, seed, device = g["run"].values()
+    lr, lr_rampup, grad_clip = g["optimizer"].values()
+    ema, ema_rampup = g["ema"].values()
     dev = du.init(device)
     rank, world = du.get_rank(), du.get_world_size()
     run_dir = Path(run_dir)
@@ -135,17 +124,16 @@ def run(*, run_dir: str, data: str, cond: bool = False, xflip: bool = False, max
     rounds = batch_gpu_total // batch_gpu
 
     # Data, network, loss, scheduler. Same seed on every rank → identical initial parameters.
-    dataset = open_dataset(data, use_labels=cond, xflip=xflip, max_size=max_size)
+    dataset = open_dataset(**g["data"])
     torch.manual_seed(seed)
-    net = networks.build_network(**network_kwargs).to(dev).train().requires_grad_(True)
+    net = networks.build_network(**g["network"]).to(dev).train().requires_grad_(True)
     ema_net = copy.deepcopy(net).eval().requires_grad_(False)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8)
-    loss_fn = DenoisingLoss(weighting, sigma_data)
-    if endpoint == "auto":
-        endpoint = "discrete" if getattr(dataset, "is_binary", False) else "continuous"
-    context = dict(sigma_min=sigma_min, sigma_max=sigma_max, sigma_data=sigma_data, weighting=weighting,
-                   endpoint=endpoint)
-    sched = schedulers.build(scheduler, context, **(scheduler_kwargs or {}))
+    loss_fn = DenoisingLoss(**g["loss"])
+    context = g["scheduler"]["context"]
+    if context["endpoint"] == "auto":
+        context["endpoint"] = "discrete" if getattr(dataset, "is_binary", False) else "continuous"
+    sched = schedulers.build(g["scheduler"]["name"], context, **g["scheduler"]["options"])
 
     # Per-rank randomness: noise and dropout (global torch RNG), σ draws, data order.
     torch.manual_seed(seed * 1000003 + rank)
@@ -187,27 +175,27 @@ def run(*, run_dir: str, data: str, cond: bool = False, xflip: bool = False, max
                 f.write(msg + "\n")
 
     def save_snapshot() -> Path:
-        rng_all = _gather(_rng_state(sigma_gen, stream))
-        sched_all = _gather(sched.state_dict())
+        rng_all = du.gather(_rng_state(sigma_gen, stream))
+        sched_all = du.gather(sched.state_dict())
         path = run_dir / f"network-snapshot-{cur_nimg // 1000:06d}.pt"
         if rank == 0:
-            options = json.loads((run_dir / "training_options.json").read_text())
+            saved_options = json.loads((run_dir / "training_options.json").read_text())
             checkpoint.atomic_save({
-                "format": checkpoint.FORMAT, "options": options,
+                "format": checkpoint.FORMAT, "options": saved_options,
                 "net": net.state_dict(), "ema": ema_net.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": sched_all[0], "scheduler_ranks": sched_all, "profile": sched.profile(),
                 "progress": {"cur_nimg": cur_nimg, "cur_tick": cur_tick, "global_step": global_step},
                 "rng": rng_all}, path)
             try:
                 _write_samples(ema_net, run_dir, f"samples-{cur_nimg // 1000:06d}", sample_grid, seed, dev,
-                               getattr(dataset, "label_names", None) if cond else None)
+                               getattr(dataset, "label_names", None) if g["data"]["use_labels"] else None)
             except Exception as e:  # a sample grid must never cost the run
                 log(f"warning: could not write the sample grid ({type(e).__name__}: {e})")
         du.barrier()
         return path
 
     log(f"Training {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters on {world} x {dev.type}; "
-        f"scheduler {sched!r}, weighting {weighting}, endpoint {endpoint}, batch {batch} "
+        f"scheduler {sched!r}, weighting {g['loss']['weighting']}, endpoint {context['endpoint']}, batch {batch} "
         f"({rounds} round(s) of {batch_gpu}/process), for {duration * 1e3:g} kimg.")
     tick_start_nimg, tick_start_time, start_time = cur_nimg, time.time(), time.time()
     tick_loss = torch.zeros(3, dtype=torch.float64)  # sum weighted loss, sum error, count

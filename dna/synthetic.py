@@ -21,7 +21,7 @@ does not change when the test set size does):
    overlap an earlier instance. As with real binding sites some instances are weak: the share that
    the metric's scanner calls a hit (p ≤ 1e-4) is 0.40 for GATA1 and SOX2 up to 0.90 for GATA1::TAL1
    — the exact expectation, which the tests check.
-3. Output: the DNA-Diffusion table format read by training.sequences — columns `sequence`, `cell_type`,
+3. Output: the DNA-Diffusion table format read by dna.sequences — columns `sequence`, `cell_type`,
    `split` and `motifs` (the plants: `MA0035.5@37+;MA0140.3@120-`, 0-based start and strand) — as
    two files, the training split at `out` and the test split at `<out stem>-test.tsv`, plus a JSON
    sidecar `<out stem>.json` with the recipe and summary statistics.
@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.dna_motifs import JASPAR_RELEASE, Motif, load_motifs
-from training.sequences import BASES, reverse_complement
+from dna.motifs import JASPAR_RELEASE, Motif, load_motifs
+from dna.sequences import BASES, reverse_complement
 
 CELL_TYPE_MOTIFS = {                 # JASPAR2024 CORE vertebrates, checked by ID and name
     "K562": ("MA0035.5", "MA0140.3"),     # GATA1; GATA1::TAL1 (no TAL1-only CORE matrix exists)

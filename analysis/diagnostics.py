@@ -22,9 +22,9 @@ from tqdm import tqdm
 
 import schedulers
 from training.dataset import model_space, open_dataset
-from . import information as info
-from .base import NoiseScheduler
-from .plot import fixed_emphasis, fixed_label, load_options, load_schedule
+from schedulers import information as info
+from schedulers.base import NoiseScheduler
+from analysis.plot import fixed_emphasis, fixed_label, load_options, load_schedule
 
 
 class EmpiricalBayes:
@@ -156,9 +156,9 @@ def bin_masses(sigma: torch.Tensor, per_sigma_density: torch.Tensor) -> torch.Te
 def probe_checkpoint(checkpoint: str | Path, data: torch.Tensor, sigma: torch.Tensor, n_samples: int,
                      generator: torch.Generator) -> torch.Tensor:
     """mmse(σ) of a trained network with fixed weights (spec §7, the paper's offline diagnostic), by
-    `schedulers.grids.probe_profile` on the same data and grid."""
+    `sampling.grids.probe_profile` on the same data and grid."""
     from training.networks import from_snapshot
-    from .grids import probe_profile
+    from sampling.probe import probe_profile
     net = from_snapshot(str(checkpoint))
     return probe_profile(net, data, sigma, n_samples=n_samples, generator=generator)["mmse"]
 
@@ -322,7 +322,7 @@ def _when(result: dict) -> str:
               help="[default: the run's, else auto]")
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), help="InfoNoise run dir to compare with")
 @click.option("--checkpoint", type=click.Path(path_type=Path),
-              help="Snapshot to probe (schedulers.grids.probe_profile)")
+              help="Snapshot to probe (sampling.grids.probe_profile)")
 @click.option("--probe-samples", type=int, default=256, show_default=True, help="Examples for the probe")
 def main(data_path: str, out_dir: Path, **kwargs) -> None:
     """Offline oracle: exact empirical-Bayes MMSE profile of a data set, its entropy rate and allocation."""

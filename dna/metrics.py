@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fid import frechet_distance  # the project's one Fréchet distance (float64, scipy sqrtm)
-from training.dna_motifs import JASPAR_RELEASE, MotifScanner, gc_background, load_motifs
-from training.sequences import SequenceDataset, index_to_onehot, read_sequences, to_index, validate
+from evaluation.frechet import frechet_distance  # the project's one Fréchet distance (float64, scipy sqrtm)
+from dna.motifs import JASPAR_RELEASE, MotifScanner, gc_background, load_motifs
+from dna.sequences import SequenceDataset, index_to_onehot, read_sequences, to_index, validate
 
 # ----------------------------------------------------------------------------------------------------
 # Distances between distributions.
@@ -207,7 +207,7 @@ def feature_stats(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_set(path: str, length: int | None = None) -> tuple[np.ndarray, list[str] | None]:
-    """Base indices [N, L] and labels (or None) from any sequence file training.sequences reads."""
+    """Base indices [N, L] and labels (or None) from any sequence file dna.sequences reads."""
     rec = read_sequences(path)
     validate(rec, length)
     return to_index(rec.seqs), rec.labels

@@ -6,13 +6,12 @@ so a new discretisation is one function here plus one line in `make_grid`.
 
 InfoGrid needs an information profile (σ, ḣ): either the one InfoNoise saved in the snapshot
 (`snapshot['profile']`, spec §5 "Exportable"), or, for checkpoints trained with a fixed schedule, one
-estimated by `probe_profile` from the network's own denoising error on data (spec §7, "probed from a
+estimated by `sampling.probe` from the network's own denoising error on data (spec §7, "probed from a
 well-trained checkpoint").
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
 
 import torch
 
@@ -132,61 +131,6 @@ def infogrid_from_profile(n: int, profile: dict | None, sigma_min: float = 0.002
     hdot = torch.as_tensor(hdot, dtype=torch.float64) if hdot is not None else \
         torch.as_tensor(profile["mmse"], dtype=torch.float64) / sigma**3
     return infogrid(n, sigma, hdot, sigma_min, sigma_max, floor)
-
-
-def _collect(data: torch.Tensor | Iterable, n_samples: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """First `n_samples` examples (model space) and their labels (or None) from a tensor or an iterable
-    of batches — tensors or (data, labels) tuples as a DataLoader over `open_dataset` yields them."""
-    from training.dataset import model_space
-    if isinstance(data, torch.Tensor):
-        return model_space(data[:n_samples]), None
-    xs, ys = [], []
-    count = 0
-    for batch in data:
-        x, y = (batch[0], batch[1]) if isinstance(batch, (tuple, list)) else (batch, None)
-        x = model_space(torch.as_tensor(x))
-        xs.append(x)
-        if y is not None:
-            ys.append(torch.as_tensor(y))
-        count += len(x)
-        if count >= n_samples:
-            break
-    if not xs:
-        raise ValueError("probe data is empty")
-    x = torch.cat(xs)[:n_samples]
-    y = torch.cat(ys)[:n_samples] if ys and ys[0].numel() > 0 else None
-    return x, y
-
-
-@torch.no_grad()
-def probe_profile(denoise: Callable[..., torch.Tensor], data: torch.Tensor | Iterable, sigma_grid: torch.Tensor,
-                  n_samples: int = 128, batch_size: int = 256, generator: torch.Generator | None = None,
-                  device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """Estimate a profile for InfoGrid from a trained network with fixed weights (spec §7 "probed from a
-    well-trained checkpoint"): m̂(σ_k) = mean_j ‖D(x0_j + σ_k·ε_j; σ_k) − x0_j‖² (the *unweighted* error,
-    summed over dimensions — the same statistic InfoNoise collects online, spec §2), ḣ = m̂/σ³.
-
-    The same data and the same noise ε_j are used at every σ_k (common random numbers), so the
-    sampling noise is shared across levels and the profile is smooth in σ even for few samples.
-    `denoise(x, sigma[, class_labels=...])` is called in float32 on `device`; labels from the data are
-    passed through when present (conditional networks)."""
-    sigma_grid = torch.as_tensor(sigma_grid, dtype=torch.float64).flatten()
-    x0, labels = _collect(data, n_samples)
-    x0 = x0.to(device, torch.float32)
-    labels = labels.to(device, torch.float32) if labels is not None else None
-    eps = torch.randn(x0.shape, generator=generator, dtype=torch.float32).to(device)
-    m = len(x0)
-    total = torch.zeros(len(sigma_grid), dtype=torch.float64)
-    pairs = torch.cartesian_prod(torch.arange(len(sigma_grid)), torch.arange(m))  # (σ index, sample index)
-    for chunk in pairs.split(batch_size):
-        k, j = chunk[:, 0], chunk[:, 1]
-        sig = sigma_grid[k].to(device, torch.float32)
-        x = x0[j] + sig.view(-1, *[1] * (x0.ndim - 1)) * eps[j]
-        extra = {} if labels is None else {"class_labels": labels[j]}
-        err = (denoise(x, sig, **extra).to(torch.float32) - x0[j]).to(torch.float64).square().flatten(1).sum(1)
-        total.index_add_(0, k, err.cpu())
-    mmse = total / m
-    return {"sigma": sigma_grid, "mmse": mmse, "hdot": mmse / sigma_grid**3}
 
 
 def make_grid(kind: str, n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,

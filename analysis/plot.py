@@ -1,6 +1,6 @@
 """Pictures of what InfoNoise learned, from a run directory (issue 3 item 3; spec §5 "Observable").
 
-`python -m schedulers.plot RUN_DIR [--out DIR]` reads `schedule.jsonl` (one line per refresh, written
+`python -m analysis.plot RUN_DIR [--out DIR]` reads `schedule.jsonl` (one line per refresh, written
 by the training loop from `InfoNoise.step`'s record) and `training_options.json`, and draws
   (a) schedule-evolution.png — the sampling density per unit ln σ vs. kimg as a heat map, with σ_p
       overlaid (paper Fig. 5);
@@ -20,10 +20,10 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from . import build
-from . import information as info
-from .lognormal import LogNormal
-from .loguniform import LogUniform
+from schedulers import build
+from schedulers import information as info
+from schedulers.lognormal import LogNormal
+from schedulers.loguniform import LogUniform
 
 RECORD_KEYS = ("sigma", "log_density", "sigma_p")
 

@@ -1,0 +1,130 @@
+"""Sampling a snapshot: the network, its σ-grid and the seeded sample stream (docs/method.md §6).
+
+Every sample is a function of its seed alone (EDM's StackedRandomGenerator: one generator per seed for
+the latents, the class label and the churn noise), so neither the batch size nor the number of ranks
+changes it; seeds are dealt out over ranks in whole batches. generate.py writes files from this stream;
+evaluation.evaluate scores it.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterator, Sequence
+
+import torch
+import tqdm
+
+from sampling import grids
+from sampling.solvers import SOLVERS, StackedRandomGenerator
+from torch_utils import checkpoint
+from torch_utils import distributed as dist
+
+
+def parse_int_list(s: str | Sequence[int]) -> list[int]:
+    """'0-63,100' → [0, …, 63, 100] (ranges inclusive, EDM's syntax). ValueError names the bad piece."""
+    if not isinstance(s, str):
+        return [int(v) for v in s]
+    out = []
+    for part in s.split(","):
+        part = part.strip()
+        if m := re.fullmatch(r"(\d+)-(\d+)", part):
+            lo, hi = int(m.group(1)), int(m.group(2))
+            if hi < lo:
+                raise ValueError(f"range '{part}' is empty (end before start)")
+            out.extend(range(lo, hi + 1))
+        elif re.fullmatch(r"\d+", part):
+            out.append(int(part))
+        else:
+            raise ValueError(f"'{part}' is not a non-negative integer or a range like 0-63")
+    return out
+
+
+def load_network(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict | None]:
+    """(EMA network in eval mode, the snapshot's information profile or None)."""
+    from training import networks
+    snapshot = checkpoint.load(path)
+    net = networks.from_snapshot(snapshot, which="ema", device=device)
+    net.label_names = snapshot.get("options", {}).get("label_names")  # cell-type names for FASTA headers
+    return net, snapshot.get("profile")
+
+
+def sigma_range(net, sigma_min: float | None, sigma_max: float | None) -> tuple[float, float]:
+    """The requested σ range, clamped to the range the network was trained on (it has never seen σ
+    outside it); None means the network's own end."""
+    lo = net.sigma_min if sigma_min is None else max(float(sigma_min), net.sigma_min)
+    hi = net.sigma_max if sigma_max is None else min(float(sigma_max), net.sigma_max)
+    if not lo < hi:
+        raise ValueError(f"empty σ range after clamping to the network's [{net.sigma_min}, {net.sigma_max}]: "
+                         f"sigma_min={lo}, sigma_max={hi}")
+    return lo, hi
+
+
+def build_sigmas(net, kind: str, steps: int, rho: float = 7.0, sigma_min: float | None = None,
+                 sigma_max: float | None = None, profile: dict | None = None,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """The σ-grid for `net` (float64 on `device`), within the network's σ range."""
+    lo, hi = sigma_range(net, sigma_min, sigma_max)
+    sigmas = grids.make_grid(kind, steps, lo, hi, rho=rho, profile=profile)
+    return torch.as_tensor(net.round_sigma(sigmas), dtype=torch.float64).to(device)
+
+
+def check_class(net, class_idx: int | None) -> None:
+    if class_idx is None:
+        return
+    if not net.label_dim:
+        raise ValueError(f"--class {class_idx}: the network is unconditional; drop --class")
+    if not 0 <= class_idx < net.label_dim:
+        raise ValueError(f"--class {class_idx} is out of range: the network has {net.label_dim} classes "
+                         f"(0..{net.label_dim - 1})")
+
+
+def _rank_batches(n: int, batch_size: int, rank: int, world_size: int) -> list[torch.Tensor]:
+    """EDM's dealing: split positions 0..n-1 into a multiple of world_size near-equal batches of at most
+    batch_size, rank r taking batches r, r + W, … Every rank gets the same number of batches."""
+    num_batches = max(math.ceil(n / (batch_size * world_size)), 1) * world_size
+    return [b for b in torch.arange(n).tensor_split(num_batches)[rank::world_size] if len(b)]
+
+
+@torch.no_grad()
+def generate_batches(net, seeds: Sequence[int], batch_size: int, sigmas: torch.Tensor, solver: str = "heun",
+                     class_idx: int | None = None, S_churn: float = 0.0, S_min: float = 0.0,
+                     S_max: float = float("inf"), S_noise: float = 1.0, device: torch.device | str = "cpu",
+                     rank: int | None = None, world_size: int | None = None, progress: bool = False,
+                     ) -> Iterator[tuple[list[int], list[int], torch.Tensor, torch.Tensor | None]]:
+    """This rank's share of `seeds`: yields (positions in `seeds`, seeds, samples in model space (float32,
+    on CPU), class indices or None). Per seed, draws happen in EDM's order: latents, label, churn."""
+    if solver not in SOLVERS:
+        raise ValueError(f"Unknown solver '{solver}'. Valid solvers: {', '.join(SOLVERS)}")
+    check_class(net, class_idx)
+    seeds = [int(s) for s in seeds]
+    rank = dist.get_rank() if rank is None else rank
+    world_size = dist.get_world_size() if world_size is None else world_size
+    sigmas = torch.as_tensor(sigmas, dtype=torch.float64).to(device)
+    sample = SOLVERS[solver]
+    batches = _rank_batches(len(seeds), batch_size, rank, world_size)
+    for pos in tqdm.tqdm(batches, unit="batch", disable=not progress or rank != 0):
+        batch_seeds = [seeds[i] for i in pos.tolist()]
+        rnd = StackedRandomGenerator(batch_seeds, device)
+        latents = rnd.randn([len(batch_seeds), *net.data_shape])
+        labels = onehot = None
+        if net.label_dim:
+            labels = rnd.randint(net.label_dim) if class_idx is None else \
+                torch.full([len(batch_seeds)], class_idx, device=device)
+            onehot = torch.nn.functional.one_hot(labels, net.label_dim).to(torch.float32)
+        x = sample(net, latents.to(torch.float64) * sigmas[0], sigmas, class_labels=onehot, S_churn=S_churn,
+                   S_min=S_min, S_max=S_max, S_noise=S_noise, randn_like=rnd.randn_like)
+        yield pos.tolist(), batch_seeds, x.to(torch.float32).cpu(), None if labels is None else labels.cpu()
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Model space [-1, 1] → uint8 (EDM's rounding: x·127.5 + 128, clipped, truncated)."""
+    return (x * 127.5 + 128).clip(0, 255).to(torch.uint8)
+
+
+def generate_images(net, seeds: Sequence[int], batch_size: int, sigmas: torch.Tensor, solver: str = "heun",
+                    return_labels: bool = False, **kwargs) -> Iterator[tuple]:
+    """This rank's images as (seeds, uint8 [N, C, H, W]) per batch — or (seeds, images, class indices or
+    None) with return_labels. kwargs as `generate_batches` (class_idx, churn, device, rank, progress)."""
+    for _, batch_seeds, x, labels in generate_batches(net, seeds, batch_size, sigmas, solver, **kwargs):
+        yield (batch_seeds, to_uint8(x), labels) if return_labels else (batch_seeds, to_uint8(x))
