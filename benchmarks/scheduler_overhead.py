@@ -17,8 +17,8 @@ row says 'warm-up'. Every number is the median over --repeats; nothing here asse
       --out benchmarks/results/scheduler_overhead-dna-cpu.csv
   python benchmarks/scheduler_overhead.py --quick          # a few seconds, for smoke tests
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 import click
 import torch
@@ -34,6 +34,7 @@ def time_train_step(opts: dict, batch: int, repeats: int, steps: int, device: to
     from log-normal: the network's cost does not depend on the values)."""
     from training import networks
     from training.loss import DenoisingLoss
+
     torch.manual_seed(seed)
     net = networks.build_network(**opts["network_kwargs"]).to(device).train().requires_grad_(True)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
@@ -62,7 +63,7 @@ def time_scheduler(sched, batch: int, repeats: int, calls: int, start_step: int,
     """Median seconds per call of sample, observe and a non-refresh step, each over `calls` calls."""
     gen = torch.Generator().manual_seed(seed)
     sigma = sched.sample(batch, generator=gen)
-    error = (sigma.double() ** 2).float() + torch.rand(batch, generator=gen)   # float32 like the loss's error
+    error = (sigma.double() ** 2).float() + torch.rand(batch, generator=gen)  # float32 like the loss's error
     every = getattr(sched, "refresh_every", 0)
     steps = [s for s in range(start_step + 1, start_step + 10 * calls) if not every or s % every][:calls]
     out = {"sample": [], "observe": [], "step": []}
@@ -112,42 +113,74 @@ def main(preset, infonoise_preset, batch, threads, repeats, train_steps, calls, 
     if info_opts["scheduler"] != "infonoise":
         raise click.ClickException(f"--infonoise-preset {infonoise_preset} uses scheduler '{info_opts['scheduler']}'")
     batch = batch or opts["batch"]
-    click.echo(f"{common.machine_note()}\npreset {preset}: {opts['num_params'] / 1e6:.2f} M parameters, "
-               f"data {tuple(opts['network_kwargs']['data_shape'])} ({opts['shape_source']}), batch {batch}")
+    click.echo(
+        f"{common.machine_note()}\npreset {preset}: {opts['num_params'] / 1e6:.2f} M parameters, "
+        f"data {tuple(opts['network_kwargs']['data_shape'])} ({opts['shape_source']}), batch {batch}"
+    )
 
     step_s = time_train_step(opts, batch, repeats, train_steps, device)
     rows = [dict(scheduler="-", phase="-", op="train step (fwd+bwd+Adam)", median_us=step_s * 1e6, calls=train_steps)]
 
-    candidates = [("infonoise", "warm-up", info_opts, False), ("infonoise", "steady", info_opts, True),
-                  ("lognormal", "fixed", opts, False), ("loguniform", "fixed", opts, False)]
+    candidates = [
+        ("infonoise", "warm-up", info_opts, False),
+        ("infonoise", "steady", info_opts, True),
+        ("lognormal", "fixed", opts, False),
+        ("loguniform", "fixed", opts, False),
+    ]
     for name, phase, o, prime in tqdm.tqdm(candidates, desc="schedulers", leave=False):
         sched = common.build_scheduler(o, name)
         start = common.prime_scheduler(sched, batch) if prime else 0
         t = time_scheduler(sched, batch, repeats, calls, start)
         for op in ("sample", "observe", "step"):
             rows.append(dict(scheduler=name, phase=phase, op=op, median_us=t[op] * 1e6, calls=calls))
-        rows.append(dict(scheduler=name, phase=phase, op="per step (sample+observe+step)",
-                         median_us=sum(t.values()) * 1e6, calls=calls))
+        rows.append(
+            dict(
+                scheduler=name,
+                phase=phase,
+                op="per step (sample+observe+step)",
+                median_us=sum(t.values()) * 1e6,
+                calls=calls,
+            )
+        )
         if prime:
             r = time_refresh(sched, batch, repeats, start)
             rows.append(dict(scheduler=name, phase=phase, op="one refresh", median_us=r * 1e6, calls=1))
-            rows.append(dict(scheduler=name, phase=phase, op=f"refresh amortised over K={sched.refresh_every}",
-                             median_us=r / sched.refresh_every * 1e6, calls=1))
+            rows.append(
+                dict(
+                    scheduler=name,
+                    phase=phase,
+                    op=f"refresh amortised over K={sched.refresh_every}",
+                    median_us=r / sched.refresh_every * 1e6,
+                    calls=1,
+                )
+            )
 
     for r in rows:
-        r.update(preset=preset, batch=batch, threads=threads, repeats=repeats,
-                 share_pct=100 * r["median_us"] / (step_s * 1e6))
-    common.write_rows(out_csv, [{k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
-                      FIELDS)
-    click.echo(common.markdown_table(["scheduler", "phase", "op", "median µs", "% of train step"],
-                                     [[r["scheduler"], r["phase"], r["op"], f"{r['median_us']:.1f}",
-                                       f"{r['share_pct']:.3f}"] for r in rows]))
-    steady = next(r for r in rows if r["scheduler"] == "infonoise" and r["phase"] == "steady"
-                  and r["op"].startswith("per step"))
+        r.update(
+            preset=preset,
+            batch=batch,
+            threads=threads,
+            repeats=repeats,
+            share_pct=100 * r["median_us"] / (step_s * 1e6),
+        )
+    common.write_rows(
+        out_csv, [{k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows], FIELDS
+    )
+    click.echo(
+        common.markdown_table(
+            ["scheduler", "phase", "op", "median µs", "% of train step"],
+            [[r["scheduler"], r["phase"], r["op"], f"{r['median_us']:.1f}", f"{r['share_pct']:.3f}"] for r in rows],
+        )
+    )
+    steady = next(
+        r for r in rows if r["scheduler"] == "infonoise" and r["phase"] == "steady" and r["op"].startswith("per step")
+    )
     amort = next(r for r in rows if r["op"].startswith("refresh amortised"))
     total = steady["share_pct"] + amort["share_pct"]
-    click.echo(f"InfoNoise per step incl. amortised refresh: {total:.3f} % of a {step_s * 1e3:.1f} ms step "
-               f"(goal ≤ 1 %: {'met' if total <= 1 else 'NOT met'}). Wrote {out_csv}")
+    click.echo(
+        f"InfoNoise per step incl. amortised refresh: {total:.3f} % of a {step_s * 1e3:.1f} ms step "
+        f"(goal ≤ 1 %: {'met' if total <= 1 else 'NOT met'}). Wrote {out_csv}"
+    )
 
 
 if __name__ == "__main__":

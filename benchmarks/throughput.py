@@ -20,6 +20,7 @@ skipped unless named in --presets. Every time is a median over --repeats; nothin
   python benchmarks/throughput.py --presets mnist-subset --threads 1 --batch 64
   python benchmarks/throughput.py --quick --out-dir /tmp/tp       # seconds; smoke test
 """
+
 from __future__ import annotations
 
 import json
@@ -32,12 +33,29 @@ import tqdm
 
 from benchmarks import common
 
-FIELDS = ["device", "threads", "kind", "presets", "scheduler", "params_M", "data_shape", "shape_source", "batch",
-          "steps", "nfe", "median_s", "steps_per_s", "img_per_s", "sched_share_pct", "repeats"]
+FIELDS = [
+    "device",
+    "threads",
+    "kind",
+    "presets",
+    "scheduler",
+    "params_M",
+    "data_shape",
+    "shape_source",
+    "batch",
+    "steps",
+    "nfe",
+    "median_s",
+    "steps_per_s",
+    "img_per_s",
+    "sched_share_pct",
+    "repeats",
+]
 
 
-def preset_groups(names: list[str], explicit: bool, max_params: float, device: torch.device, batch: int | None,
-                  log) -> list[dict]:
+def preset_groups(
+    names: list[str], explicit: bool, max_params: float, device: torch.device, batch: int | None, log
+) -> list[dict]:
     """Presets grouped by (network, batch): one timing per group. GPU-sized presets are dropped on CPU
     unless they were asked for by name."""
     groups: dict[str, dict] = {}
@@ -48,8 +66,10 @@ def preset_groups(names: list[str], explicit: bool, max_params: float, device: t
             log(f"skip {name}: {e}")
             continue
         if device.type == "cpu" and not explicit and opts["num_params"] > max_params:
-            log(f"skip {name} on CPU: {opts['num_params'] / 1e6:.1f} M parameters > --max-params "
-                f"{max_params / 1e6:g} M (name it in --presets to time it anyway)")
+            log(
+                f"skip {name} on CPU: {opts['num_params'] / 1e6:.1f} M parameters > --max-params "
+                f"{max_params / 1e6:g} M (name it in --presets to time it anyway)"
+            )
             continue
         key = json.dumps([opts["network_kwargs"], opts["batch"]], sort_keys=True)
         group = groups.setdefault(key, {"presets": [], "opts": opts})
@@ -63,6 +83,7 @@ def time_training(opts: dict, device: torch.device, repeats: int, steps: int, wa
     """Median step time and the scheduler's share, with the loop's call order (training_loop.run)."""
     from training import networks
     from training.loss import DenoisingLoss
+
     batch = opts["batch"]
     torch.manual_seed(seed)
     net = networks.build_network(**opts["network_kwargs"]).to(device).train().requires_grad_(True)
@@ -111,18 +132,25 @@ def time_training(opts: dict, device: torch.device, repeats: int, steps: int, wa
         per_step.append(elapsed / steps)
         shares.append(in_sched / elapsed)
     s = common.median(per_step)
-    return dict(median_s=s, steps_per_s=1 / s, img_per_s=batch / s, sched_share_pct=100 * common.median(shares),
-                scheduler=opts["scheduler"])
+    return dict(
+        median_s=s,
+        steps_per_s=1 / s,
+        img_per_s=batch / s,
+        sched_share_pct=100 * common.median(shares),
+        scheduler=opts["scheduler"],
+    )
 
 
 @torch.no_grad()
-def time_sampling(opts: dict, device: torch.device, levels: list[int], batch: int, repeats: int,
-                  seed: int = 0) -> list[dict]:
+def time_sampling(
+    opts: dict, device: torch.device, levels: list[int], batch: int, repeats: int, seed: int = 0
+) -> list[dict]:
     """Median seconds of Heun sampling `batch` images per number of levels (untrained weights: the
     cost does not depend on them)."""
     from sampling.grids import edm_grid
-    from training import networks
     from sampling.solvers import nfe, sample_heun
+    from training import networks
+
     torch.manual_seed(seed)
     net = networks.build_network(**opts["network_kwargs"]).to(device).eval().requires_grad_(False)
     shape, label_dim = opts["network_kwargs"]["data_shape"], opts["network_kwargs"]["label_dim"]
@@ -133,8 +161,10 @@ def time_sampling(opts: dict, device: torch.device, levels: list[int], batch: in
     rows = []
     for n in tqdm.tqdm(levels, desc=f"sample {opts['preset']}", leave=False):
         sigmas = edm_grid(n, net.sigma_min, net.sigma_max).to(device)
-        times = [common.timed(lambda: sample_heun(net, latents * sigmas[0], sigmas, class_labels=labels), sync)
-                 for _ in range(repeats)]
+        times = [
+            common.timed(lambda: sample_heun(net, latents * sigmas[0], sigmas, class_labels=labels), sync)
+            for _ in range(repeats)
+        ]
         s = common.median(times)
         rows.append(dict(steps=n, nfe=nfe("heun", n), median_s=s, img_per_s=batch / s, batch=batch))
     return rows
@@ -143,16 +173,20 @@ def time_sampling(opts: dict, device: torch.device, levels: list[int], batch: in
 def plot(rows: list[dict], path: Path) -> None:
     """Left: training images/s per preset group and (device, threads). Right: sampling images/s vs NFE."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
     train = [r for r in rows if r["kind"] == "train"]
     groups = sorted({r["presets"] for r in train})
     configs = sorted({(r["device"], r["threads"]) for r in train})
     width = 0.8 / max(len(configs), 1)
     for j, (dev, th) in enumerate(configs):
-        vals = [next((r["img_per_s"] for r in train if r["presets"] == g and (r["device"], r["threads"]) == (dev, th)),
-                     0.0) for g in groups]
+        vals = [
+            next((r["img_per_s"] for r in train if r["presets"] == g and (r["device"], r["threads"]) == (dev, th)), 0.0)
+            for g in groups
+        ]
         ax1.bar([i + j * width for i in range(len(groups))], vals, width, label=f"{dev}, {th} thread(s)")
     ax1.set_xticks([i + width * (len(configs) - 1) / 2 for i in range(len(groups))])
     ax1.set_xticklabels([g.replace(" ", "\n") for g in groups], fontsize=7)
@@ -160,8 +194,11 @@ def plot(rows: list[dict], path: Path) -> None:
     ax1.set_title("Training throughput at the preset batch")
     ax1.legend(fontsize=8)
     for key in sorted({(r["presets"], r["device"], r["threads"]) for r in rows if r["kind"] == "sample"}):
-        pts = sorted((r["nfe"], r["img_per_s"]) for r in rows
-                     if r["kind"] == "sample" and (r["presets"], r["device"], r["threads"]) == key)
+        pts = sorted(
+            (r["nfe"], r["img_per_s"])
+            for r in rows
+            if r["kind"] == "sample" and (r["presets"], r["device"], r["threads"]) == key
+        )
         ax2.plot(*zip(*pts), marker="o", label=f"{key[0].split(' ')[0]} ({key[1]}, {key[2]} thr)")
     ax2.set_xscale("log")
     ax2.set_yscale("log")
@@ -182,16 +219,46 @@ def plot(rows: list[dict], path: Path) -> None:
 def report(rows: list[dict], out_dir: Path) -> None:
     """The plot and the two markdown tables (training; sampling per NFE)."""
     plot(rows, out_dir / "throughput.png")
-    click.echo(common.markdown_table(
-        ["device", "thr", "presets", "params", "batch", "steps/s", "img/s", "sched % of step"],
-        [[r["device"], r["threads"], r["presets"], f"{r['params_M']:.2f} M", r["batch"], f"{r['steps_per_s']:.3g}",
-          f"{r['img_per_s']:.4g}", f"{r['sched_share_pct']:.3f}"] for r in rows if r["kind"] == "train"]))
+    click.echo(
+        common.markdown_table(
+            ["device", "thr", "presets", "params", "batch", "steps/s", "img/s", "sched % of step"],
+            [
+                [
+                    r["device"],
+                    r["threads"],
+                    r["presets"],
+                    f"{r['params_M']:.2f} M",
+                    r["batch"],
+                    f"{r['steps_per_s']:.3g}",
+                    f"{r['img_per_s']:.4g}",
+                    f"{r['sched_share_pct']:.3f}",
+                ]
+                for r in rows
+                if r["kind"] == "train"
+            ],
+        )
+    )
     if any(r["kind"] == "sample" for r in rows):
         click.echo()
-        click.echo(common.markdown_table(
-            ["device", "thr", "presets", "N", "NFE", "batch", "s/batch", "img/s"],
-            [[r["device"], r["threads"], r["presets"], r["steps"], r["nfe"], r["batch"], f"{r['median_s']:.3g}",
-              f"{r['img_per_s']:.4g}"] for r in rows if r["kind"] == "sample"]))
+        click.echo(
+            common.markdown_table(
+                ["device", "thr", "presets", "N", "NFE", "batch", "s/batch", "img/s"],
+                [
+                    [
+                        r["device"],
+                        r["threads"],
+                        r["presets"],
+                        r["steps"],
+                        r["nfe"],
+                        r["batch"],
+                        f"{r['median_s']:.3g}",
+                        f"{r['img_per_s']:.4g}",
+                    ]
+                    for r in rows
+                    if r["kind"] == "sample"
+                ],
+            )
+        )
     click.echo(f"\nWrote {out_dir / 'throughput.csv'} and {out_dir / 'throughput.png'}")
 
 
@@ -210,16 +277,35 @@ def report(rows: list[dict], out_dir: Path) -> None:
 @click.option("--out-dir", default="benchmarks/results", help="Writes throughput.csv and throughput.png here")
 @click.option("--quick", is_flag=True, help="digits only, 1 thread, tiny repeats (smoke test; rough numbers)")
 @click.option("--replot", is_flag=True, help="Only redraw the plot and tables from --out-dir's throughput.csv")
-def main(presets, batch, threads, devices, repeats, steps, warmup, sample_steps, sample_batch, sample_repeats,
-         max_params, out_dir, quick, replot):
+def main(
+    presets,
+    batch,
+    threads,
+    devices,
+    repeats,
+    steps,
+    warmup,
+    sample_steps,
+    sample_batch,
+    sample_repeats,
+    max_params,
+    out_dir,
+    quick,
+    replot,
+):
     """Time training steps/s, images/s and sampling images/s per NFE of each network preset."""
     if replot:
         rows = common.read_rows(Path(out_dir) / "throughput.csv")
         if not rows:
             raise click.ClickException(f"{Path(out_dir) / 'throughput.csv'}: nothing to replot")
         numeric = ("params_M", "median_s", "steps_per_s", "img_per_s", "sched_share_pct")
-        rows = [{k: (float(v) if k in numeric and v != "" else int(v) if k in ("nfe", "steps") and v != "" else v)
-                 for k, v in r.items()} for r in rows]
+        rows = [
+            {
+                k: (float(v) if k in numeric and v != "" else int(v) if k in ("nfe", "steps") and v != "" else v)
+                for k, v in r.items()
+            }
+            for r in rows
+        ]
         report(rows, Path(out_dir))
         return
     explicit = presets is not None
@@ -243,14 +329,22 @@ def main(presets, batch, threads, devices, repeats, steps, warmup, sample_steps,
             click.echo(f"{dev_name}: {common.machine_note()}", err=True)
             for g in groups:
                 opts, label = g["opts"], " ".join(g["presets"])
-                base = dict(device=dev_name, threads=th, presets=label, params_M=opts["num_params"] / 1e6,
-                            data_shape="x".join(map(str, opts["network_kwargs"]["data_shape"])),
-                            shape_source=opts["shape_source"], repeats=repeats)
+                base = dict(
+                    device=dev_name,
+                    threads=th,
+                    presets=label,
+                    params_M=opts["num_params"] / 1e6,
+                    data_shape="x".join(map(str, opts["network_kwargs"]["data_shape"])),
+                    shape_source=opts["shape_source"],
+                    repeats=repeats,
+                )
                 t = time_training(opts, device, repeats, steps, warmup)
                 rows.append(dict(base, kind="train", batch=opts["batch"], **t))
-                click.echo(f"  {label}: {t['steps_per_s']:.3g} steps/s, {t['img_per_s']:.4g} img/s at batch "
-                           f"{opts['batch']}, scheduler {t['scheduler']} {t['sched_share_pct']:.3f} % of the step",
-                           err=True)
+                click.echo(
+                    f"  {label}: {t['steps_per_s']:.3g} steps/s, {t['img_per_s']:.4g} img/s at batch "
+                    f"{opts['batch']}, scheduler {t['scheduler']} {t['sched_share_pct']:.3f} % of the step",
+                    err=True,
+                )
                 for r in time_sampling(opts, device, levels, sample_batch, sample_repeats) if levels else []:
                     rows.append(dict(base, kind="sample", scheduler="-", repeats=sample_repeats, **r))
     if not rows:

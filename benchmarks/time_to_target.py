@@ -37,6 +37,7 @@ latest (which resumption and benchmarks/infogrid_nfe.py need), unless --keep-sna
       --outdir benchmarks/results/ttt-digits
   python benchmarks/time_to_target.py --outdir DIR --report-only      # table and plot from the CSV
 """
+
 from __future__ import annotations
 
 import json
@@ -51,10 +52,24 @@ import numpy as np
 import tqdm
 
 from benchmarks import common
+from torch_utils.files import atomic_write
 from training import options
 
-FIELDS = ["method", "seed", "kex", "metric", "metric_name", "target_kex", "step", "preset", "scheduler", "weighting",
-          "snapshot", "train_seconds", "eval_seconds"]
+FIELDS = [
+    "method",
+    "seed",
+    "kex",
+    "metric",
+    "metric_name",
+    "target_kex",
+    "step",
+    "preset",
+    "scheduler",
+    "weighting",
+    "snapshot",
+    "train_seconds",
+    "eval_seconds",
+]
 # Method → the scheduler (and weighting, when it is part of the recipe) it stands for; `derive`: may be
 # made from the family's base preset by overriding those options (InfoNoise needs its own preset: its
 # warm-up and refresh interval are scaled per data set).
@@ -62,12 +77,25 @@ METHODS = {
     "loguniform": dict(label="log-uniform", fixed=True, scheduler="loguniform", weighting=None, derive=True),
     "edm": dict(label="EDM log-normal (transfer)", fixed=True, scheduler="lognormal", weighting="edm", derive=True),
     "infonoise": dict(label="InfoNoise", fixed=False, scheduler="infonoise", weighting=None, derive=False),
-    "infonoise-pinned": dict(label="InfoNoise, σ_p pinned 0.2", fixed=False, scheduler="infonoise", weighting=None,
-                             derive=False),
+    "infonoise-pinned": dict(
+        label="InfoNoise, σ_p pinned 0.2", fixed=False, scheduler="infonoise", weighting=None, derive=False
+    ),
 }
 # Settings that change what a CSV row means: a rerun into the same --outdir must keep them.
-FROZEN = ("family", "eval_every_kex", "eval_samples", "eval_steps", "eval_grid", "solver", "detector", "binarize",
-          "dna_metric", "dna_classifier", "overrides", "method_overrides")
+FROZEN = (
+    "family",
+    "eval_every_kex",
+    "eval_samples",
+    "eval_steps",
+    "eval_grid",
+    "solver",
+    "detector",
+    "binarize",
+    "dna_metric",
+    "dna_classifier",
+    "overrides",
+    "method_overrides",
+)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -93,16 +121,28 @@ def method_preset(family: str, method: str) -> tuple[str, dict]:
     want = {"scheduler": spec["scheduler"], **({"weighting": spec["weighting"]} if spec["weighting"] else {})}
     overrides = {k: v for k, v in want.items() if preset.get(k, options.DEFAULTS[k]) != v}
     if overrides and not spec["derive"]:
-        raise ValueError(f"family '{family}': no {own.name}, and {base.name} uses scheduler "
-                         f"'{preset.get('scheduler', options.DEFAULTS['scheduler'])}', not '{spec['scheduler']}'")
+        raise ValueError(
+            f"family '{family}': no {own.name}, and {base.name} uses scheduler "
+            f"'{preset.get('scheduler', options.DEFAULTS['scheduler'])}', not '{spec['scheduler']}'"
+        )
     if "scheduler" in overrides and preset.get("scheduler_kwargs"):
-        raise ValueError(f"{base}: its scheduler_kwargs belong to '{preset.get('scheduler')}'; write "
-                         f"{own.name} for method '{method}' instead of overriding the scheduler")
+        raise ValueError(
+            f"{base}: its scheduler_kwargs belong to '{preset.get('scheduler')}'; write "
+            f"{own.name} for method '{method}' instead of overriding the scheduler"
+        )
     return name(base), overrides
 
 
-def resolve_run(family: str, method: str, seed: int, budget_kex: float, every_kex: float, overrides: dict,
-                method_overrides: dict, device: str | None) -> dict:
+def resolve_run(
+    family: str,
+    method: str,
+    seed: int,
+    budget_kex: float,
+    every_kex: float,
+    overrides: dict,
+    method_overrides: dict,
+    device: str | None,
+) -> dict:
     """Resolved training options of one run (training.options.resolve validates them as train.py does)."""
     preset, forced = method_preset(family, method)
     flags = {**forced, **overrides, **method_overrides.get(method, {})}
@@ -112,8 +152,15 @@ def resolve_run(family: str, method: str, seed: int, budget_kex: float, every_ke
         data = str(options.load_preset(preset).get("data") or "")
         if data and not os.path.exists(data) and (common.REPO / data).exists():
             flags["data"] = str(common.REPO / data)
-    flags.update(seed=seed, duration=budget_kex / 1e3, tick=every_kex, snap=1, sample_grid=0,
-                 desc=f"{method}-s{seed}", device=device)
+    flags.update(
+        seed=seed,
+        duration=budget_kex / 1e3,
+        tick=every_kex,
+        snap=1,
+        sample_grid=0,
+        desc=f"{method}-s{seed}",
+        device=device,
+    )
     try:
         opts = options.resolve(preset, flags)
     except options.OptionError as e:
@@ -129,10 +176,24 @@ def resolve_run(family: str, method: str, seed: int, budget_kex: float, every_ke
 class Evaluator:
     """Scores one snapshot; built once per benchmark (reference statistics, detector, DNA reference)."""
 
-    def __init__(self, opts: dict, outdir: Path, samples: int, steps: int, grid: str, solver: str, batch: int,
-                 detector: str, binarize: str, dna_metric: str, dna_classifier: str | None, device: str | None,
-                 first_seed: int = 0):
+    def __init__(
+        self,
+        opts: dict,
+        outdir: Path,
+        samples: int,
+        steps: int,
+        grid: str,
+        solver: str,
+        batch: int,
+        detector: str,
+        binarize: str,
+        dna_metric: str,
+        dna_classifier: str | None,
+        device: str | None,
+        first_seed: int = 0,
+    ):
         from training.dataset import open_dataset
+
         self.seeds = list(range(first_seed, first_seed + samples))
         self.steps, self.grid, self.solver, self.batch, self.device = steps, grid, solver, batch, device
         shape = opts["network_kwargs"]["data_shape"]
@@ -140,6 +201,7 @@ class Evaluator:
         ds = open_dataset(opts["data"], max_size=opts["max_size"])
         if self.is_image:
             from evaluation.detectors import get_detector
+
             self.detector_name = common.auto_detector(shape) if detector == "auto" else detector
             self.ref = common.reference_stats(opts["data"], self.detector_name, outdir, opts["max_size"])
             self.detector = get_detector(self.detector_name, "cpu")
@@ -153,19 +215,23 @@ class Evaluator:
             from dna import metrics as dna_metrics
             from training.dataset import open_dataset
         except ImportError as e:
-            raise NotImplementedError(f"DNA evaluation needs dna.metrics, which does not import here "
-                                      f"({e}); image families work without it") from None
+            raise NotImplementedError(
+                f"DNA evaluation needs dna.metrics, which does not import here ({e}); image families work without it"
+            ) from None
         self.dna = dna_metrics
         data = Path(opts["data"])
-        stem = data.name.split(".")[0]    # dna_tool.py make-benchmark writes <stem>.tsv and <stem>-test.tsv
-        held_out = next((p for p in (data.parent / f"{stem}-test.tsv", data.parent / f"{stem}-test.tsv.gz")
-                         if p.is_file()), None)
+        stem = data.name.split(".")[0]  # dna_tool.py make-benchmark writes <stem>.tsv and <stem>-test.tsv
+        held_out = next(
+            (p for p in (data.parent / f"{stem}-test.tsv", data.parent / f"{stem}-test.tsv.gz") if p.is_file()), None
+        )
         ref = open_dataset(str(held_out), length=ds.seq_length) if held_out else ds
         self.ref_idx, self.dna_metric = ref.base_indices, dna_metric
         self.name = f"dna_{dna_metric}_vs_{'test' if held_out else 'train'}"
         if dna_metric == "classifier_fd":
             if not classifier:
-                raise click.ClickException("--dna-metric classifier_fd needs --dna-classifier (dna_tool.py train-classifier)")
+                raise click.ClickException(
+                    "--dna-metric classifier_fd needs --dna-classifier (dna_tool.py train-classifier)"
+                )
             self.classifier, _ = dna_metrics.load_classifier(classifier)
             self.ref_stats = dna_metrics.feature_stats(dna_metrics.classifier_features(self.classifier, self.ref_idx))
         elif dna_metric != "kmer_js":
@@ -174,17 +240,35 @@ class Evaluator:
     def __call__(self, snapshot: str) -> float:
         if self.is_image:
             from evaluation.evaluate import evaluate_snapshot
-            return evaluate_snapshot(snapshot, self.ref, self.seeds, self.steps, self.grid, self.solver,
-                                     self.batch, detector=self.detector, binarize=self.binarize, device=self.device)
+
+            return evaluate_snapshot(
+                snapshot,
+                self.ref,
+                self.seeds,
+                self.steps,
+                self.grid,
+                self.solver,
+                self.batch,
+                detector=self.detector,
+                binarize=self.binarize,
+                device=self.device,
+            )
         return self._dna(snapshot)
 
     def _dna(self, snapshot: str) -> float:
         """Sample sequences (argmax over the 4 channels decodes the one-hot model space) and score them."""
         from sampling.generation import build_sigmas, generate_batches, load_network
+
         net, profile = load_network(snapshot, self.device or "cpu")
         sigmas = build_sigmas(net, self.grid, self.steps, profile=profile, device=self.device or "cpu")
-        idx = np.concatenate([x.argmax(dim=1).numpy() for _, _, x, _ in generate_batches(
-            net, self.seeds, self.batch, sigmas, self.solver, device=self.device or "cpu")])
+        idx = np.concatenate(
+            [
+                x.argmax(dim=1).numpy()
+                for _, _, x, _ in generate_batches(
+                    net, self.seeds, self.batch, sigmas, self.solver, device=self.device or "cpu"
+                )
+            ]
+        )
         if self.dna_metric == "kmer_js":
             return float(self.dna.kmer_distance(idx, self.ref_idx)["mean_js"])
         stats = self.dna.feature_stats(self.dna.classifier_features(self.classifier, idx))
@@ -196,16 +280,32 @@ def rescore(outdir: Path, settings: dict, samples: int, first_seed: int, batch: 
     hundred samples is noisy (see RESULTS.md), so the final comparison gets its own, larger evaluation.
     Writes rescore.csv (one row per run) and rescore.md (mean ± std over seeds per method)."""
     from torch_utils import checkpoint
+
     runs = sorted(p for p in (outdir / "runs").glob("*-s*") if (p / "training_options.json").is_file())
     latest = {p: checkpoint.list_snapshots(p) for p in runs}
     runs = [p for p in runs if latest[p]]
     if not runs:
         raise click.ClickException(f"{outdir / 'runs'}: no run with a snapshot to rescore")
     opts = json.loads((runs[0] / "training_options.json").read_text())
-    evaluate = Evaluator(opts, outdir, samples, settings["eval_steps"], settings["eval_grid"], settings["solver"],
-                         batch, settings["detector"], settings["binarize"], settings["dna_metric"],
-                         settings["dna_classifier"], device, first_seed=first_seed)
-    path, fields = outdir / "rescore.csv", ["method", "seed", "kex", "metric", "metric_name", "samples", "first_seed", "snapshot"]
+    evaluate = Evaluator(
+        opts,
+        outdir,
+        samples,
+        settings["eval_steps"],
+        settings["eval_grid"],
+        settings["solver"],
+        batch,
+        settings["detector"],
+        settings["binarize"],
+        settings["dna_metric"],
+        settings["dna_classifier"],
+        device,
+        first_seed=first_seed,
+    )
+    path, fields = (
+        outdir / "rescore.csv",
+        ["method", "seed", "kex", "metric", "metric_name", "samples", "first_seed", "snapshot"],
+    )
     key = lambda r: (r["method"], int(r["seed"]), r["snapshot"], int(r["samples"]), int(r["first_seed"]))  # noqa: E731
     done = {key(r): {**r, "kex": float(r["kex"]), "metric": float(r["metric"])} for r in common.read_rows(path)}
     rows: list[dict] = []
@@ -218,24 +318,44 @@ def rescore(outdir: Path, settings: dict, samples: int, first_seed: int, batch: 
         method, _, seed = run.name.rpartition("-s")
         snap = latest[run][-1]
         row = dict(method=method, seed=int(seed), snapshot=snap.name, samples=samples, first_seed=first_seed)
-        if key(row) in done:              # resumable: a finished run is not scored twice
+        if key(row) in done:  # resumable: a finished run is not scored twice
             rows.append(done[key(row)])
             continue
         state = checkpoint.load(snap)
-        rows.append({**row, "kex": int(state["progress"]["cur_nimg"]) / 1e3, "metric": evaluate(str(snap)),
-                     "metric_name": evaluate.name})
+        rows.append(
+            {
+                **row,
+                "kex": int(state["progress"]["cur_nimg"]) / 1e3,
+                "metric": evaluate(str(snap)),
+                "metric_name": evaluate.name,
+            }
+        )
         save()
         tqdm.tqdm.write(f"{run.name}: {rows[-1]['kex']:g} kEx, {evaluate.name} {rows[-1]['metric']:.4g}")
     common.write_rows(path, rows, fields)
     body = []
     for m in dict.fromkeys(r["method"] for r in rows):
         v = np.array([r["metric"] for r in rows if r["method"] == m])
-        body.append([METHODS.get(m, {}).get("label", m), len(v), f"{np.mean([r['kex'] for r in rows if r['method'] == m]):.4g}",
-                     f"{v.mean():.4g} ± {v.std():.2g}", " / ".join(f"{x:.4g}" for x in v)])
-    text = "\n".join([f"# Final snapshots re-scored: {settings.get('family')}", "",
-                      f"{evaluate.name} on {samples} seeds {first_seed}–{first_seed + samples - 1} (Heun "
-                      f"{settings['eval_steps']} levels, {settings['eval_grid']} grid). Mean ± std over training seeds.", "",
-                      common.markdown_table(["method", "seeds", "kEx", "score", "per seed"], body), ""])
+        body.append(
+            [
+                METHODS.get(m, {}).get("label", m),
+                len(v),
+                f"{np.mean([r['kex'] for r in rows if r['method'] == m]):.4g}",
+                f"{v.mean():.4g} ± {v.std():.2g}",
+                " / ".join(f"{x:.4g}" for x in v),
+            ]
+        )
+    text = "\n".join(
+        [
+            f"# Final snapshots re-scored: {settings.get('family')}",
+            "",
+            f"{evaluate.name} on {samples} seeds {first_seed}–{first_seed + samples - 1} (Heun "
+            f"{settings['eval_steps']} levels, {settings['eval_grid']} grid). Mean ± std over training seeds.",
+            "",
+            common.markdown_table(["method", "seeds", "kEx", "score", "per seed"], body),
+            "",
+        ]
+    )
     (outdir / "rescore.md").write_text(text)
     return text
 
@@ -253,9 +373,17 @@ def curves(rows: list[dict]) -> dict[str, list[dict]]:
         for p in points:
             sel = [r for r in rows if r["method"] == method and float(r["target_kex"]) == p]
             m = np.array([float(r["metric"]) for r in sel])
-            out[method].append(dict(target_kex=p, kex=float(np.mean([float(r["kex"]) for r in sel])),
-                                    mean=float(m.mean()), min=float(m.min()), max=float(m.max()), std=float(m.std()),
-                                    n=len(m)))
+            out[method].append(
+                dict(
+                    target_kex=p,
+                    kex=float(np.mean([float(r["kex"]) for r in sel])),
+                    mean=float(m.mean()),
+                    min=float(m.min()),
+                    max=float(m.max()),
+                    std=float(m.std()),
+                    n=len(m),
+                )
+            )
     return out
 
 
@@ -287,8 +415,14 @@ def summarize(rows: list[dict]) -> dict:
     for m, c in cur.items():
         reach = None if summary["target"] is None else crossing_kex(c, summary["target"])
         last = c[-1]
-        summary["methods"][m] = dict(final=last["mean"], final_std=last["std"], final_kex=last["kex"], seeds=last["n"],
-                                     best=best[m], kex_at_target=reach)
+        summary["methods"][m] = dict(
+            final=last["mean"],
+            final_std=last["std"],
+            final_kex=last["kex"],
+            seeds=last["n"],
+            best=best[m],
+            kex_at_target=reach,
+        )
     ref = summary["target_method"] and summary["methods"][summary["target_method"]]["kex_at_target"]
     for m, s in summary["methods"].items():
         if ref and s["kex_at_target"]:
@@ -302,32 +436,60 @@ def summarize(rows: list[dict]) -> dict:
 
 def table(summary: dict, rows: list[dict], settings: dict) -> str:
     metric = rows[0]["metric_name"] if rows else "metric"
-    lines = [f"# Time to target: {settings.get('family')}", "",
-             f"Metric: {metric} (lower is better), {settings.get('eval_samples')} samples, Heun "
-             f"{settings.get('eval_steps')} levels on the {settings.get('eval_grid')} grid, every "
-             f"{settings.get('eval_every_kex')} kEx. Mean ± std over seeds.", ""]
+    lines = [
+        f"# Time to target: {settings.get('family')}",
+        "",
+        f"Metric: {metric} (lower is better), {settings.get('eval_samples')} samples, Heun "
+        f"{settings.get('eval_steps')} levels on the {settings.get('eval_grid')} grid, every "
+        f"{settings.get('eval_every_kex')} kEx. Mean ± std over seeds.",
+        "",
+    ]
     if summary["target"] is not None:
-        lines += [f"Target: {summary['target']:.4g} = best seed-mean score of the fixed baselines, reached by "
-                  f"{summary['target_method']}.", ""]
-    header = ["method", "preset", "scheduler / weighting", "seeds", "final kEx", "final score", "best score",
-              "kEx@target", "speedup vs best fixed"]
+        lines += [
+            f"Target: {summary['target']:.4g} = best seed-mean score of the fixed baselines, reached by "
+            f"{summary['target_method']}.",
+            "",
+        ]
+    header = [
+        "method",
+        "preset",
+        "scheduler / weighting",
+        "seeds",
+        "final kEx",
+        "final score",
+        "best score",
+        "kEx@target",
+        "speedup vs best fixed",
+    ]
     body = []
     for m, s in summary["methods"].items():
         r = next(r for r in rows if r["method"] == m)
-        body.append([METHODS.get(m, {}).get("label", m), Path(r["preset"]).stem, f"{r['scheduler']} / {r['weighting']}",
-                     s["seeds"], f"{s['final_kex']:.4g}", f"{s['final']:.4g} ± {s['final_std']:.2g}", f"{s['best']:.4g}",
-                     "not reached" if s["kex_at_target"] is None else f"{s['kex_at_target']:.4g}", s["speedup_text"]])
+        body.append(
+            [
+                METHODS.get(m, {}).get("label", m),
+                Path(r["preset"]).stem,
+                f"{r['scheduler']} / {r['weighting']}",
+                s["seeds"],
+                f"{s['final_kex']:.4g}",
+                f"{s['final']:.4g} ± {s['final_std']:.2g}",
+                f"{s['best']:.4g}",
+                "not reached" if s["kex_at_target"] is None else f"{s['kex_at_target']:.4g}",
+                s["speedup_text"],
+            ]
+        )
     return "\n".join(lines + [common.markdown_table(header, body), ""])
 
 
 def plot(summary: dict, rows: list[dict], path: Path, title: str) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for m, c in summary["curves"].items():
         x = [p["kex"] for p in c]
-        line, = ax.plot(x, [p["mean"] for p in c], marker="o", ms=3, label=METHODS.get(m, {}).get("label", m))
+        (line,) = ax.plot(x, [p["mean"] for p in c], marker="o", ms=3, label=METHODS.get(m, {}).get("label", m))
         ax.fill_between(x, [p["min"] for p in c], [p["max"] for p in c], color=line.get_color(), alpha=0.2, lw=0)
     if summary["target"] is not None:
         ax.axhline(summary["target"], color="k", ls="--", lw=0.8, label=f"target ({summary['target']:.3g})")
@@ -354,8 +516,12 @@ def report(outdir: Path, settings: dict) -> str:
     summary = summarize(rows)
     text = table(summary, rows, settings)
     (outdir / "table.md").write_text(text)
-    plot(summary, rows, outdir / "quality_vs_kex.png",
-         f"{settings.get('family')}: quality vs processed examples (mean, band = min..max over seeds)")
+    plot(
+        summary,
+        rows,
+        outdir / "quality_vs_kex.png",
+        f"{settings.get('family')}: quality vs processed examples (mean, band = min..max over seeds)",
+    )
     return text
 
 
@@ -369,12 +535,13 @@ def check_settings(outdir: Path, settings: dict) -> dict:
         old = json.loads(path.read_text())
         differ = [k for k in FROZEN if old.get(k) != settings.get(k)]
         if differ:
+            changes = ", ".join(f"{k}: {old.get(k)!r} → {settings.get(k)!r}" for k in differ)
             raise click.ClickException(
-                f"{outdir} holds a benchmark with other settings ({', '.join(f'{k}: {old.get(k)!r} → {settings.get(k)!r}' for k in differ)}). "
-                f"Use another --outdir, or the same settings to resume (budget, seeds and methods may change).")
-    tmp = path.with_name(".benchmark.json.tmp")
-    tmp.write_text(json.dumps(settings, indent=2))
-    os.replace(tmp, path)
+                f"{outdir} holds a benchmark with other settings ({changes}). "
+                f"Use another --outdir, or the same settings to resume (budget, seeds and methods may change)."
+            )
+    with atomic_write(path) as f:
+        f.write(json.dumps(settings, indent=2))
     return settings
 
 
@@ -384,9 +551,8 @@ def prepare_run(opts: dict, runs_dir: Path) -> Path:
         run_dir = options.prepare_run_dir(runs_dir, opts)
     except options.OptionError as e:
         raise click.ClickException(str(e)) from None
-    tmp = run_dir / "training_options.json.tmp"
-    tmp.write_text(json.dumps(opts, indent=2))
-    os.replace(tmp, run_dir / "training_options.json")
+    with atomic_write(run_dir / "training_options.json") as f:
+        f.write(json.dumps(opts, indent=2))
     return run_dir
 
 
@@ -421,33 +587,79 @@ def method_opts(pairs: tuple[str, ...]) -> dict:
 @click.option("--methods", default="loguniform,edm,infonoise", help=f"Comma-separated, of {', '.join(METHODS)}")
 @click.option("--seeds", default="0,1,2", help="Training seeds")
 @click.option("--budget-kex", type=click.FloatRange(min=0, min_open=True), default=300.0, help="Training budget (kEx)")
-@click.option("--eval-every-kex", type=click.FloatRange(min=0, min_open=True), default=20.0, help="Evaluation interval E")
+@click.option(
+    "--eval-every-kex", type=click.FloatRange(min=0, min_open=True), default=20.0, help="Evaluation interval E"
+)
 @click.option("--eval-samples", type=click.IntRange(min=2), default=500, help="Samples per evaluation (seeds 0..n-1)")
 @click.option("--eval-steps", type=click.IntRange(min=1), default=9, help="Sampling levels N (Heun: 2N−1 NFE)")
-@click.option("--eval-grid", type=click.Choice(["edm", "loguniform"]), default="edm",
-              help="σ-grid for evaluation (the same for every method; InfoGrid is benchmarks/infogrid_nfe.py's)")
+@click.option(
+    "--eval-grid",
+    type=click.Choice(["edm", "loguniform"]),
+    default="edm",
+    help="σ-grid for evaluation (the same for every method; InfoGrid is benchmarks/infogrid_nfe.py's)",
+)
 @click.option("--solver", type=click.Choice(["heun", "euler"]), default="heun", help="Sampler")
 @click.option("--eval-batch", type=click.IntRange(min=1), default=250, help="Sampling batch")
 @click.option("--detector", default="auto", help="FD detector for images: auto (by data shape), lenet-mnist, ...")
-@click.option("--binarize", type=click.Choice(["auto", "on", "off"]), default="auto",
-              help="Threshold image samples before scoring; auto: when the data are two-valued")
+@click.option(
+    "--binarize",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    help="Threshold image samples before scoring; auto: when the data are two-valued",
+)
 @click.option("--dna-metric", type=click.Choice(["kmer_js", "classifier_fd"]), default="kmer_js", help="DNA metric")
 @click.option("--dna-classifier", default=None, help="Classifier .pt for --dna-metric classifier_fd")
-@click.option("--opt", "opt_pairs", multiple=True, help="Training option for every run: key=value, "
-              "network_kwargs.key=value (YAML values; e.g. batch=64)")
-@click.option("--method-opt", "method_pairs", multiple=True,
-              help="Training option for one method: METHOD:key=value (e.g. infonoise:scheduler_kwargs.warmup_steps=100)")
+@click.option(
+    "--opt",
+    "opt_pairs",
+    multiple=True,
+    help="Training option for every run: key=value, network_kwargs.key=value (YAML values; e.g. batch=64)",
+)
+@click.option(
+    "--method-opt",
+    "method_pairs",
+    multiple=True,
+    help="Training option for one method: METHOD:key=value (e.g. infonoise:scheduler_kwargs.warmup_steps=100)",
+)
 @click.option("--threads", type=click.IntRange(min=1), default=1, help="torch threads (1 is fastest on the shared CPU)")
 @click.option("--device", default=None, help="cpu | cuda (default: cuda if available)")
 @click.option("--keep-snapshots", is_flag=True, help="Keep every evaluated snapshot (default: each run's latest)")
 @click.option("--outdir", required=True, help="Benchmark folder (runs/, results.csv, table.md, plot)")
 @click.option("--report-only", is_flag=True, help="Only rebuild table.md and the plot from results.csv")
-@click.option("--rescore-samples", type=click.IntRange(min=2), default=None,
-              help="Only score each run's latest snapshot again on this many fresh seeds (rescore.csv/.md)")
-@click.option("--rescore-first-seed", type=click.IntRange(min=0), default=10000, help="First seed for --rescore-samples")
-def main(family, methods, seeds, budget_kex, eval_every_kex, eval_samples, eval_steps, eval_grid, solver, eval_batch,
-         detector, binarize, dna_metric, dna_classifier, opt_pairs, method_pairs, threads, device, keep_snapshots,
-         outdir, report_only, rescore_samples, rescore_first_seed):
+@click.option(
+    "--rescore-samples",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Only score each run's latest snapshot again on this many fresh seeds (rescore.csv/.md)",
+)
+@click.option(
+    "--rescore-first-seed", type=click.IntRange(min=0), default=10000, help="First seed for --rescore-samples"
+)
+def main(
+    family,
+    methods,
+    seeds,
+    budget_kex,
+    eval_every_kex,
+    eval_samples,
+    eval_steps,
+    eval_grid,
+    solver,
+    eval_batch,
+    detector,
+    binarize,
+    dna_metric,
+    dna_classifier,
+    opt_pairs,
+    method_pairs,
+    threads,
+    device,
+    keep_snapshots,
+    outdir,
+    report_only,
+    rescore_samples,
+    rescore_first_seed,
+):
     """Train each method × seed for a budget of processed examples, evaluating every E kEx; report
     kEx-to-target and the speedup vs the best fixed baseline."""
     outdir = Path(outdir)
@@ -459,13 +671,22 @@ def main(family, methods, seeds, budget_kex, eval_every_kex, eval_samples, eval_
         if not (outdir / "benchmark.json").is_file():
             raise click.ClickException(f"{outdir}: no benchmark.json — run the benchmark first")
         common.set_threads(threads)
-        click.echo(rescore(outdir, json.loads((outdir / "benchmark.json").read_text()), rescore_samples,
-                           rescore_first_seed, eval_batch, device))
+        click.echo(
+            rescore(
+                outdir,
+                json.loads((outdir / "benchmark.json").read_text()),
+                rescore_samples,
+                rescore_first_seed,
+                eval_batch,
+                device,
+            )
+        )
         return
     if not family:
         raise click.UsageError("--family is required (unless --report-only)")
     from torch_utils import checkpoint
     from training import training_loop
+
     common.set_threads(threads)
     method_list, seed_list = common.parse_list(methods), common.parse_list(seeds, int)
     try:
@@ -477,8 +698,11 @@ def main(family, methods, seeds, budget_kex, eval_every_kex, eval_samples, eval_
     points = len(targets)
 
     try:
-        runs = {(m, s): resolve_run(family, m, s, budget_kex, eval_every_kex, overrides, per_method, device)
-                for s in seed_list for m in method_list}
+        runs = {
+            (m, s): resolve_run(family, m, s, budget_kex, eval_every_kex, overrides, per_method, device)
+            for s in seed_list
+            for m in method_list
+        }
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     first = next(iter(runs.values()))
@@ -486,20 +710,51 @@ def main(family, methods, seeds, budget_kex, eval_every_kex, eval_samples, eval_
     if eval_every_kex * 1e3 < batch:
         raise click.ClickException(f"--eval-every-kex {eval_every_kex} is less than one batch ({batch} examples)")
     outdir.mkdir(parents=True, exist_ok=True)
-    settings = check_settings(outdir, dict(
-        family=family, methods=method_list, seeds=seed_list, budget_kex=budget_kex, eval_every_kex=eval_every_kex,
-        eval_samples=eval_samples, eval_steps=eval_steps, eval_grid=eval_grid, solver=solver, detector=detector,
-        binarize=binarize, dna_metric=dna_metric, dna_classifier=dna_classifier, overrides=overrides,
-        method_overrides=per_method, machine=common.machine_note(), command=" ".join(sys.argv)))
-    evaluate = Evaluator(first, outdir, eval_samples, eval_steps, eval_grid, solver, eval_batch, detector, binarize,
-                         dna_metric, dna_classifier, device)
+    settings = check_settings(
+        outdir,
+        dict(
+            family=family,
+            methods=method_list,
+            seeds=seed_list,
+            budget_kex=budget_kex,
+            eval_every_kex=eval_every_kex,
+            eval_samples=eval_samples,
+            eval_steps=eval_steps,
+            eval_grid=eval_grid,
+            solver=solver,
+            detector=detector,
+            binarize=binarize,
+            dna_metric=dna_metric,
+            dna_classifier=dna_classifier,
+            overrides=overrides,
+            method_overrides=per_method,
+            machine=common.machine_note(),
+            command=" ".join(sys.argv),
+        ),
+    )
+    evaluate = Evaluator(
+        first,
+        outdir,
+        eval_samples,
+        eval_steps,
+        eval_grid,
+        solver,
+        eval_batch,
+        detector,
+        binarize,
+        dna_metric,
+        dna_classifier,
+        device,
+    )
     csv_path = outdir / "results.csv"
     key = lambda n: f"{n / 1e3:.6g}"  # noqa: E731  (rows are keyed by their target kEx as written)
     done = {(r["method"], int(r["seed"]), r["target_kex"]) for r in common.read_rows(csv_path)}
     todo = [(t, s, m) for t in targets for s in seed_list for m in method_list if (m, s, key(t)) not in done]
-    click.echo(f"{family}: {len(method_list)} method(s) × {len(seed_list)} seed(s) × {points} evaluation(s) "
-               f"every {eval_every_kex:g} kEx up to {budget_kex:g} kEx; metric {evaluate.name}; "
-               f"{len(todo)} to do, {len(done)} already in {csv_path}")
+    click.echo(
+        f"{family}: {len(method_list)} method(s) × {len(seed_list)} seed(s) × {points} evaluation(s) "
+        f"every {eval_every_kex:g} kEx up to {budget_kex:g} kEx; metric {evaluate.name}; "
+        f"{len(todo)} to do, {len(done)} already in {csv_path}"
+    )
 
     # Point-major order: a stopped benchmark has comparable curves for every method and seed.
     diverged = set()
@@ -520,17 +775,32 @@ def main(family, methods, seeds, budget_kex, eval_every_kex, eval_samples, eval_
         nimg, step, snapshot = summary["cur_nimg"], summary["global_step"], summary["snapshot"]
         del summary
         if snapshot is None or not target <= nimg < target + opts["batch"]:
-            raise click.ClickException(f"{run_dir}: expected a snapshot within one batch after {target} examples, "
-                                       f"the run is at {nimg} ({snapshot}); was the folder used with other settings?")
+            raise click.ClickException(
+                f"{run_dir}: expected a snapshot within one batch after {target} examples, "
+                f"the run is at {nimg} ({snapshot}); was the folder used with other settings?"
+            )
         t0 = time.time()
         metric = evaluate(snapshot)
-        row = dict(method=m, seed=s, kex=f"{nimg / 1e3:.6g}", metric=f"{metric:.8g}", metric_name=evaluate.name,
-                   target_kex=key(target), step=step, preset=opts["preset"], scheduler=opts["scheduler"],
-                   weighting=opts["weighting"], snapshot=str(Path(snapshot).relative_to(outdir)),
-                   train_seconds=f"{t_train:.1f}", eval_seconds=f"{time.time() - t0:.1f}")
+        row = dict(
+            method=m,
+            seed=s,
+            kex=f"{nimg / 1e3:.6g}",
+            metric=f"{metric:.8g}",
+            metric_name=evaluate.name,
+            target_kex=key(target),
+            step=step,
+            preset=opts["preset"],
+            scheduler=opts["scheduler"],
+            weighting=opts["weighting"],
+            snapshot=str(Path(snapshot).relative_to(outdir)),
+            train_seconds=f"{t_train:.1f}",
+            eval_seconds=f"{time.time() - t0:.1f}",
+        )
         common.append_row(csv_path, row, FIELDS)
-        tqdm.tqdm.write(f"{m} seed {s}: {nimg / 1e3:g} kEx, {evaluate.name} {metric:.4g} "
-                        f"(train {t_train:.0f} s, eval {float(row['eval_seconds']):.0f} s)")
+        tqdm.tqdm.write(
+            f"{m} seed {s}: {nimg / 1e3:g} kEx, {evaluate.name} {metric:.4g} "
+            f"(train {t_train:.0f} s, eval {float(row['eval_seconds']):.0f} s)"
+        )
         if not keep_snapshots:
             for old in checkpoint.list_snapshots(run_dir)[:-1]:
                 old.unlink()

@@ -16,6 +16,7 @@ Small-sample bias: two independent samples of one distribution do not score 0 on
 reports each metric for a training subset of the generated set's size against the reference — what a
 model that reproduces the training distribution would score at this sample size.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,9 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evaluation.frechet import frechet_distance  # the project's one Fréchet distance (float64, scipy sqrtm)
 from dna.motifs import JASPAR_RELEASE, MotifScanner, gc_background, load_motifs
 from dna.sequences import SequenceDataset, index_to_onehot, read_sequences, to_index, validate
+from evaluation.frechet import frechet_distance  # the project's one Fréchet distance (float64, scipy sqrtm)
+from torch_utils.files import atomic_write
 
 # ----------------------------------------------------------------------------------------------------
 # Distances between distributions.
@@ -71,8 +73,8 @@ def kmer_frequencies(idx: np.ndarray, k: int) -> np.ndarray:
     idx = np.asarray(idx, dtype=np.int64)
     code = np.zeros([idx.shape[0], idx.shape[1] - k + 1], dtype=np.int64)
     for j in range(k):
-        code = code * 4 + idx[:, j:idx.shape[1] - k + 1 + j]
-    counts = np.bincount(code.ravel(), minlength=4 ** k).astype(np.float64)
+        code = code * 4 + idx[:, j : idx.shape[1] - k + 1 + j]
+    counts = np.bincount(code.ravel(), minlength=4**k).astype(np.float64)
     return counts / counts.sum()
 
 
@@ -91,14 +93,20 @@ def nearest_identity(gen_idx: np.ndarray, train_idx: np.ndarray, chunk: int = 40
     g = torch.from_numpy((index_to_onehot(gen_idx) > 0).astype(np.float32)).flatten(1)
     best = torch.zeros(len(g))
     for i in range(0, len(train_idx), chunk):
-        t = torch.from_numpy((index_to_onehot(train_idx[i:i + chunk]) > 0).astype(np.float32)).flatten(1)
+        t = torch.from_numpy((index_to_onehot(train_idx[i : i + chunk]) > 0).astype(np.float32)).flatten(1)
         best = torch.maximum(best, (g @ t.T).amax(dim=1))
     return best.double().numpy() / gen_idx.shape[1]
 
 
 def identity_summary(ident: np.ndarray) -> dict:
-    return dict(mean=float(ident.mean()), median=float(np.median(ident)), max=float(ident.max()),
-                frac_ge_0_9=float((ident >= 0.9).mean()), frac_eq_1=float((ident >= 1).mean()))
+    return dict(
+        mean=float(ident.mean()),
+        median=float(np.median(ident)),
+        max=float(ident.max()),
+        frac_ge_0_9=float((ident >= 0.9).mean()),
+        frac_eq_1=float((ident >= 1).mean()),
+    )
+
 
 # ----------------------------------------------------------------------------------------------------
 # (c) the classifier and its feature space.
@@ -109,11 +117,24 @@ class SequenceClassifier(nn.Module):
     → BN → ReLU → [mean | max] over positions → `features` (penultimate layer, used for the Fréchet
     distance) → linear head. Input: model-space (±1) or 0/1 one-hot [N, 4, L]."""
 
-    def __init__(self, seq_length: int, num_classes: int, channels: tuple[int, ...] = (64, 128),
-                 kernels: tuple[int, ...] = (15, 5), feature_dim: int = 64, dropout: float = 0.2):
+    def __init__(
+        self,
+        seq_length: int,
+        num_classes: int,
+        channels: tuple[int, ...] = (64, 128),
+        kernels: tuple[int, ...] = (15, 5),
+        feature_dim: int = 64,
+        dropout: float = 0.2,
+    ):
         super().__init__()
-        self.config = dict(seq_length=seq_length, num_classes=num_classes, channels=list(channels),
-                           kernels=list(kernels), feature_dim=feature_dim, dropout=dropout)
+        self.config = dict(
+            seq_length=seq_length,
+            num_classes=num_classes,
+            channels=list(channels),
+            kernels=list(kernels),
+            feature_dim=feature_dim,
+            dropout=dropout,
+        )
         layers, c = [], 4
         for i, (ch, k) in enumerate(zip(channels, kernels)):
             layers += [nn.Conv1d(c, ch, k, padding=k // 2), nn.BatchNorm1d(ch), nn.ReLU()]
@@ -140,12 +161,19 @@ def _dataset_tensors(ds: SequenceDataset) -> tuple[torch.Tensor, torch.Tensor]:
 @torch.no_grad()
 def accuracy(model: SequenceClassifier, x: torch.Tensor, y: torch.Tensor, batch: int = 512) -> float:
     model.eval()
-    pred = torch.cat([model(x[i:i + batch]).argmax(dim=1) for i in range(0, len(x), batch)])
+    pred = torch.cat([model(x[i : i + batch]).argmax(dim=1) for i in range(0, len(x), batch)])
     return float((pred == y).float().mean())
 
 
-def train_classifier(train: SequenceDataset, test: SequenceDataset | None = None, seed: int = 0,
-                     epochs: int = 10, batch: int = 128, lr: float = 2e-3, log=print) -> tuple[SequenceClassifier, dict]:
+def train_classifier(
+    train: SequenceDataset,
+    test: SequenceDataset | None = None,
+    seed: int = 0,
+    epochs: int = 10,
+    batch: int = 128,
+    lr: float = 2e-3,
+    log=print,
+) -> tuple[SequenceClassifier, dict]:
     """Adam on cross-entropy, random reverse-complement augmentation, cosine learning-rate decay.
     Seeded (initialisation and batch order). Returns the model and {train/test accuracy, ...}."""
     if not train.has_labels:
@@ -161,8 +189,8 @@ def train_classifier(train: SequenceDataset, test: SequenceDataset | None = None
         model.train()
         perm, total = torch.randperm(len(x), generator=gen), 0.0
         for i in range(0, len(x), batch):
-            xb, yb = x[perm[i:i + batch]], y[perm[i:i + batch]]
-            flip = torch.rand(len(xb), generator=gen) < 0.5          # reverse complement = flip channels + positions
+            xb, yb = x[perm[i : i + batch]], y[perm[i : i + batch]]
+            flip = torch.rand(len(xb), generator=gen) < 0.5  # reverse complement = flip channels + positions
             xb = torch.where(flip[:, None, None], xb.flip(1, 2), xb)
             loss = F.cross_entropy(model(xb), yb)
             opt.zero_grad(set_to_none=True)
@@ -171,8 +199,9 @@ def train_classifier(train: SequenceDataset, test: SequenceDataset | None = None
             sched.step()
             total += loss.item() * len(xb)
         log(f"epoch {epoch + 1}/{epochs}  loss {total / len(x):.4f}")
-    info = dict(seed=seed, epochs=epochs, train=train.path, label_names=train.label_names,
-                train_accuracy=accuracy(model, x, y))
+    info = dict(
+        seed=seed, epochs=epochs, train=train.path, label_names=train.label_names, train_accuracy=accuracy(model, x, y)
+    )
     if test is not None:
         info.update(test=test.path, test_accuracy=accuracy(model, *_dataset_tensors(test)))
     return model.eval(), info
@@ -180,9 +209,8 @@ def train_classifier(train: SequenceDataset, test: SequenceDataset | None = None
 
 def save_classifier(path: str | os.PathLike, model: SequenceClassifier, info: dict) -> None:
     """Plain tensors and JSON-like values only: loadable with torch.load(weights_only=True)."""
-    tmp = f"{path}.tmp"
-    torch.save(dict(state_dict=model.state_dict(), config=model.config, info=info), tmp)
-    os.replace(tmp, path)
+    with atomic_write(path, "wb") as f:
+        torch.save(dict(state_dict=model.state_dict(), config=model.config, info=info), f)
 
 
 def load_classifier(path: str | os.PathLike) -> tuple[SequenceClassifier, dict]:
@@ -195,12 +223,18 @@ def load_classifier(path: str | os.PathLike) -> tuple[SequenceClassifier, dict]:
 @torch.no_grad()
 def classifier_features(model: SequenceClassifier, idx: np.ndarray, batch: int = 512) -> np.ndarray:
     model.eval()
-    return torch.cat([model.features(torch.from_numpy(index_to_onehot(idx[i:i + batch])))
-                      for i in range(0, len(idx), batch)]).double().numpy()
+    return (
+        torch.cat(
+            [model.features(torch.from_numpy(index_to_onehot(idx[i : i + batch]))) for i in range(0, len(idx), batch)]
+        )
+        .double()
+        .numpy()
+    )
 
 
 def feature_stats(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return f.mean(axis=0), np.cov(f, rowvar=False)
+
 
 # ----------------------------------------------------------------------------------------------------
 # Everything together.
@@ -222,13 +256,23 @@ def resolve_labels(labels: list[str] | None, names: list[str], path: str) -> lis
     if all(l.isdigit() and int(l) < len(names) for l in labels):
         return [names[int(l)] for l in labels]
     bad = sorted(set(labels) - set(names))[:3]
-    raise ValueError(f"{path}: labels {bad} are neither cell types of the training set {names} nor class "
-                     f"indices 0..{len(names) - 1}; write '>id|celltype' headers.")
+    raise ValueError(
+        f"{path}: labels {bad} are neither cell types of the training set {names} nor class "
+        f"indices 0..{len(names) - 1}; write '>id|celltype' headers."
+    )
 
 
-def compute_metrics(generated: str, reference: str, train: str, classifier: str | None = None,
-                    motif_ids: list[str] | None = None, pvalue: float = 1e-4, release: str = JASPAR_RELEASE,
-                    seed: int = 0, log=print) -> dict:
+def compute_metrics(
+    generated: str,
+    reference: str,
+    train: str,
+    classifier: str | None = None,
+    motif_ids: list[str] | None = None,
+    pvalue: float = 1e-4,
+    release: str = JASPAR_RELEASE,
+    seed: int = 0,
+    log=print,
+) -> dict:
     """All metrics of the module docstring for a generated set against a held-out reference, with the
     training set for the background GC, the nearest-sequence search and the baseline."""
     ref_idx, ref_labels = load_set(reference)
@@ -241,8 +285,16 @@ def compute_metrics(generated: str, reference: str, train: str, classifier: str 
     base = rng.choice(len(train_idx), size=min(len(gen_idx), len(train_idx)), replace=False)
     base_idx, base_labels = train_idx[base], None if train_labels is None else [train_labels[i] for i in base]
     gc = float(np.isin(train_idx, (1, 2)).mean())
-    out = dict(generated=generated, reference=reference, train=train, seq_length=L,
-               n_generated=len(gen_idx), n_reference=len(ref_idx), n_train=len(train_idx), train_gc=gc)
+    out = dict(
+        generated=generated,
+        reference=reference,
+        train=train,
+        seq_length=L,
+        n_generated=len(gen_idx),
+        n_reference=len(ref_idx),
+        n_train=len(train_idx),
+        train_gc=gc,
+    )
 
     log(f"scanning motifs ({'all CORE vertebrates' if motif_ids is None else len(motif_ids)} of {release})...")
     scanner = MotifScanner(load_motifs(motif_ids, release), gc_background(gc), pvalue=pvalue)
@@ -253,26 +305,38 @@ def compute_metrics(generated: str, reference: str, train: str, classifier: str 
         groups.update({c: c for c in sorted(set(ref_labels))})
     motif, motif_base = {}, {}
     for name, c in groups.items():
-        sel = {k: np.ones(len(v), bool) if c is None or labels[k] is None else np.array([l == c for l in labels[k]])
-               for k, v in counts.items()}
+        sel = {
+            k: np.ones(len(v), bool) if c is None or labels[k] is None else np.array([l == c for l in labels[k]])
+            for k, v in counts.items()
+        }
         if sel["gen"].sum() == 0:
             motif[name] = None
             continue
         motif[name] = motif_distance(counts["gen"][sel["gen"]], counts["ref"][sel["ref"]])
         motif_base[name] = motif_distance(counts["base"][sel["base"]], counts["ref"][sel["ref"]])
     per_type = [v["kl"] for k, v in motif.items() if k != "all" and v is not None]
-    out["motif"] = dict(pvalue=pvalue, jaspar_release=release, num_motifs=len(scanner.motifs),
-                        per_group=motif, mean_kl=float(np.mean(per_type)) if per_type else motif["all"]["kl"])
+    out["motif"] = dict(
+        pvalue=pvalue,
+        jaspar_release=release,
+        num_motifs=len(scanner.motifs),
+        per_group=motif,
+        mean_kl=float(np.mean(per_type)) if per_type else motif["all"]["kl"],
+    )
     out["kmer"] = kmer_distance(gen_idx, ref_idx)
     out["baseline"] = dict(n=len(base_idx), motif=motif_base, kmer=kmer_distance(base_idx, ref_idx))
 
     if classifier is not None:
         log("classifier features...")
         model, info = load_classifier(classifier)
-        stats = {k: feature_stats(classifier_features(model, v)) for k, v in
-                 (("gen", gen_idx), ("ref", ref_idx), ("base", base_idx))}
-        out["frechet"] = dict(value=frechet_distance(*stats["gen"], *stats["ref"]), classifier=classifier,
-                              classifier_test_accuracy=info.get("test_accuracy"))
+        stats = {
+            k: feature_stats(classifier_features(model, v))
+            for k, v in (("gen", gen_idx), ("ref", ref_idx), ("base", base_idx))
+        }
+        out["frechet"] = dict(
+            value=frechet_distance(*stats["gen"], *stats["ref"]),
+            classifier=classifier,
+            classifier_test_accuracy=info.get("test_accuracy"),
+        )
         out["baseline"]["frechet"] = frechet_distance(*stats["base"], *stats["ref"])
         if gen_labels is not None and set(gen_labels) <= set(info["label_names"]):
             # conditional samples: how often the classifier agrees with the label they were generated for
@@ -281,6 +345,8 @@ def compute_metrics(generated: str, reference: str, train: str, classifier: str 
             out["frechet"]["generated_label_accuracy"] = accuracy(model, x, lab)
 
     log("nearest training sequences...")
-    out["nearest_train_identity"] = dict(generated=identity_summary(nearest_identity(gen_idx, train_idx)),
-                                         reference=identity_summary(nearest_identity(ref_idx, train_idx)))
+    out["nearest_train_identity"] = dict(
+        generated=identity_summary(nearest_identity(gen_idx, train_idx)),
+        reference=identity_summary(nearest_identity(ref_idx, train_idx)),
+    )
     return out

@@ -11,6 +11,7 @@ Registered in training.networks.ARCHS as 'dnaunet' (kind 'sequence'); the builde
 seq_length=L, in_channels=out_channels=4 and label_dim, and calls
 model(x [N, 4, L] already scaled by c_in, noise_labels [N], class_labels [N, label_dim] or None).
 """
+
 from __future__ import annotations
 
 import torch
@@ -22,14 +23,16 @@ def level_lengths(seq_length: int, num_levels: int) -> list[int]:
     """Lengths of the U-Net levels; a ValueError with the fix if a level would have a fractional length."""
     if seq_length % 2 ** (num_levels - 1):
         fit = 1
-        while seq_length % 2 ** fit == 0:
+        while seq_length % 2**fit == 0:
             fit += 1
-        chain = " -> ".join(f"{seq_length / 2 ** i:g}" for i in range(num_levels))
-        raise ValueError(f"SequenceUNet: seq_length={seq_length} cannot be halved through {num_levels} levels "
-                         f"({chain}); it must be divisible by 2**(levels-1)={2 ** (num_levels - 1)}. Fix: use "
-                         f"at most {fit} levels (len(channel_mult) <= {fit}) or trim/pad the sequences to a "
-                         f"multiple of {2 ** (num_levels - 1)}.")
-    return [seq_length // 2 ** i for i in range(num_levels)]
+        chain = " -> ".join(f"{seq_length / 2**i:g}" for i in range(num_levels))
+        raise ValueError(
+            f"SequenceUNet: seq_length={seq_length} cannot be halved through {num_levels} levels "
+            f"({chain}); it must be divisible by 2**(levels-1)={2 ** (num_levels - 1)}. Fix: use "
+            f"at most {fit} levels (len(channel_mult) <= {fit}) or trim/pad the sequences to a "
+            f"multiple of {2 ** (num_levels - 1)}."
+        )
+    return [seq_length // 2**i for i in range(num_levels)]
 
 
 class SequenceUNet(ADMUNet):
@@ -37,23 +40,55 @@ class SequenceUNet(ADMUNet):
     (0 = full length) whose blocks get self-attention — default: the coarsest only. The bottleneck
     always has one attention block."""
 
-    def __init__(self, seq_length: int, in_channels: int = 4, out_channels: int = 4, label_dim: int = 0,
-                 model_channels: int = 64, channel_mult: tuple[int, ...] = (1, 2, 2), channel_mult_emb: int = 4,
-                 num_blocks: int = 2, attn_levels: tuple[int, ...] | None = None, channels_per_head: int = 64,
-                 dropout: float = 0.1, label_dropout: float = 0.0, embedding_type: str = "positional"):
+    def __init__(
+        self,
+        seq_length: int,
+        in_channels: int = 4,
+        out_channels: int = 4,
+        label_dim: int = 0,
+        model_channels: int = 64,
+        channel_mult: tuple[int, ...] = (1, 2, 2),
+        channel_mult_emb: int = 4,
+        num_blocks: int = 2,
+        attn_levels: tuple[int, ...] | None = None,
+        channels_per_head: int = 64,
+        dropout: float = 0.1,
+        label_dropout: float = 0.0,
+        embedding_type: str = "positional",
+    ):
         lengths = level_lengths(seq_length, len(channel_mult))
         levels = len(channel_mult)
         attn = {levels - 1} if attn_levels is None else {int(a) % levels for a in attn_levels}
-        super().__init__([str(L) for L in lengths], [level in attn for level in range(levels)], in_channels,
-                         out_channels, label_dim, 0, model_channels, channel_mult, channel_mult_emb, num_blocks,
-                         channels_per_head, dropout, label_dropout, embedding_type, dims=1)
+        super().__init__(
+            [str(L) for L in lengths],
+            [level in attn for level in range(levels)],
+            in_channels,
+            out_channels,
+            label_dim,
+            0,
+            model_channels,
+            channel_mult,
+            channel_mult_emb,
+            num_blocks,
+            channels_per_head,
+            dropout,
+            label_dropout,
+            embedding_type,
+            dims=1,
+        )
         self.seq_length = seq_length
 
-    def forward(self, x: torch.Tensor, noise_labels: torch.Tensor, class_labels: torch.Tensor | None = None,
-                augment_labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        noise_labels: torch.Tensor,
+        class_labels: torch.Tensor | None = None,
+        augment_labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         if x.ndim != 3 or x.shape[1] != self.in_channels or x.shape[2] != self.seq_length:
-            raise ValueError(f"SequenceUNet: expected x of shape [N, {self.in_channels}, {self.seq_length}], "
-                             f"got {list(x.shape)}")
+            raise ValueError(
+                f"SequenceUNet: expected x of shape [N, {self.in_channels}, {self.seq_length}], got {list(x.shape)}"
+            )
         if augment_labels is not None:
             raise ValueError("SequenceUNet: augment_labels are not supported (no augmentation pipe for sequences)")
         return super().forward(x, noise_labels, class_labels)

@@ -10,6 +10,7 @@ distribution (0.001-bit grid), so long and short motifs are held to the same fal
 Both strands are scanned: strand index 1 (−) scores the reverse complement of the window [pos, pos + W),
 so a motif instance planted reverse-complemented at `pos` is found at (pos, strand 1).
 """
+
 from __future__ import annotations
 
 import functools
@@ -25,9 +26,9 @@ PSEUDOCOUNT = 0.8
 
 @dataclass(frozen=True)
 class Motif:
-    matrix_id: str        # e.g. 'MA0035.5'
-    name: str             # e.g. 'GATA1'
-    counts: np.ndarray    # float64 [4, W], rows A, C, G, T
+    matrix_id: str  # e.g. 'MA0035.5'
+    name: str  # e.g. 'GATA1'
+    counts: np.ndarray  # float64 [4, W], rows A, C, G, T
 
     @property
     def width(self) -> int:
@@ -51,9 +52,12 @@ def gc_background(gc: float) -> np.ndarray:
 @functools.lru_cache(maxsize=8)
 def _jaspar_db(release: str):
     import pyjaspar
+
     if release not in pyjaspar.jaspar_releases:
-        raise ValueError(f"JASPAR release '{release}' is not shipped by pyjaspar {pyjaspar.__version__}; "
-                         f"choose one of {sorted(pyjaspar.jaspar_releases)}.")
+        raise ValueError(
+            f"JASPAR release '{release}' is not shipped by pyjaspar {pyjaspar.__version__}; "
+            f"choose one of {sorted(pyjaspar.jaspar_releases)}."
+        )
     return pyjaspar.jaspardb(release=release)
 
 
@@ -72,8 +76,10 @@ def _load_motifs(ids: tuple[str, ...] | None, release: str) -> tuple[Motif, ...]
     try:
         import pyjaspar  # noqa: F401
     except ImportError:
-        raise ImportError("pyjaspar is required for JASPAR motifs: pip install pyjaspar "
-                          "(it ships the database; no download at run time).") from None
+        raise ImportError(
+            "pyjaspar is required for JASPAR motifs: pip install pyjaspar "
+            "(it ships the database; no download at run time)."
+        ) from None
     db = _jaspar_db(release)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -83,8 +89,9 @@ def _load_motifs(ids: tuple[str, ...] | None, release: str) -> tuple[Motif, ...]
         for i in ids:
             m = db.fetch_motif_by_id(i)
             if m is None or m.matrix_id != i:
-                raise ValueError(f"JASPAR motif '{i}' is not in {release}; give the exact matrix ID "
-                                 f"with version, e.g. 'MA0035.5'.")
+                raise ValueError(
+                    f"JASPAR motif '{i}' is not in {release}; give the exact matrix ID with version, e.g. 'MA0035.5'."
+                )
             out.append(_to_motif(m))
         return tuple(out)
 
@@ -93,7 +100,7 @@ def score_distribution(log_odds: np.ndarray, probs: np.ndarray, step: float = 1e
     """Exact distribution of a window's score when its bases are drawn independently per column from
     `probs` ([4] for a background, or [4, W] per column, e.g. the motif itself), with scores rounded
     to a `step` grid. Returns (score grid, probability mass)."""
-    q = np.round(np.asarray(log_odds) / step).astype(np.int64)          # [4, W]
+    q = np.round(np.asarray(log_odds) / step).astype(np.int64)  # [4, W]
     probs = np.broadcast_to(np.asarray(probs, dtype=np.float64).reshape(4, -1), q.shape)
     lo = q.min(axis=0)
     dist = np.ones(1)
@@ -101,18 +108,17 @@ def score_distribution(log_odds: np.ndarray, probs: np.ndarray, step: float = 1e
         shift = q[:, j] - lo[j]
         new = np.zeros(len(dist) + shift.max())
         for b in range(4):
-            new[shift[b]:shift[b] + len(dist)] += probs[b, j] * dist
+            new[shift[b] : shift[b] + len(dist)] += probs[b, j] * dist
         dist = new
     return (np.arange(len(dist)) + lo.sum()) * step, dist
 
 
-def pvalue_threshold(log_odds: np.ndarray, background: np.ndarray, pvalue: float = 1e-4,
-                     step: float = 1e-3) -> float:
+def pvalue_threshold(log_odds: np.ndarray, background: np.ndarray, pvalue: float = 1e-4, step: float = 1e-3) -> float:
     """Smallest score s with P(score ≥ s) ≤ pvalue for a window drawn from the order-0 background,
     exact up to the `step` grid (half a step of slack absorbs float rounding). If even the best word
     is more probable than pvalue, that word's score is returned."""
     grid, pmf = score_distribution(log_odds, background, step)
-    survival = np.cumsum(pmf[::-1])[::-1]                                  # P(score ≥ grid[k])
+    survival = np.cumsum(pmf[::-1])[::-1]  # P(score ≥ grid[k])
     ok = survival <= pvalue
     k = int(np.argmax(ok)) if ok.any() else len(pmf) - 1
     return float(grid[k] - step / 2)
@@ -126,8 +132,14 @@ class MotifScanner:
     which is 2x faster than conv1d with 4 input channels on CPU. Windows running past the end are masked.
     """
 
-    def __init__(self, motifs: list[Motif], background: np.ndarray, pvalue: float = 1e-4,
-                 pseudocount: float = PSEUDOCOUNT, group_size: int = 256):
+    def __init__(
+        self,
+        motifs: list[Motif],
+        background: np.ndarray,
+        pvalue: float = 1e-4,
+        pseudocount: float = PSEUDOCOUNT,
+        group_size: int = 256,
+    ):
         self.motifs = list(motifs)
         self.background = np.asarray(background, dtype=np.float64)
         self.pvalue = pvalue
@@ -137,16 +149,22 @@ class MotifScanner:
         order = np.argsort(self.widths, kind="stable")
         self.groups = []  # (motif indices [m], widths [m], thresholds [m], kernel [4·W, 2·m])
         for g in range(0, len(order), group_size):
-            idx = order[g:g + group_size]
+            idx = order[g : g + group_size]
             W = int(self.widths[idx].max())
             kernel = np.zeros([2, len(idx), 4, W], dtype=np.float32)
             for r, k in enumerate(idx):
                 w = self.log_odds[k]
-                kernel[0, r, :, :w.shape[1]] = w
-                kernel[1, r, :, :w.shape[1]] = w[::-1, ::-1]  # reverse complement: flip bases and positions
+                kernel[0, r, :, : w.shape[1]] = w
+                kernel[1, r, :, : w.shape[1]] = w[::-1, ::-1]  # reverse complement: flip bases and positions
             kernel = torch.from_numpy(kernel.transpose(3, 2, 0, 1).reshape(W * 4, 2 * len(idx)).copy())
-            self.groups.append((torch.from_numpy(idx), torch.from_numpy(self.widths[idx]),
-                                torch.from_numpy(self.thresholds[idx]).float(), kernel))
+            self.groups.append(
+                (
+                    torch.from_numpy(idx),
+                    torch.from_numpy(self.widths[idx]),
+                    torch.from_numpy(self.thresholds[idx]).float(),
+                    kernel,
+                )
+            )
 
     @property
     def names(self) -> list[str]:
@@ -155,13 +173,13 @@ class MotifScanner:
     def _group_scores(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
         """[N, L, 2, m] scores of one group, including windows that run into the zero padding."""
         N, L, W = x.shape[0], x.shape[-1], kernel.shape[0] // 4
-        windows = torch.nn.functional.pad(x, (0, W - 1)).unfold(2, W, 1)       # [N, 4, L, W]
-        windows = windows.permute(0, 2, 3, 1).reshape(N, L, W * 4)             # (position, base) order
+        windows = torch.nn.functional.pad(x, (0, W - 1)).unfold(2, W, 1)  # [N, 4, L, W]
+        windows = windows.permute(0, 2, 3, 1).reshape(N, L, W * 4)  # (position, base) order
         return (windows @ kernel).reshape(N, L, 2, -1)
 
     @staticmethod
     def _invalid(L: int, widths: torch.Tensor) -> torch.Tensor:
-        return torch.arange(L)[:, None] > (L - widths)[None, :]               # [L, m]
+        return torch.arange(L)[:, None] > (L - widths)[None, :]  # [L, m]
 
     @staticmethod
     def _as_01(x) -> torch.Tensor:
@@ -173,8 +191,9 @@ class MotifScanner:
         x = self._as_01(x)
         out = torch.empty([x.shape[0], len(self.motifs), 2, x.shape[-1]])
         for idx, widths, _, kernel in self.groups:
-            s = self._group_scores(x, kernel).masked_fill(self._invalid(x.shape[-1], widths)[None, :, None, :],
-                                                          float("-inf"))
+            s = self._group_scores(x, kernel).masked_fill(
+                self._invalid(x.shape[-1], widths)[None, :, None, :], float("-inf")
+            )
             out[:, idx] = s.permute(0, 3, 2, 1)
         return out
 
@@ -186,8 +205,8 @@ class MotifScanner:
         out = torch.zeros([x.shape[0], len(self.motifs)], dtype=torch.int64)
         for i in range(0, x.shape[0], batch):
             for idx, widths, thr, kernel in self.groups:
-                hit = self._group_scores(x[i:i + batch], kernel) >= thr       # [n, L, 2, m]
+                hit = self._group_scores(x[i : i + batch], kernel) >= thr  # [n, L, 2, m]
                 tail = max(L - int(widths.max()) + 1, 0)  # only the tail can be invalid: mask just that
                 bad = hit[:, tail:] & self._invalid(L, widths)[None, tail:, None]
-                out[i:i + batch, idx] = (hit.float().sum(dim=(1, 2)) - bad.float().sum(dim=(1, 2))).round().long()
+                out[i : i + batch, idx] = (hit.float().sum(dim=(1, 2)) - bad.float().sum(dim=(1, 2))).round().long()
         return out.numpy()

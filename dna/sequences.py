@@ -21,6 +21,7 @@ would change the data distribution; `skip_n=True` drops those records (DNA-Diffu
 Any other character, a wrong length, an empty file or a requested but missing label is a one-line
 ValueError naming the file, the line and the fix.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -54,8 +55,10 @@ def to_index(seqs: list[str]) -> np.ndarray:
     idx = _LUT[np.frombuffer("".join(seqs).encode("ascii", errors="replace"), dtype=np.uint8)]
     if (idx == 255).any():
         pos, L = int(np.argmax(idx == 255)), lengths.pop()
-        raise ValueError(f"encode: sequence {pos // L} has invalid character "
-                         f"{seqs[pos // L][pos % L]!r} at position {pos % L}; only A/C/G/T are allowed.")
+        raise ValueError(
+            f"encode: sequence {pos // L} has invalid character "
+            f"{seqs[pos // L][pos % L]!r} at position {pos % L}; only A/C/G/T are allowed."
+        )
     return idx.reshape(len(seqs), -1)
 
 
@@ -90,8 +93,13 @@ def reverse_complement(seq: str) -> str:
     return seq.translate(str.maketrans("ACGTacgt", "TGCAtgca"))[::-1]
 
 
-def write_fasta(path: str | os.PathLike, x_or_seqs, names: list[str] | None = None, labels=None,
-                label_names: list[str] | None = None) -> None:
+def write_fasta(
+    path: str | os.PathLike,
+    x_or_seqs,
+    names: list[str] | None = None,
+    labels=None,
+    label_names: list[str] | None = None,
+) -> None:
     """Write sequences (strings, or model-space data [N, 4, L] / [4, L]) as FASTA.
 
     Headers are `>name` or `>name|label`, which `read_sequences` reads back. labels: strings, class
@@ -124,6 +132,7 @@ def _label_strings(labels, label_names: list[str] | None) -> list[str]:
         labels = labels.argmax(axis=1)
     return [label_names[int(i)] if label_names is not None else str(int(i)) for i in labels]
 
+
 # ----------------------------------------------------------------------------------------------------
 # Reading files.
 
@@ -131,6 +140,7 @@ def _label_strings(labels, label_names: list[str] | None) -> list[str]:
 @dataclass
 class SequenceRecords:
     """What a sequence file holds, before encoding. `lines` are 1-based line numbers for messages."""
+
     path: str
     seqs: list[str] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
@@ -171,8 +181,9 @@ def read_sequences(path: str | os.PathLike, want_labels: bool = False) -> Sequen
     rec = SequenceRecords(path)
     first = next((i for i, t in enumerate(text) if t.strip()), None)
     if first is None:
-        raise ValueError(f"{path}: the file is empty; expected FASTA, a table with a 'sequence' column, "
-                         f"or one sequence per line.")
+        raise ValueError(
+            f"{path}: the file is empty; expected FASTA, a table with a 'sequence' column, or one sequence per line."
+        )
     if text[first].startswith(">"):
         _read_fasta(rec, text, want_labels)
     else:
@@ -183,17 +194,24 @@ def read_sequences(path: str | os.PathLike, want_labels: bool = False) -> Sequen
         elif len(header) == 1 and re.fullmatch(r"[ACGTNacgtn]+", header[0]):
             for i, t in enumerate(text):
                 if t.strip() and not re.fullmatch(r"[ACGTNacgtn]+", t.strip()):
-                    raise ValueError(f"{path}:{i + 1}: not a DNA sequence in a one-sequence-per-line file "
-                                     f"(starts {t.strip()[:20]!r}); fix the line, or write FASTA / a table.")
+                    raise ValueError(
+                        f"{path}:{i + 1}: not a DNA sequence in a one-sequence-per-line file "
+                        f"(starts {t.strip()[:20]!r}); fix the line, or write FASTA / a table."
+                    )
                 if t.strip():
-                    rec.seqs.append(t.strip()); rec.lines.append(i + 1)
+                    rec.seqs.append(t.strip())
+                    rec.lines.append(i + 1)
             if want_labels:
-                raise ValueError(f"{path}:{first + 1}: labels were requested but a plain sequence list "
-                                 f"has none; use FASTA '>id|celltype' or a table with a cell_type column, "
-                                 f"or train without labels.")
+                raise ValueError(
+                    f"{path}:{first + 1}: labels were requested but a plain sequence list "
+                    f"has none; use FASTA '>id|celltype' or a table with a cell_type column, "
+                    f"or train without labels."
+                )
         else:
-            raise ValueError(f"{path}:{first + 1}: not FASTA (no '>') and the header row has no 'sequence' "
-                             f"column (found {header[:6]}); add a header 'sequence<TAB>cell_type'.")
+            raise ValueError(
+                f"{path}:{first + 1}: not FASTA (no '>') and the header row has no 'sequence' "
+                f"column (found {header[:6]}); add a header 'sequence<TAB>cell_type'."
+            )
     if not rec.seqs:
         raise ValueError(f"{path}: no sequences found; the file has a header but no records.")
     return rec
@@ -207,26 +225,36 @@ def _read_fasta(rec: SequenceRecords, text: list[str], want_labels: bool) -> Non
             continue
         if t.startswith(">"):
             if rec.seqs and not rec.seqs[-1]:
-                raise ValueError(f"{rec.path}:{rec.lines[-1]}: FASTA record '{text[rec.lines[-1] - 1][:40]}' "
-                                 f"has no sequence; remove the header or add its sequence.")
+                raise ValueError(
+                    f"{rec.path}:{rec.lines[-1]}: FASTA record '{text[rec.lines[-1] - 1][:40]}' "
+                    f"has no sequence; remove the header or add its sequence."
+                )
             label = _fasta_label(t[1:])
             if want_labels and label is None:
-                raise ValueError(f"{rec.path}:{i + 1}: no cell-type label in header '{t[:40]}'; write "
-                                 f"'>id|celltype' or 'label=celltype', or train without labels.")
-            rec.seqs.append(""); rec.lines.append(i + 1); labels.append(label)
+                raise ValueError(
+                    f"{rec.path}:{i + 1}: no cell-type label in header '{t[:40]}'; write "
+                    f"'>id|celltype' or 'label=celltype', or train without labels."
+                )
+            rec.seqs.append("")
+            rec.lines.append(i + 1)
+            labels.append(label)
         elif not rec.seqs:
-            raise ValueError(f"{rec.path}:{i + 1}: sequence data before the first '>' header; "
-                             f"add a header line '>id|celltype'.")
+            raise ValueError(
+                f"{rec.path}:{i + 1}: sequence data before the first '>' header; add a header line '>id|celltype'."
+            )
         else:
             bad = re.search(r"[^ACGTNacgtn]", t)
             if bad:
-                raise ValueError(f"{rec.path}:{i + 1}: invalid character {bad.group()!r} at column "
-                                 f"{bad.start() + 1}; only A/C/G/T (and N, see skip_n) are allowed — "
-                                 f"fix or remove this record.")
+                raise ValueError(
+                    f"{rec.path}:{i + 1}: invalid character {bad.group()!r} at column "
+                    f"{bad.start() + 1}; only A/C/G/T (and N, see skip_n) are allowed — "
+                    f"fix or remove this record."
+                )
             rec.seqs[-1] += t
     if rec.seqs and not rec.seqs[-1]:
-        raise ValueError(f"{rec.path}:{rec.lines[-1]}: FASTA record has no sequence; remove the header "
-                         f"or add its sequence.")
+        raise ValueError(
+            f"{rec.path}:{rec.lines[-1]}: FASTA record has no sequence; remove the header or add its sequence."
+        )
     rec.labels = labels if all(l is not None for l in labels) else None
 
 
@@ -236,8 +264,10 @@ def _read_table(rec: SequenceRecords, text, first, header, sep, want_labels) -> 
     label_col = next((lower.index(c) for c in LABEL_COLUMNS if c in lower), None)
     split_col = lower.index("split") if "split" in lower else lower.index("chr") if "chr" in lower else None
     if want_labels and label_col is None:
-        raise ValueError(f"{rec.path}:{first + 1}: labels were requested but the header has no cell-type "
-                         f"column (one of {', '.join(LABEL_COLUMNS)}); add one or train without labels.")
+        raise ValueError(
+            f"{rec.path}:{first + 1}: labels were requested but the header has no cell-type "
+            f"column (one of {', '.join(LABEL_COLUMNS)}); add one or train without labels."
+        )
     extra = [j for j in range(len(header)) if j not in (seq_col, label_col, split_col)]
     rec.labels = [] if label_col is not None else None
     rec.splits = [] if split_col is not None else None
@@ -247,15 +277,20 @@ def _read_table(rec: SequenceRecords, text, first, header, sep, want_labels) -> 
             continue
         row = text[i].split(sep)
         if len(row) != len(header):
-            raise ValueError(f"{rec.path}:{i + 1}: {len(row)} fields but the header has {len(header)}; "
-                             f"the file must be {'comma' if sep == ',' else 'tab'}-separated with one "
-                             f"value per column.")
-        rec.seqs.append(row[seq_col].strip()); rec.lines.append(i + 1)
+            raise ValueError(
+                f"{rec.path}:{i + 1}: {len(row)} fields but the header has {len(header)}; "
+                f"the file must be {'comma' if sep == ',' else 'tab'}-separated with one "
+                f"value per column."
+            )
+        rec.seqs.append(row[seq_col].strip())
+        rec.lines.append(i + 1)
         if label_col is not None:
             label = row[label_col].strip()
             if want_labels and not label:
-                raise ValueError(f"{rec.path}:{i + 1}: empty '{header[label_col]}' value; give every row "
-                                 f"a cell type, or train without labels.")
+                raise ValueError(
+                    f"{rec.path}:{i + 1}: empty '{header[label_col]}' value; give every row "
+                    f"a cell type, or train without labels."
+                )
             rec.labels.append(label)
         if split_col is not None:
             v = row[split_col].strip()
@@ -274,18 +309,25 @@ def validate(rec: SequenceRecords, length: int | None = None, skip_n: bool = Fal
             keep[k] = False
             continue
         if bad:
-            fix = ("remove records with N, or pass skip_n=True to drop them" if bad.group() in "Nn"
-                   else "only A/C/G/T are allowed; fix or remove this record")
-            raise ValueError(f"{rec.path}:{line}: invalid base {bad.group()!r} at position {bad.start() + 1} "
-                             f"of the sequence; {fix}.")
+            fix = (
+                "remove records with N, or pass skip_n=True to drop them"
+                if bad.group() in "Nn"
+                else "only A/C/G/T are allowed; fix or remove this record"
+            )
+            raise ValueError(
+                f"{rec.path}:{line}: invalid base {bad.group()!r} at position {bad.start() + 1} of the sequence; {fix}."
+            )
         if length is None:
             length = len(s)
         if len(s) != length:
-            raise ValueError(f"{rec.path}:{line}: sequence has length {len(s)}, expected {length}; trim or "
-                             f"pad every sequence to {length} bp, or set length={len(s)} if that is intended.")
+            raise ValueError(
+                f"{rec.path}:{line}: sequence has length {len(s)}, expected {length}; trim or "
+                f"pad every sequence to {length} bp, or set length={len(s)} if that is intended."
+            )
     if not keep.any():
         raise ValueError(f"{rec.path}: every sequence contains N; nothing is left to train on.")
     return keep
+
 
 # ----------------------------------------------------------------------------------------------------
 # Dataset.
@@ -301,16 +343,26 @@ class SequenceDataset(torch.utils.data.Dataset):
     max_size / random_seed: a seeded random subset, as for the image datasets.
     """
 
-    def __init__(self, path: str | os.PathLike, length: int | None = 200, use_labels: bool = False,
-                 max_size: int | None = None, random_seed: int = 0, split: str | None = None,
-                 label_names: list[str] | None = None, skip_n: bool = False):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        length: int | None = 200,
+        use_labels: bool = False,
+        max_size: int | None = None,
+        random_seed: int = 0,
+        split: str | None = None,
+        label_names: list[str] | None = None,
+        skip_n: bool = False,
+    ):
         self.path = str(path)
         rec = read_sequences(self.path, want_labels=use_labels)
         keep = validate(rec, length, skip_n=skip_n)
         if split is not None:
             if rec.splits is None:
-                raise ValueError(f"{self.path}:1: split='{split}' was requested but the table has no 'split' "
-                                 f"or 'chr' column; pass the split's own file instead.")
+                raise ValueError(
+                    f"{self.path}:1: split='{split}' was requested but the table has no 'split' "
+                    f"or 'chr' column; pass the split's own file instead."
+                )
             keep &= np.array([s == split for s in rec.splits])
             if not keep.any():
                 raise ValueError(f"{self.path}: no rows with split '{split}' (found {sorted(set(rec.splits))}).")
@@ -325,8 +377,10 @@ class SequenceDataset(torch.utils.data.Dataset):
             unknown = sorted(set(labels) - set(lookup))
             if unknown:
                 line = rec.lines[rec.labels.index(unknown[0])]
-                raise ValueError(f"{self.path}:{line}: label '{unknown[0]}' is not one of {self._label_names}; "
-                                 f"fix the label or pass matching label_names.")
+                raise ValueError(
+                    f"{self.path}:{line}: label '{unknown[0]}' is not one of {self._label_names}; "
+                    f"fix the label or pass matching label_names."
+                )
             self._labels = np.array([lookup[l] for l in labels], dtype=np.int64)
         self._raw_idx = np.arange(len(seqs), dtype=np.int64)
         if max_size is not None and len(self._raw_idx) > max_size:

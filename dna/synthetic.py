@@ -26,6 +26,7 @@ does not change when the test set size does):
    two files, the training split at `out` and the test split at `<out stem>-test.tsv`, plus a JSON
    sidecar `<out stem>.json` with the recipe and summary statistics.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,11 +37,12 @@ import numpy as np
 
 from dna.motifs import JASPAR_RELEASE, Motif, load_motifs
 from dna.sequences import BASES, reverse_complement
+from torch_utils.files import atomic_write
 
-CELL_TYPE_MOTIFS = {                 # JASPAR2024 CORE vertebrates, checked by ID and name
-    "K562": ("MA0035.5", "MA0140.3"),     # GATA1; GATA1::TAL1 (no TAL1-only CORE matrix exists)
-    "HepG2": ("MA0114.5", "MA0047.4"),    # HNF4A (ChIP-seq); FOXA2
-    "hESC": ("MA0142.1", "MA0143.5"),     # Pou5f1::Sox2 (the OCT4-SOX2 composite); SOX2
+CELL_TYPE_MOTIFS = {  # JASPAR2024 CORE vertebrates, checked by ID and name
+    "K562": ("MA0035.5", "MA0140.3"),  # GATA1; GATA1::TAL1 (no TAL1-only CORE matrix exists)
+    "HepG2": ("MA0114.5", "MA0047.4"),  # HNF4A (ChIP-seq); FOXA2
+    "hESC": ("MA0142.1", "MA0143.5"),  # Pou5f1::Sox2 (the OCT4-SOX2 composite); SOX2
     "GM12878": ("MA0154.5", "MA0080.7"),  # EBF1; Spi1 (PU.1)
 }
 GC = 0.41
@@ -80,12 +82,18 @@ def sample_background(rng: np.random.Generator, n: int, length: int, T: np.ndarr
         out[:, j] = (u[:, j, None] >= cum[out[:, j - 1]]).sum(axis=1).clip(max=3)
     return out
 
+
 # ----------------------------------------------------------------------------------------------------
 # Planting.
 
 
-def plant_motifs(rng: np.random.Generator, seqs: np.ndarray, motifs: list[Motif], background: np.ndarray,
-                 per_seq: tuple[int, int] = (1, 3)) -> list[list[tuple[str, int, str]]]:
+def plant_motifs(
+    rng: np.random.Generator,
+    seqs: np.ndarray,
+    motifs: list[Motif],
+    background: np.ndarray,
+    per_seq: tuple[int, int] = (1, 3),
+) -> list[list[tuple[str, int, str]]]:
     """Write sampled motif instances into `seqs` [n, L] in place; return the plants per sequence as
     (matrix_id, start, strand). Instances are drawn from the count matrix + pseudocount."""
     probs = [np.cumsum(m.probs(background), axis=0) for m in motifs]
@@ -105,8 +113,8 @@ def plant_motifs(rng: np.random.Generator, seqs: np.ndarray, motifs: list[Motif]
             if len(free) == 0:
                 continue
             pos = int(free[rng.integers(len(free))])
-            seqs[i, pos:pos + W] = site
-            taken[pos:pos + W] = True
+            seqs[i, pos : pos + W] = site
+            taken[pos : pos + W] = True
             mine.append((motifs[k].matrix_id, pos, strand))
         plants.append(sorted(mine, key=lambda t: t[1]))
     return plants
@@ -124,13 +132,21 @@ def parse_plants(text: str) -> list[tuple[str, int, str]]:
         out.append((mid, int(rest[:-1]), rest[-1]))
     return out
 
+
 # ----------------------------------------------------------------------------------------------------
 # The benchmark.
 
 
-def generate(per_class: int, length: int = 200, seed: int = 0, split: str = "train",
-             cell_types: dict[str, tuple[str, ...]] | None = None, release: str = JASPAR_RELEASE,
-             gc: float = GC, cpg_oe: float = CPG_OE) -> list[dict]:
+def generate(
+    per_class: int,
+    length: int = 200,
+    seed: int = 0,
+    split: str = "train",
+    cell_types: dict[str, tuple[str, ...]] | None = None,
+    release: str = JASPAR_RELEASE,
+    gc: float = GC,
+    cpg_oe: float = CPG_OE,
+) -> list[dict]:
     """Rows {sequence, cell_type, split, motifs} for one split, `per_class` per cell type, in cell-type
     order. Deterministic in (seed, split, cell type)."""
     cell_types = CELL_TYPE_MOTIFS if cell_types is None else cell_types
@@ -139,37 +155,43 @@ def generate(per_class: int, length: int = 200, seed: int = 0, split: str = "tra
     for c, (name, ids) in enumerate(cell_types.items()):
         motifs = load_motifs(list(ids), release)
         if max(m.width for m in motifs) > length:
-            raise ValueError(f"length {length} is shorter than a {name} motif; use length ≥ "
-                             f"{max(m.width for m in motifs)}.")
+            raise ValueError(
+                f"length {length} is shorter than a {name} motif; use length ≥ {max(m.width for m in motifs)}."
+            )
         rng = np.random.default_rng([seed, SPLIT_IDS.get(split, len(SPLIT_IDS)), c])
         seqs = sample_background(rng, per_class, length, T, pi)
         plants = plant_motifs(rng, seqs, motifs, pi)
         letters = np.frombuffer(BASES.encode(), dtype=np.uint8)[seqs]
-        rows += [dict(sequence=s.tobytes().decode(), cell_type=name, split=split, motifs=format_plants(p))
-                 for s, p in zip(letters, plants)]
+        rows += [
+            dict(sequence=s.tobytes().decode(), cell_type=name, split=split, motifs=format_plants(p))
+            for s, p in zip(letters, plants)
+        ]
     return rows
 
 
 def write_tsv(path: str | os.PathLike, rows: list[dict]) -> None:
     cols = ["sequence", "cell_type", "split", "motifs"]
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
+    with atomic_write(path, encoding="utf-8", newline="") as f:
         f.write("\t".join(cols) + "\n")
         for r in rows:
             f.write("\t".join(str(r[c]) for c in cols) + "\n")
-    os.replace(tmp, path)
 
 
 def test_path(out: str | os.PathLike) -> str:
     """Where make_benchmark writes the test split for a given training-split path."""
     p = Path(out)
-    stem = p.name[:-len(".tsv")] if p.name.endswith(".tsv") else p.stem
+    stem = p.name[: -len(".tsv")] if p.name.endswith(".tsv") else p.stem
     return str(p.with_name(f"{stem}-test.tsv"))
 
 
-def make_benchmark(out: str | os.PathLike, per_class: int, test_per_class: int | None = None,
-                   length: int = 200, seed: int = 0, release: str = JASPAR_RELEASE) -> dict:
+def make_benchmark(
+    out: str | os.PathLike,
+    per_class: int,
+    test_per_class: int | None = None,
+    length: int = 200,
+    seed: int = 0,
+    release: str = JASPAR_RELEASE,
+) -> dict:
     """Write the training split to `out`, the test split next to it, and a JSON sidecar; return the
     sidecar's content (recipe and statistics)."""
     test_per_class = max(per_class // 4, 1) if test_per_class is None else test_per_class
@@ -180,15 +202,29 @@ def make_benchmark(out: str | os.PathLike, per_class: int, test_per_class: int |
     _, pi = markov_background()
     allseq = "".join(r["sequence"] for r in train)
     n, c, g = len(allseq), allseq.count("C"), allseq.count("G")
-    gc_frac, cpg = (c + g) / n, allseq.count("CG") * n / (c * g)   # CpG observed / expected
-    motifs = {name: [dict(id=m.matrix_id, name=m.name, width=m.width) for m in load_motifs(list(ids), release)]
-              for name, ids in CELL_TYPE_MOTIFS.items()}
-    info = dict(synthetic=True, generator="training/dna_synthetic.py", jaspar_release=release,
-                seed=seed, length=length, per_class=per_class, test_per_class=test_per_class,
-                train=str(out), test=test_path(out), cell_types=motifs,
-                background=dict(model="order-1 Markov", gc=GC, cpg_oe=CPG_OE, stationary=pi.round(4).tolist()),
-                stats=dict(train_gc=round(gc_frac, 4), train_cpg_oe=round(cpg, 3),
-                           plants_per_seq=round(np.mean([len(parse_plants(r["motifs"])) for r in train]), 3)))
+    gc_frac, cpg = (c + g) / n, allseq.count("CG") * n / (c * g)  # CpG observed / expected
+    motifs = {
+        name: [dict(id=m.matrix_id, name=m.name, width=m.width) for m in load_motifs(list(ids), release)]
+        for name, ids in CELL_TYPE_MOTIFS.items()
+    }
+    info = dict(
+        synthetic=True,
+        generator="training/dna_synthetic.py",
+        jaspar_release=release,
+        seed=seed,
+        length=length,
+        per_class=per_class,
+        test_per_class=test_per_class,
+        train=str(out),
+        test=test_path(out),
+        cell_types=motifs,
+        background=dict(model="order-1 Markov", gc=GC, cpg_oe=CPG_OE, stationary=pi.round(4).tolist()),
+        stats=dict(
+            train_gc=round(gc_frac, 4),
+            train_cpg_oe=round(cpg, 3),
+            plants_per_seq=round(np.mean([len(parse_plants(r["motifs"])) for r in train]), 3),
+        ),
+    )
     sidecar = Path(out).with_suffix(".json")
     sidecar.write_text(json.dumps(info, indent=2) + "\n")
     return info
@@ -198,6 +234,6 @@ def planted_windows(seq: str, plants: list[tuple[str, int, str]], motifs: dict[s
     """The planted instances read back in motif orientation (for inspection and tests)."""
     out = []
     for mid, pos, strand in plants:
-        w = seq[pos:pos + motifs[mid].width]
+        w = seq[pos : pos + motifs[mid].width]
         out.append(reverse_complement(w) if strand == "-" else w)
     return out

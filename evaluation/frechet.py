@@ -4,11 +4,11 @@ Streaming float64 mean/covariance of detector features, sharded over torchrun ra
 the Fréchet distance with scipy's matrix square root; reference statistics in EDM's .npz layout (`mu`,
 `sigma`, plus `detector`, `count`); image sources (folder, .zip, .npz) for the statistics.
 """
+
 from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -21,7 +21,7 @@ import tqdm
 
 from evaluation.detectors import Detector
 from torch_utils import distributed as dist
-
+from torch_utils.files import atomic_write
 
 
 class FeatureStats:
@@ -65,19 +65,32 @@ class FeatureStats:
             raise ValueError(f"FeatureStats: need at least 2 images for a covariance, have {n}")
         mu = self.sum / n
         sigma = (self.sum_outer - torch.outer(mu, mu) * n) / (n - 1)
-        sigma = (sigma + sigma.T) / 2   # Σffᵀ is symmetric; BLAS summation order may not be
+        sigma = (sigma + sigma.T) / 2  # Σffᵀ is symmetric; BLAS summation order may not be
         return mu.cpu().numpy(), sigma.cpu().numpy()
 
 
-def compute_stats(images: Iterable, detector: Detector, *, merge: bool = True, total: int | None = None,
-                  progress: bool = False, desc: str = "features") -> FeatureStats:
+def compute_stats(
+    images: Iterable,
+    detector: Detector,
+    *,
+    merge: bool = True,
+    total: int | None = None,
+    progress: bool = False,
+    desc: str = "features",
+) -> FeatureStats:
     """Features of every batch in `images` (uint8 [N, C, H, W] tensors or arrays, or (images, labels)
     pairs as a DataLoader over a data set yields) accumulated into FeatureStats. With merge=True the
     sums are all-reduced over ranks, so under torchrun every rank must call this. `total`: images
     expected on this rank, for the progress bar (rank 0 only)."""
     stats = FeatureStats(detector.feature_dim)
-    bar = tqdm.tqdm(total=total, unit="img", desc=desc, disable=not progress or dist.get_rank() != 0,
-                    file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm.tqdm(
+        total=total,
+        unit="img",
+        desc=desc,
+        disable=not progress or dist.get_rank() != 0,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     with bar:
         for batch in images:
             if isinstance(batch, (tuple, list)):
@@ -87,8 +100,9 @@ def compute_stats(images: Iterable, detector: Detector, *, merge: bool = True, t
     return stats.merge_ranks() if merge else stats
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
-                     eps: float = 1e-6) -> float:
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
+) -> float:
     """‖μ1 − μ2‖² + tr(Σ1 + Σ2 − 2(Σ1Σ2)^½), the Fréchet distance of two Gaussians.
 
     The matrix root is scipy.linalg.sqrtm, as in the TF/pytorch-fid/EDM implementations. As in
@@ -98,12 +112,13 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
-        raise ValueError(f"frechet_distance: shapes differ: mu {mu1.shape} vs {mu2.shape}, "
-                         f"sigma {sigma1.shape} vs {sigma2.shape}")
+        raise ValueError(
+            f"frechet_distance: shapes differ: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}"
+        )
 
     def sqrtm(a: np.ndarray) -> np.ndarray:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)   # handled below
+            warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)  # handled below
             return scipy.linalg.sqrtm(a)
 
     covmean = sqrtm(sigma1 @ sigma2)
@@ -120,21 +135,24 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
 
-def save_stats(path: str | os.PathLike, mu: np.ndarray, sigma: np.ndarray, detector: str, count: int,
-               fingerprint: str | None = None) -> None:
+def save_stats(
+    path: str | os.PathLike,
+    mu: np.ndarray,
+    sigma: np.ndarray,
+    detector: str,
+    count: int,
+    fingerprint: str | None = None,
+) -> None:
     """EDM-style reference .npz (mu, sigma) plus what `calc` checks before comparing. Atomic."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, mu=mu, sigma=sigma, detector=np.str_(detector), count=np.int64(count),
-                     detector_fingerprint=np.str_(fingerprint or ""))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "wb") as f:
+        np.savez(
+            f,
+            mu=mu,
+            sigma=sigma,
+            detector=np.str_(detector),
+            count=np.int64(count),
+            detector_fingerprint=np.str_(fingerprint or ""),
+        )
 
 
 def load_stats(path: str | os.PathLike) -> dict:
@@ -153,9 +171,13 @@ def load_stats(path: str | os.PathLike) -> dict:
     mu, sigma = data["mu"].astype(np.float64), data["sigma"].astype(np.float64)
     if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
         raise ValueError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not form [D] and [D, D]")
-    return dict(mu=mu, sigma=sigma, detector=str(data.get("detector", "inception")),
-                count=int(data["count"]) if "count" in data else None,
-                fingerprint=str(data.get("detector_fingerprint", "")) or None)
+    return dict(
+        mu=mu,
+        sigma=sigma,
+        detector=str(data.get("detector", "inception")),
+        count=int(data["count"]) if "count" in data else None,
+        fingerprint=str(data.get("detector_fingerprint", "")) or None,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -202,14 +224,21 @@ def open_images(path: str | os.PathLike, max_size: int | None = None, seed: int 
         ds = NpzImages(path)
         return torch.utils.data.Subset(ds, range(min(len(ds), max_size))) if max_size is not None else ds
     from training.dataset import open_dataset
+
     ds = open_dataset(path, max_size=max_size, random_seed=seed, cache=False)
     if len(getattr(ds, "data_shape", ())) != 3:
         raise ValueError(f"{path}: not image data (Fréchet distances need images)")
     return ds
 
 
-def dataset_stats(ds: torch.utils.data.Dataset, detector: Detector, batch: int = 64, workers: int = 0,
-                  progress: bool = True, desc: str = "features") -> FeatureStats:
+def dataset_stats(
+    ds: torch.utils.data.Dataset,
+    detector: Detector,
+    batch: int = 64,
+    workers: int = 0,
+    progress: bool = True,
+    desc: str = "features",
+) -> FeatureStats:
     """FeatureStats of a whole data set, its items dealt out over torchrun ranks (i, i + world, …)
     and the sums all-reduced: every rank returns the same merged statistics."""
     shard = torch.utils.data.Subset(ds, range(dist.get_rank(), len(ds), dist.get_world_size()))
@@ -221,8 +250,12 @@ def check_reference(refstats: dict, detector: Detector, ref_path: str | os.PathL
     """Refuse to compare features of `detector` with reference statistics made by another detector
     (or by other weights of the same one): such an FD is a number, but a meaningless one."""
     if detector.feature_dim != len(refstats["mu"]):
-        raise ValueError(f"{ref_path}: {len(refstats['mu'])}-d statistics but detector {detector.name} gives "
-                         f"{detector.feature_dim}-d features")
+        raise ValueError(
+            f"{ref_path}: {len(refstats['mu'])}-d statistics but detector {detector.name} gives "
+            f"{detector.feature_dim}-d features"
+        )
     if refstats["fingerprint"] and detector.fingerprint and refstats["fingerprint"] != detector.fingerprint:
-        raise ValueError(f"{ref_path}: computed with other weights of detector {detector.name} "
-                         f"({refstats['fingerprint']} vs {detector.fingerprint}); recompute it with `fid.py ref`")
+        raise ValueError(
+            f"{ref_path}: computed with other weights of detector {detector.name} "
+            f"({refstats['fingerprint']} vs {detector.fingerprint}); recompute it with `fid.py ref`"
+        )

@@ -5,6 +5,7 @@ the latents, the class label and the churn noise), so neither the batch size nor
 changes it; seeds are dealt out over ranks in whole batches. generate.py writes files from this stream;
 evaluation.evaluate scores it.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,6 +44,7 @@ def parse_int_list(s: str | Sequence[int]) -> list[int]:
 def load_network(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict | None]:
     """(EMA network in eval mode, the snapshot's information profile or None)."""
     from training import networks
+
     snapshot = checkpoint.load(path)
     net = networks.from_snapshot(snapshot, which="ema", device=device)
     net.label_names = snapshot.get("options", {}).get("label_names")  # cell-type names for FASTA headers
@@ -55,14 +57,23 @@ def sigma_range(net, sigma_min: float | None, sigma_max: float | None) -> tuple[
     lo = net.sigma_min if sigma_min is None else max(float(sigma_min), net.sigma_min)
     hi = net.sigma_max if sigma_max is None else min(float(sigma_max), net.sigma_max)
     if not lo < hi:
-        raise ValueError(f"empty σ range after clamping to the network's [{net.sigma_min}, {net.sigma_max}]: "
-                         f"sigma_min={lo}, sigma_max={hi}")
+        raise ValueError(
+            f"empty σ range after clamping to the network's [{net.sigma_min}, {net.sigma_max}]: "
+            f"sigma_min={lo}, sigma_max={hi}"
+        )
     return lo, hi
 
 
-def build_sigmas(net, kind: str, steps: int, rho: float = 7.0, sigma_min: float | None = None,
-                 sigma_max: float | None = None, profile: dict | None = None,
-                 device: torch.device | str = "cpu") -> torch.Tensor:
+def build_sigmas(
+    net,
+    kind: str,
+    steps: int,
+    rho: float = 7.0,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
+    profile: dict | None = None,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
     """The σ-grid for `net` (float64 on `device`), within the network's σ range."""
     lo, hi = sigma_range(net, sigma_min, sigma_max)
     sigmas = grids.make_grid(kind, steps, lo, hi, rho=rho, profile=profile)
@@ -75,8 +86,9 @@ def check_class(net, class_idx: int | None) -> None:
     if not net.label_dim:
         raise ValueError(f"--class {class_idx}: the network is unconditional; drop --class")
     if not 0 <= class_idx < net.label_dim:
-        raise ValueError(f"--class {class_idx} is out of range: the network has {net.label_dim} classes "
-                         f"(0..{net.label_dim - 1})")
+        raise ValueError(
+            f"--class {class_idx} is out of range: the network has {net.label_dim} classes (0..{net.label_dim - 1})"
+        )
 
 
 def _rank_batches(n: int, batch_size: int, rank: int, world_size: int) -> list[torch.Tensor]:
@@ -87,11 +99,22 @@ def _rank_batches(n: int, batch_size: int, rank: int, world_size: int) -> list[t
 
 
 @torch.no_grad()
-def generate_batches(net, seeds: Sequence[int], batch_size: int, sigmas: torch.Tensor, solver: str = "heun",
-                     class_idx: int | None = None, S_churn: float = 0.0, S_min: float = 0.0,
-                     S_max: float = float("inf"), S_noise: float = 1.0, device: torch.device | str = "cpu",
-                     rank: int | None = None, world_size: int | None = None, progress: bool = False,
-                     ) -> Iterator[tuple[list[int], list[int], torch.Tensor, torch.Tensor | None]]:
+def generate_batches(
+    net,
+    seeds: Sequence[int],
+    batch_size: int,
+    sigmas: torch.Tensor,
+    solver: str = "heun",
+    class_idx: int | None = None,
+    S_churn: float = 0.0,
+    S_min: float = 0.0,
+    S_max: float = float("inf"),
+    S_noise: float = 1.0,
+    device: torch.device | str = "cpu",
+    rank: int | None = None,
+    world_size: int | None = None,
+    progress: bool = False,
+) -> Iterator[tuple[list[int], list[int], torch.Tensor, torch.Tensor | None]]:
     """This rank's share of `seeds`: yields (positions in `seeds`, seeds, samples in model space (float32,
     on CPU), class indices or None). Per seed, draws happen in EDM's order: latents, label, churn."""
     if solver not in SOLVERS:
@@ -109,11 +132,23 @@ def generate_batches(net, seeds: Sequence[int], batch_size: int, sigmas: torch.T
         latents = rnd.randn([len(batch_seeds), *net.data_shape])
         labels = onehot = None
         if net.label_dim:
-            labels = rnd.randint(net.label_dim) if class_idx is None else \
-                torch.full([len(batch_seeds)], class_idx, device=device)
+            labels = (
+                rnd.randint(net.label_dim)
+                if class_idx is None
+                else torch.full([len(batch_seeds)], class_idx, device=device)
+            )
             onehot = torch.nn.functional.one_hot(labels, net.label_dim).to(torch.float32)
-        x = sample(net, latents.to(torch.float64) * sigmas[0], sigmas, class_labels=onehot, S_churn=S_churn,
-                   S_min=S_min, S_max=S_max, S_noise=S_noise, randn_like=rnd.randn_like)
+        x = sample(
+            net,
+            latents.to(torch.float64) * sigmas[0],
+            sigmas,
+            class_labels=onehot,
+            S_churn=S_churn,
+            S_min=S_min,
+            S_max=S_max,
+            S_noise=S_noise,
+            randn_like=rnd.randn_like,
+        )
         yield pos.tolist(), batch_seeds, x.to(torch.float32).cpu(), None if labels is None else labels.cpu()
 
 
@@ -122,8 +157,15 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return (x * 127.5 + 128).clip(0, 255).to(torch.uint8)
 
 
-def generate_images(net, seeds: Sequence[int], batch_size: int, sigmas: torch.Tensor, solver: str = "heun",
-                    return_labels: bool = False, **kwargs) -> Iterator[tuple]:
+def generate_images(
+    net,
+    seeds: Sequence[int],
+    batch_size: int,
+    sigmas: torch.Tensor,
+    solver: str = "heun",
+    return_labels: bool = False,
+    **kwargs,
+) -> Iterator[tuple]:
     """This rank's images as (seeds, uint8 [N, C, H, W]) per batch — or (seeds, images, class indices or
     None) with return_labels. kwargs as `generate_batches` (class_idx, churn, device, rank, progress)."""
     for _, batch_seeds, x, labels in generate_batches(net, seeds, batch_size, sigmas, solver, **kwargs):

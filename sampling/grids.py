@@ -9,6 +9,7 @@ InfoGrid needs an information profile (σ, ḣ): either the one InfoNoise saved 
 estimated by `sampling.probe` from the network's own denoising error on data (spec §7, "probed from a
 well-trained checkpoint").
 """
+
 from __future__ import annotations
 
 import math
@@ -54,8 +55,9 @@ def loguniform_grid(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0) -
     return _finish(torch.linspace(math.log(sigma_max), math.log(sigma_min), n, dtype=torch.float64).exp())
 
 
-def _entropic_table(sigma: torch.Tensor, hdot: torch.Tensor, sigma_min: float, sigma_max: float,
-                    floor: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _entropic_table(
+    sigma: torch.Tensor, hdot: torch.Tensor, sigma_min: float, sigma_max: float, floor: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Knots u_k = ln σ_k covering [ln σ_min, ln σ_max] and a_k = ln(σ_k²·ḣ_k), the log of Φ's density
     per unit ln σ (dΦ ∝ s·ḣ(s) ds = s²·ḣ(s) d ln s). Between knots ln(s²ḣ) is linear in ln σ — a
     piecewise power law, which is monotone between neighbours and exact for the power-law tails of
@@ -65,8 +67,9 @@ def _entropic_table(sigma: torch.Tensor, hdot: torch.Tensor, sigma_min: float, s
     sigma = torch.as_tensor(sigma, dtype=torch.float64).flatten()
     hdot = torch.as_tensor(hdot, dtype=torch.float64).flatten()
     if sigma.numel() != hdot.numel() or sigma.numel() < 2:
-        raise ValueError(f"profile needs matching 'sigma' and 'hdot' with ≥ 2 entries, "
-                         f"got {sigma.numel()} and {hdot.numel()}")
+        raise ValueError(
+            f"profile needs matching 'sigma' and 'hdot' with ≥ 2 entries, got {sigma.numel()} and {hdot.numel()}"
+        )
     if not (sigma > 0).all() or not (sigma[1:] > sigma[:-1]).all():
         raise ValueError("profile 'sigma' must be positive and strictly increasing")
     density = sigma**2 * hdot.nan_to_num(nan=0.0, posinf=0.0).clamp(min=0.0)
@@ -97,8 +100,14 @@ def _expm1_over(d: torch.Tensor) -> torch.Tensor:
     return torch.where(small, 1 + d / 2, torch.expm1(d) / torch.where(small, torch.ones_like(d), d))
 
 
-def infogrid(n: int, sigma: torch.Tensor, hdot: torch.Tensor, sigma_min: float = 0.002,
-             sigma_max: float = 80.0, floor: float = 1e-6) -> torch.Tensor:
+def infogrid(
+    n: int,
+    sigma: torch.Tensor,
+    hdot: torch.Tensor,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    floor: float = 1e-6,
+) -> torch.Tensor:
     """InfoGrid (spec §6): N levels uniform in Φ(σ) = ∫_{σ_min}^{σ} s·ḣ(s) ds / ∫_{σ_min}^{σ_max} s·ḣ(s) ds,
     from σ_max (Φ = 1) down to σ_min (Φ = 0), then 0. `sigma`/`hdot` tabulate ḣ = dH/dσ = mmse/σ³ on
     an increasing grid (a scheduler profile; any spacing). Φ is integrated exactly on a piecewise
@@ -119,22 +128,26 @@ def infogrid(n: int, sigma: torch.Tensor, hdot: torch.Tensor, sigma_min: float =
     return _finish(log_sigmas.exp())
 
 
-def infogrid_from_profile(n: int, profile: dict | None, sigma_min: float = 0.002, sigma_max: float = 80.0,
-                          floor: float = 1e-6) -> torch.Tensor:
+def infogrid_from_profile(
+    n: int, profile: dict | None, sigma_min: float = 0.002, sigma_max: float = 80.0, floor: float = 1e-6
+) -> torch.Tensor:
     """InfoGrid from a scheduler's `profile()` dict (or `probe_profile`'s): uses 'hdot', or derives it
     from 'mmse' as ḣ = mmse/σ³ (spec §2) if only that is present."""
     if not profile or "sigma" not in profile or not ("hdot" in profile or "mmse" in profile):
-        raise ValueError("InfoGrid needs an information profile with 'sigma' and 'hdot' (or 'mmse'); "
-                         "this one has none")
+        raise ValueError("InfoGrid needs an information profile with 'sigma' and 'hdot' (or 'mmse'); this one has none")
     sigma = torch.as_tensor(profile["sigma"], dtype=torch.float64)
     hdot = profile.get("hdot")
-    hdot = torch.as_tensor(hdot, dtype=torch.float64) if hdot is not None else \
-        torch.as_tensor(profile["mmse"], dtype=torch.float64) / sigma**3
+    hdot = (
+        torch.as_tensor(hdot, dtype=torch.float64)
+        if hdot is not None
+        else torch.as_tensor(profile["mmse"], dtype=torch.float64) / sigma**3
+    )
     return infogrid(n, sigma, hdot, sigma_min, sigma_max, floor)
 
 
-def make_grid(kind: str, n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
-              profile: dict | None = None) -> torch.Tensor:
+def make_grid(
+    kind: str, n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0, profile: dict | None = None
+) -> torch.Tensor:
     """Dispatch by name (generate.py's --grid). InfoGrid without a profile is an error that says how
     to get one."""
     if kind == "edm":
@@ -143,8 +156,10 @@ def make_grid(kind: str, n: int, sigma_min: float = 0.002, sigma_max: float = 80
         return loguniform_grid(n, sigma_min, sigma_max)
     if kind == "infogrid":
         if profile is None:
-            raise ValueError("--grid infogrid needs an information profile, but the snapshot has none "
-                             "(it was trained with a fixed schedule). Add --probe-data PATH (a data set) "
-                             "to estimate one by probing the network.")
+            raise ValueError(
+                "--grid infogrid needs an information profile, but the snapshot has none "
+                "(it was trained with a fixed schedule). Add --probe-data PATH (a data set) "
+                "to estimate one by probing the network."
+            )
         return infogrid_from_profile(n, profile, sigma_min, sigma_max)
     raise ValueError(f"Unknown grid '{kind}'. Valid grids: {', '.join(GRID_KINDS)}")

@@ -1,4 +1,5 @@
 """Contact sheets: a batch of uint8 images as one PNG, upscaled so small images can be looked at."""
+
 from __future__ import annotations
 
 import math
@@ -9,8 +10,13 @@ import PIL.Image
 import torch
 
 
-def save_image_grid(images: torch.Tensor | np.ndarray, path: str | os.PathLike, cols: int | None = None,
-                    min_cell: int = 64, pad: int = 2) -> None:
+def save_image_grid(
+    images: torch.Tensor | np.ndarray,
+    path: str | os.PathLike,
+    cols: int | None = None,
+    min_cell: int = 64,
+    pad: int = 2,
+) -> None:
     """Save uint8 images [N, C, H, W] (C = 1 or 3) as a grid PNG. Cells smaller than `min_cell`
     pixels are enlarged by an integer factor (nearest neighbour), so 8x8 digits stay legible."""
     images = images.cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
@@ -25,5 +31,5 @@ def save_image_grid(images: torch.Tensor | np.ndarray, path: str | os.PathLike, 
     sheet = np.full((c, rows * (h + pad) + pad, cols * (w + pad) + pad), 255, dtype=np.uint8)
     for i, img in enumerate(images):
         r, q = divmod(i, cols)
-        sheet[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = img
+        sheet[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w] = img
     PIL.Image.fromarray(sheet[0] if c == 1 else sheet.transpose(1, 2, 0)).save(path)

@@ -6,6 +6,7 @@ and a data set path, once, on rank 0, and hands every rank the same profile. Inf
 checkpoint trained with a fixed schedule, the offline diagnostic (analysis.diagnostics) and the audit
 all read profiles from here.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,6 +24,7 @@ def _collect(data: torch.Tensor | Iterable, n_samples: int) -> tuple[torch.Tenso
     """First `n_samples` examples (model space) and their labels (or None) from a tensor or an iterable
     of batches — tensors or (data, labels) tuples as a DataLoader over `open_dataset` yields them."""
     from training.dataset import model_space
+
     if isinstance(data, torch.Tensor):
         return model_space(data[:n_samples]), None
     xs, ys = [], []
@@ -44,9 +46,15 @@ def _collect(data: torch.Tensor | Iterable, n_samples: int) -> tuple[torch.Tenso
 
 
 @torch.no_grad()
-def probe_profile(denoise: Callable[..., torch.Tensor], data: torch.Tensor | Iterable, sigma_grid: torch.Tensor,
-                  n_samples: int = 128, batch_size: int = 256, generator: torch.Generator | None = None,
-                  device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+def probe_profile(
+    denoise: Callable[..., torch.Tensor],
+    data: torch.Tensor | Iterable,
+    sigma_grid: torch.Tensor,
+    n_samples: int = 128,
+    batch_size: int = 256,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> dict[str, torch.Tensor]:
     """Estimate a profile for InfoGrid from a trained network with fixed weights (spec §7 "probed from a
     well-trained checkpoint"): m̂(σ_k) = mean_j ‖D(x0_j + σ_k·ε_j; σ_k) − x0_j‖² (the *unweighted* error,
     summed over dimensions — the same statistic InfoNoise collects online, spec §2), ḣ = m̂/σ³.
@@ -74,17 +82,28 @@ def probe_profile(denoise: Callable[..., torch.Tensor], data: torch.Tensor | Ite
     return {"sigma": sigma_grid, "mmse": mmse, "hdot": mmse / sigma_grid**3}
 
 
-def _probe_data(net, path: str | os.PathLike, sigma_min: float, sigma_max: float, num_samples: int = 128,
-                    num_bins: int = 128, batch_size: int = 256, seed: int = 0, device="cpu") -> dict:
+def _probe_data(
+    net,
+    path: str | os.PathLike,
+    sigma_min: float,
+    sigma_max: float,
+    num_samples: int = 128,
+    num_bins: int = 128,
+    batch_size: int = 256,
+    seed: int = 0,
+    device="cpu",
+) -> dict:
     """Profile for InfoGrid of a checkpoint without one (fixed training schedule): probe the network's
     unweighted error on `num_samples` seeded-random examples of the data set over `num_bins` log-σ bins
     (the scheduler's grid, spec §5), with fixed weights (spec §7, grids.probe_profile)."""
     from training.dataset import open_dataset
+
     kw = {"length": net.data_shape[-1]} if len(net.data_shape) == 2 else {}
     ds = open_dataset(path, use_labels=net.label_dim > 0, **kw)
     if tuple(ds.data_shape) != tuple(net.data_shape):
-        raise ValueError(f"{path}: data shape {tuple(ds.data_shape)} does not match the network's "
-                         f"{tuple(net.data_shape)}")
+        raise ValueError(
+            f"{path}: data shape {tuple(ds.data_shape)} does not match the network's {tuple(net.data_shape)}"
+        )
     if net.label_dim and ds.label_dim > net.label_dim:
         raise ValueError(f"{path}: {ds.label_dim} classes but the network knows {net.label_dim}")
     gen = torch.Generator().manual_seed(seed)
@@ -94,15 +113,23 @@ def _probe_data(net, path: str | os.PathLike, sigma_min: float, sigma_max: float
     labels = None
     if net.label_dim:
         labels = torch.zeros(len(items), net.label_dim)
-        labels[:, :ds.label_dim] = torch.as_tensor(np.stack([it[1] for it in items]))
+        labels[:, : ds.label_dim] = torch.as_tensor(np.stack([it[1] for it in items]))
     grid = log_sigma_grid(sigma_min, sigma_max, num_bins)
     data = [(x, labels)] if labels is not None else x
-    return probe_profile(net, data, grid, n_samples=num_samples, batch_size=batch_size,
-                               generator=gen, device=device)
+    return probe_profile(net, data, grid, n_samples=num_samples, batch_size=batch_size, generator=gen, device=device)
 
 
-def probe_network(net, data_path: str | os.PathLike, sigma_min: float, sigma_max: float, num_samples: int = 128,
-                  num_bins: int = 128, batch_size: int = 256, seed: int = 0, device="cpu") -> dict:
+def probe_network(
+    net,
+    data_path: str | os.PathLike,
+    sigma_min: float,
+    sigma_max: float,
+    num_samples: int = 128,
+    num_bins: int = 128,
+    batch_size: int = 256,
+    seed: int = 0,
+    device="cpu",
+) -> dict:
     """The profile of `net` on `num_samples` seeded-random examples of the data set at `data_path`, over
     `num_bins` log-σ bins of [σ_min, σ_max] (the scheduler's grid, §5). Under torchrun, rank 0 probes and
     broadcasts, so every rank builds the same InfoGrid; a failure on rank 0 travels as NaNs, so the other
@@ -112,8 +139,9 @@ def probe_network(net, data_path: str | os.PathLike, sigma_min: float, sigma_max
     mmse, error = torch.full([num_bins], math.nan, dtype=torch.float64), None
     if dist.get_rank() == 0:
         try:
-            mmse = _probe_data(net, data_path, sigma_min, sigma_max, num_samples, num_bins, batch_size, seed,
-                               device)["mmse"]
+            mmse = _probe_data(net, data_path, sigma_min, sigma_max, num_samples, num_bins, batch_size, seed, device)[
+                "mmse"
+            ]
         except Exception as e:  # re-raised below, after the other ranks have been told
             error = e
     mmse = dist.broadcast(mmse.to(device), src=0).cpu()

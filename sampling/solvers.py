@@ -8,6 +8,7 @@ spec §6); the solver is shared so the comparison is at equal NFE (Heun: 2N − 
 Randomness (only the churn noise here) comes from `randn_like`, so a per-seed generator makes every
 sample a function of its seed alone — see `StackedRandomGenerator`.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,8 +31,9 @@ class StackedRandomGenerator:
     def randn(self, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """shape[0] must equal the number of seeds."""
         assert shape[0] == len(self.generators)
-        return torch.stack([torch.randn(tuple(shape[1:]), generator=g, dtype=dtype)
-                            for g in self.generators]).to(self.device)
+        return torch.stack([torch.randn(tuple(shape[1:]), generator=g, dtype=dtype) for g in self.generators]).to(
+            self.device
+        )
 
     def randn_like(self, x: torch.Tensor) -> torch.Tensor:
         return self.randn(x.shape, dtype=x.dtype)
@@ -46,8 +48,16 @@ def _call(denoise: Denoiser, x: torch.Tensor, sigma: torch.Tensor, class_labels:
     return denoise(x, sigma.expand(len(x)), **extra).to(x.dtype)
 
 
-def _churn(x: torch.Tensor, sigma: torch.Tensor, num_steps: int, S_churn: float, S_min: float, S_max: float,
-           S_noise: float, randn_like: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def _churn(
+    x: torch.Tensor,
+    sigma: torch.Tensor,
+    num_steps: int,
+    S_churn: float,
+    S_min: float,
+    S_max: float,
+    S_noise: float,
+    randn_like: Callable[[torch.Tensor], torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor]:
     """EDM Alg. 2 lines 4–6: raise σ to σ̂ = (1 + γ)σ by adding fresh noise, γ = min(S_churn/N, √2 − 1)
     inside [S_min, S_max]. With S_churn = 0 no noise is drawn, so the deterministic path consumes no
     randomness."""
@@ -59,10 +69,17 @@ def _churn(x: torch.Tensor, sigma: torch.Tensor, num_steps: int, S_churn: float,
 
 
 @torch.no_grad()
-def sample_heun(denoise: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
-                class_labels: torch.Tensor | None = None, S_churn: float = 0.0, S_min: float = 0.0,
-                S_max: float = float("inf"), S_noise: float = 1.0,
-                randn_like: Callable[[torch.Tensor], torch.Tensor] = torch.randn_like) -> torch.Tensor:
+def sample_heun(
+    denoise: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    class_labels: torch.Tensor | None = None,
+    S_churn: float = 0.0,
+    S_min: float = 0.0,
+    S_max: float = float("inf"),
+    S_noise: float = 1.0,
+    randn_like: Callable[[torch.Tensor], torch.Tensor] = torch.randn_like,
+) -> torch.Tensor:
     """EDM Alg. 2 (Alg. 1 when S_churn = 0): Heun's 2nd-order method over `sigmas`, with an Euler step
     for the last step to σ = 0 (the correction would divide by σ = 0). `x` is the start at σ_0 =
     sigmas[0] (latents·σ_0). Integrates in float64; returns float64 samples at σ = 0."""
@@ -80,10 +97,17 @@ def sample_heun(denoise: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
 
 
 @torch.no_grad()
-def sample_euler(denoise: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
-                 class_labels: torch.Tensor | None = None, S_churn: float = 0.0, S_min: float = 0.0,
-                 S_max: float = float("inf"), S_noise: float = 1.0,
-                 randn_like: Callable[[torch.Tensor], torch.Tensor] = torch.randn_like) -> torch.Tensor:
+def sample_euler(
+    denoise: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    class_labels: torch.Tensor | None = None,
+    S_churn: float = 0.0,
+    S_min: float = 0.0,
+    S_max: float = float("inf"),
+    S_noise: float = 1.0,
+    randn_like: Callable[[torch.Tensor], torch.Tensor] = torch.randn_like,
+) -> torch.Tensor:
     """Euler's 1st-order method over `sigmas` (N evaluations), with the same churn as `sample_heun`:
     the baseline that shows what the 2nd-order correction buys."""
     sigmas = torch.as_tensor(sigmas, dtype=torch.float64, device=x.device)

@@ -4,6 +4,7 @@ A new schedule is one new file plus one line in `_REGISTRY`. `context` carries f
 run knows (σ range, σ_data, loss weighting, data endpoint type); each scheduler receives only the
 context keys its constructor names, and user kwargs override them.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -37,8 +38,10 @@ def build(name: str, context: dict | None = None, **kwargs) -> NoiseScheduler:
     accepted = [p for p in params if p != "self" and params[p].kind is not inspect.Parameter.VAR_KEYWORD]
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
-        raise ValueError(f"Scheduler '{name}' has no option(s) {', '.join(unknown)}. "
-                         f"Valid options: {', '.join(accepted) or '(none)'}")
+        raise ValueError(
+            f"Scheduler '{name}' has no option(s) {', '.join(unknown)}. "
+            f"Valid options: {', '.join(accepted) or '(none)'}"
+        )
     merged = {k: v for k, v in (context or {}).items() if k in accepted}
     merged.update(kwargs)
     return cls(**merged)

@@ -4,6 +4,7 @@ The loop asks `sample` for σ, hands `observe` the per-sample unweighted denoisi
 (summed over dimensions, detached), and calls `step` once per optimizer step. The loss never knows
 which scheduler it has; the loop never knows the formulas (architecture.md, "The scheduler contract").
 """
+
 from __future__ import annotations
 
 import math

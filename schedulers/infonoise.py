@@ -11,6 +11,7 @@ reached after ≈ n_min·M/batch steps). Continuous ones use EDM's log-normal wi
 ε as every table: a pure log-normal practically never visits the end bins of [0.002, 80] (≈1e-6 per
 draw); with ε = 0.02 each bin gets ε/M of the draws. floor = 0 gives exactly `LogNormal`.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,6 +19,7 @@ import math
 import torch
 
 from torch_utils import distributed
+
 from . import information as info
 from .base import NoiseScheduler, std_normal_icdf, uniform
 from .lognormal import LogNormal
@@ -43,51 +45,90 @@ class InfoNoise(NoiseScheduler):
     bins of smoothing on the log–log slopes it reads). Once a refresh has found a valley, the next one
     keeps the valley rule while the prominence stays ≥ `valley_hysteresis`·ln κ (ours, 0.5; 1 = stateless):
     a bump hovering at κ would otherwise flip σ_p between the valley and the fallback every refresh (a
-    recorded binarized-MNIST profile fell from 1.72× to 1.48× while its valley stayed put). `warmup_sampler` 'auto' picks log-uniform for
-    discrete endpoints and the floored log-normal for continuous ones (spec §5)."""
+    recorded binarized-MNIST profile fell from 1.72× to 1.48× while its valley stayed put).
+    `warmup_sampler` 'auto' picks log-uniform for discrete endpoints and the floored log-normal for
+    continuous ones (spec §5)."""
+
     name = "infonoise"
 
-    def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0, num_bins: int = 128,
-                 fifo_size: int = 256, ema_beta: float = 0.9, refresh_every: int = 500,
-                 warmup_steps: int = 1000, min_count: int = 8, smooth_std: float = 1.0,
-                 gate_n: float = 3.0, tau: float = 0.002, k_persist: int = 3, powerlaw_tol: float = 0.25,
-                 powerlaw_min_decades: float = 1.0, slope_smooth_std: float = 2.0, floor: float = 0.02,
-                 endpoint: str = "continuous", sigma_p: float | None = None, weighting: str = "edm",
-                 sigma_data: float = 0.5, warmup_P_mean: float = -1.2, warmup_P_std: float = 1.2,
-                 pivot_rule: str = "valley", valley_kappa: float = 1.5, valley_smooth_decades: float = 0.125,
-                 sigma_p_fallback: float = 0.2, valley_hysteresis: float = 0.5, warmup_sampler: str = "auto"):
+    def __init__(
+        self,
+        sigma_min: float = 0.002,
+        sigma_max: float = 80.0,
+        num_bins: int = 128,
+        fifo_size: int = 256,
+        ema_beta: float = 0.9,
+        refresh_every: int = 500,
+        warmup_steps: int = 1000,
+        min_count: int = 8,
+        smooth_std: float = 1.0,
+        gate_n: float = 3.0,
+        tau: float = 0.002,
+        k_persist: int = 3,
+        powerlaw_tol: float = 0.25,
+        powerlaw_min_decades: float = 1.0,
+        slope_smooth_std: float = 2.0,
+        floor: float = 0.02,
+        endpoint: str = "continuous",
+        sigma_p: float | None = None,
+        weighting: str = "edm",
+        sigma_data: float = 0.5,
+        warmup_P_mean: float = -1.2,
+        warmup_P_std: float = 1.2,
+        pivot_rule: str = "valley",
+        valley_kappa: float = 1.5,
+        valley_smooth_decades: float = 0.125,
+        sigma_p_fallback: float = 0.2,
+        valley_hysteresis: float = 0.5,
+        warmup_sampler: str = "auto",
+    ):
         _check(0 < sigma_min < sigma_max < math.inf, f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
         _check(_is_int(num_bins) and num_bins >= 3, f"num_bins must be an integer >= 3, got {num_bins!r}")
         _check(_is_int(fifo_size) and fifo_size >= 1, f"fifo_size must be an integer >= 1, got {fifo_size!r}")
-        _check(_is_int(min_count) and 1 <= min_count <= fifo_size,
-               f"min_count must be an integer in [1, fifo_size={fifo_size}], got {min_count!r}")
+        _check(
+            _is_int(min_count) and 1 <= min_count <= fifo_size,
+            f"min_count must be an integer in [1, fifo_size={fifo_size}], got {min_count!r}",
+        )
         _check(0 <= ema_beta < 1, f"ema_beta must be in [0, 1), got {ema_beta}")
-        _check(_is_int(refresh_every) and refresh_every >= 1,
-               f"refresh_every must be an integer >= 1, got {refresh_every!r}")
-        _check(_is_int(warmup_steps) and warmup_steps >= 0, f"warmup_steps must be an integer >= 0, got {warmup_steps!r}")
+        _check(
+            _is_int(refresh_every) and refresh_every >= 1,
+            f"refresh_every must be an integer >= 1, got {refresh_every!r}",
+        )
+        _check(
+            _is_int(warmup_steps) and warmup_steps >= 0, f"warmup_steps must be an integer >= 0, got {warmup_steps!r}"
+        )
         _check(smooth_std >= 0, f"smooth_std must be >= 0, got {smooth_std}")
         _check(gate_n > 0, f"gate_n must be > 0, got {gate_n}")
         _check(0 < tau <= 1, f"tau must be in (0, 1], got {tau}")
-        _check(_is_int(k_persist) and 1 <= k_persist <= num_bins,
-               f"k_persist must be an integer in [1, num_bins], got {k_persist!r}")
+        _check(
+            _is_int(k_persist) and 1 <= k_persist <= num_bins,
+            f"k_persist must be an integer in [1, num_bins], got {k_persist!r}",
+        )
         _check(powerlaw_tol > 0, f"powerlaw_tol must be > 0, got {powerlaw_tol}")
         _check(powerlaw_min_decades >= 0, f"powerlaw_min_decades must be >= 0, got {powerlaw_min_decades}")
         _check(slope_smooth_std >= 0, f"slope_smooth_std must be >= 0, got {slope_smooth_std}")
         _check(0 <= floor < 1, f"floor must be in [0, 1), got {floor}")
-        _check(endpoint != "auto", "endpoint 'auto' must be resolved to 'continuous' or 'discrete' by the "
-                                   "caller (it depends on the data set) before building the scheduler")
+        _check(
+            endpoint != "auto",
+            "endpoint 'auto' must be resolved to 'continuous' or 'discrete' by the "
+            "caller (it depends on the data set) before building the scheduler",
+        )
         _check(endpoint in ("continuous", "discrete"), f"unknown endpoint '{endpoint}'. Valid: continuous, discrete")
         _check(sigma_p is None or 0 < sigma_p < math.inf, f"sigma_p (pinned pivot) must be None or > 0, got {sigma_p}")
         _check(weighting in ("edm", "unit"), f"unknown weighting '{weighting}'. Valid: edm, unit")
         _check(sigma_data > 0, f"sigma_data must be > 0, got {sigma_data}")
         _check(warmup_P_std > 0, f"warmup_P_std must be > 0, got {warmup_P_std}")
-        _check(pivot_rule in info.PIVOT_RULES, f"unknown pivot_rule '{pivot_rule}'. Valid: {', '.join(info.PIVOT_RULES)}")
+        _check(
+            pivot_rule in info.PIVOT_RULES, f"unknown pivot_rule '{pivot_rule}'. Valid: {', '.join(info.PIVOT_RULES)}"
+        )
         _check(valley_kappa >= 1, f"valley_kappa must be >= 1, got {valley_kappa}")
         _check(valley_smooth_decades >= 0, f"valley_smooth_decades must be >= 0, got {valley_smooth_decades}")
         _check(0 < sigma_p_fallback < math.inf, f"sigma_p_fallback must be > 0, got {sigma_p_fallback}")
         _check(0 < valley_hysteresis <= 1, f"valley_hysteresis must be in (0, 1], got {valley_hysteresis}")
-        _check(warmup_sampler in ("auto", "lognormal", "loguniform"),
-               f"unknown warmup_sampler '{warmup_sampler}'. Valid: auto, lognormal, loguniform")
+        _check(
+            warmup_sampler in ("auto", "lognormal", "loguniform"),
+            f"unknown warmup_sampler '{warmup_sampler}'. Valid: auto, lognormal, loguniform",
+        )
 
         self.sigma_min, self.sigma_max, self.num_bins = float(sigma_min), float(sigma_max), num_bins
         self.fifo_size, self.min_count, self.ema_beta = fifo_size, min_count, float(ema_beta)
@@ -106,11 +147,11 @@ class InfoNoise(NoiseScheduler):
         self.warmup = LogNormal(warmup_P_mean, warmup_P_std)
         self.loguniform = LogUniform(sigma_min, sigma_max)
 
-        self.sigma = info.log_sigma_grid(sigma_min, sigma_max, num_bins)            # bin centres
+        self.sigma = info.log_sigma_grid(sigma_min, sigma_max, num_bins)  # bin centres
         self.weight = info.loss_weight(self.sigma, weighting, sigma_data)
-        self.buf = torch.zeros(num_bins, fifo_size, dtype=torch.float64)          # FIFO ring buffers
-        self.ptr = torch.zeros(num_bins, dtype=torch.int64)                       # next write slot
-        self.count = torch.zeros(num_bins, dtype=torch.int64)                     # filled slots
+        self.buf = torch.zeros(num_bins, fifo_size, dtype=torch.float64)  # FIFO ring buffers
+        self.ptr = torch.zeros(num_bins, dtype=torch.int64)  # next write slot
+        self.count = torch.zeros(num_bins, dtype=torch.int64)  # filled slots
         self.mhat = self.hdot = self.alloc = self.log_dens = self.table = None
         self.sigma_p, self.pivot_set_by, self.prominence = None, None, None
         self.refreshes, self.last_refresh_step, self.n_observed, self.n_nonfinite, self.n_outside = 0, -1, 0, 0, 0
@@ -127,8 +168,9 @@ class InfoNoise(NoiseScheduler):
             return info.sample_icdf(u, self.table).float()
         eps, lo, hi = self.floor, math.log(self.sigma_min), math.log(self.sigma_max)
         z = std_normal_icdf(((u - eps) / (1 - eps)).clamp(1e-12, 1 - 1e-12))
-        ln_sigma = torch.where(u < eps, lo + (hi - lo) * u / max(eps, 1e-300),
-                               self.warmup.P_mean + self.warmup.P_std * z)
+        ln_sigma = torch.where(
+            u < eps, lo + (hi - lo) * u / max(eps, 1e-300), self.warmup.P_mean + self.warmup.P_std * z
+        )
         return ln_sigma.exp().float()
 
     def density(self, sigma: torch.Tensor) -> torch.Tensor:
@@ -162,7 +204,7 @@ class InfoNoise(NoiseScheduler):
         error = error[good][order]
         n_k = torch.bincount(k, minlength=self.num_bins)
         rank = torch.arange(len(k)) - (n_k.cumsum(0) - n_k)[k]
-        keep = rank >= n_k[k] - self.fifo_size            # a flood larger than B keeps only its last B
+        keep = rank >= n_k[k] - self.fifo_size  # a flood larger than B keeps only its last B
         self.buf[k[keep], (self.ptr[k[keep]] + rank[keep]) % self.fifo_size] = error[keep]
         self.ptr = (self.ptr + n_k) % self.fifo_size
         self.count = (self.count + n_k).clamp(max=self.fifo_size)
@@ -172,11 +214,10 @@ class InfoNoise(NoiseScheduler):
         """Refresh at step ≥ N_warm, step % K == 0, once every bin holds ≥ n_min errors over all ranks
         (spec §5). Must be called with the same step on every rank: it runs a collective then.
         Returns the refresh's log record, else None."""
-        if (global_step < self.warmup_steps or global_step % self.refresh_every
-                or global_step == self.last_refresh_step):
+        if global_step < self.warmup_steps or global_step % self.refresh_every or global_step == self.last_refresh_step:
             return None
-        local = torch.stack([self.buf.sum(1), self.count.to(torch.float64)])   # unfilled slots hold 0
-        sums, counts = distributed.all_reduce_sum(local)                        # identical on every rank
+        local = torch.stack([self.buf.sum(1), self.count.to(torch.float64)])  # unfilled slots hold 0
+        sums, counts = distributed.all_reduce_sum(local)  # identical on every rank
         if counts.min() < self.min_count:
             return None
         return self._refresh(sums / counts, global_step, int(counts.min()))
@@ -187,10 +228,20 @@ class InfoNoise(NoiseScheduler):
         self.hdot = info.entropy_rate(self.mhat, self.sigma)
         kappa = self.valley_kappa ** (self.valley_hysteresis if self.pivot_set_by == "valley" else 1.0)
         self.sigma_p, self.pivot_set_by, self.prominence = info.pivot(
-            self.hdot, self.sigma, self.endpoint, self.pinned, rule=self.pivot_rule, tau=self.tau,
-            k_persist=self.k_persist, tol=self.powerlaw_tol, min_decades=self.powerlaw_min_decades,
-            smooth_std=self.slope_smooth_std, kappa=kappa, smooth_decades=self.valley_smooth_decades,
-            fallback=self.sigma_p_fallback)
+            self.hdot,
+            self.sigma,
+            self.endpoint,
+            self.pinned,
+            rule=self.pivot_rule,
+            tau=self.tau,
+            k_persist=self.k_persist,
+            tol=self.powerlaw_tol,
+            min_decades=self.powerlaw_min_decades,
+            smooth_std=self.slope_smooth_std,
+            kappa=kappa,
+            smooth_decades=self.valley_smooth_decades,
+            fallback=self.sigma_p_fallback,
+        )
         self.alloc = info.allocation(self.hdot, self.sigma, self.sigma_p, self.gate_n, self.smooth_std)
         pi = info.schedule_from_allocation(self.alloc, self.sigma, self.weight)
         self.log_dens = info.add_floor(info.log_density(pi, self.sigma), self.floor)
@@ -202,15 +253,29 @@ class InfoNoise(NoiseScheduler):
         q = torch.tensor(_QUANTILES, dtype=torch.float64)
         alloc_q = info.sample_icdf(q, info.build_cdf(info.log_density(self.alloc, self.sigma), self.sigma))
         sched_q = info.sample_icdf(q, self.table)
-        summary = dict(step=int(global_step), refresh=self.refreshes, sigma_p=self.sigma_p,
-                       pivot_rule=self.pivot_set_by, prominence=self.prominence,
-                       tv_change=info.total_variation(self._masses(), previous), min_count=min_count,
-                       n_nonfinite=self.n_nonfinite, n_outside=self.n_outside,
-                       **{f"alloc_q{round(100 * p):02d}": float(v) for p, v in zip(_QUANTILES, alloc_q)},
-                       **{f"sched_q{round(100 * p):02d}": float(v) for p, v in zip(_QUANTILES, sched_q)})
+        summary = dict(
+            step=int(global_step),
+            refresh=self.refreshes,
+            sigma_p=self.sigma_p,
+            pivot_rule=self.pivot_set_by,
+            prominence=self.prominence,
+            tv_change=info.total_variation(self._masses(), previous),
+            min_count=min_count,
+            n_nonfinite=self.n_nonfinite,
+            n_outside=self.n_outside,
+            **{f"alloc_q{round(100 * p):02d}": float(v) for p, v in zip(_QUANTILES, alloc_q)},
+            **{f"sched_q{round(100 * p):02d}": float(v) for p, v in zip(_QUANTILES, sched_q)},
+        )
         self.history.append(summary)
-        return dict(summary, sigma=self.sigma.tolist(), mmse=self.mhat.tolist(), hdot=self.hdot.tolist(),
-                    allocation=self.alloc.tolist(), log_density=self.log_dens.tolist(), cdf=self.table[1].tolist())
+        return dict(
+            summary,
+            sigma=self.sigma.tolist(),
+            mmse=self.mhat.tolist(),
+            hdot=self.hdot.tolist(),
+            allocation=self.alloc.tolist(),
+            log_density=self.log_dens.tolist(),
+            cdf=self.table[1].tolist(),
+        )
 
     def _masses(self) -> torch.Tensor:
         """Bin masses of the current sampler plus its mass outside [σ_min, σ_max] (M+1 atoms), for the
@@ -218,8 +283,12 @@ class InfoNoise(NoiseScheduler):
         if self.table is not None:
             return torch.cat([info.bin_masses(self.table), torch.zeros(1, dtype=torch.float64)])
         if self.warmup_sampler == "loguniform":
-            return torch.cat([torch.full((self.num_bins,), 1 / self.num_bins, dtype=torch.float64),
-                              torch.zeros(1, dtype=torch.float64)])
+            return torch.cat(
+                [
+                    torch.full((self.num_bins,), 1 / self.num_bins, dtype=torch.float64),
+                    torch.zeros(1, dtype=torch.float64),
+                ]
+            )
         edges = info.log_sigma_edges(self.sigma_min, self.sigma_max, self.num_bins)
         cdf = torch.special.ndtr((edges - self.warmup.P_mean) / self.warmup.P_std)
         eps = self.floor
@@ -233,38 +302,60 @@ class InfoNoise(NoiseScheduler):
         the CDF table (edges in σ, CDF there) for InfoGrid and plots."""
         if self.table is None:
             return None
-        return dict(sigma=self.sigma.clone(), mmse=self.mhat.clone(), hdot=self.hdot.clone(),
-                    allocation=self.alloc.clone(), schedule=self.log_dens / self.sigma,
-                    log_density=self.log_dens.clone(), sigma_p=float(self.sigma_p),
-                    sigma_edges=self.table[0].exp(), cdf=self.table[1].clone(), refreshes=self.refreshes)
+        return dict(
+            sigma=self.sigma.clone(),
+            mmse=self.mhat.clone(),
+            hdot=self.hdot.clone(),
+            allocation=self.alloc.clone(),
+            schedule=self.log_dens / self.sigma,
+            log_density=self.log_dens.clone(),
+            sigma_p=float(self.sigma_p),
+            sigma_edges=self.table[0].exp(),
+            cdf=self.table[1].clone(),
+            refreshes=self.refreshes,
+        )
 
     _STRUCTURE = ("sigma_min", "sigma_max", "num_bins", "fifo_size")
     _TENSORS = ("buf", "ptr", "count", "mhat", "hdot", "alloc", "log_dens", "table")
-    _SCALARS = ("sigma_p", "pivot_set_by", "prominence", "refreshes", "last_refresh_step", "n_observed", "n_nonfinite", "n_outside")
+    _SCALARS = (
+        "sigma_p",
+        "pivot_set_by",
+        "prominence",
+        "refreshes",
+        "last_refresh_step",
+        "n_observed",
+        "n_nonfinite",
+        "n_outside",
+    )
 
     def state_dict(self) -> dict:
         """Everything needed to continue identically, as tensors and Python scalars (weights_only-safe)."""
         state = {name: getattr(self, name) for name in self._STRUCTURE + self._SCALARS}
-        state.update({name: None if getattr(self, name) is None else getattr(self, name).clone()
-                      for name in self._TENSORS})
+        state.update(
+            {name: None if getattr(self, name) is None else getattr(self, name).clone() for name in self._TENSORS}
+        )
         state["history"] = [dict(h) for h in self.history]
         return state
 
     def load_state_dict(self, state: dict) -> None:
         for name in self._STRUCTURE:
             if state[name] != getattr(self, name):
-                raise ValueError(f"infonoise: checkpoint has {name}={state[name]}, this scheduler "
-                                 f"{getattr(self, name)}; the grid/FIFO layout cannot change on resume")
+                raise ValueError(
+                    f"infonoise: checkpoint has {name}={state[name]}, this scheduler "
+                    f"{getattr(self, name)}; the grid/FIFO layout cannot change on resume"
+                )
         for name in self._TENSORS:
             value = state[name]
             setattr(self, name, None if value is None else value.detach().to("cpu").clone())
-        for name in self._SCALARS:     # snapshots from before the v2 pivot lack its two records
+        for name in self._SCALARS:  # snapshots from before the v2 pivot lack its two records
             setattr(self, name, state.get(name) if name in ("pivot_set_by", "prominence") else state[name])
         self.history = [dict(h) for h in state["history"]]
 
     def __repr__(self) -> str:
-        return (f"InfoNoise(endpoint={self.endpoint}, pivot_rule={self.pivot_rule}, warmup={self.warmup_sampler}, "
-                f"weighting={self.weighting}, M={self.num_bins}, "
-                f"B={self.fifo_size}, K={self.refresh_every}, warmup={self.warmup_steps}, "
-                f"sigma_p={'pinned ' + str(self.pinned) if self.pinned is not None else 'auto'}, "
-                f"refreshes={self.refreshes})")
+        return (
+            f"InfoNoise(endpoint={self.endpoint}, pivot_rule={self.pivot_rule}, warmup={self.warmup_sampler}, "
+            f"weighting={self.weighting}, M={self.num_bins}, "
+            f"B={self.fifo_size}, K={self.refresh_every}, warmup={self.warmup_steps}, "
+            f"sigma_p={'pinned ' + str(self.pinned) if self.pinned is not None else 'auto'}, "
+            f"refreshes={self.refreshes})"
+        )

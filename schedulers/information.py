@@ -12,6 +12,7 @@ Densities come in two coordinates and the σ Jacobian converts them (§3.5): ρ,
 `log_density` is per unit ln σ (= σ·π). "Normalised" means unit total mass on the grid
 (Σ_k σ_k·π_k·Δ = 1, resp. Σ_k p_k·Δ = 1).
 """
+
 from __future__ import annotations
 
 import math
@@ -29,6 +30,7 @@ def _t(x) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------------------------
 # Grid (§5).
+
 
 def log_sigma_edges(sigma_min: float, sigma_max: float, num_bins: int) -> torch.Tensor:
     """ln σ at the M+1 bin edges, uniform in ln σ from ln σ_min to ln σ_max (§5)."""
@@ -64,6 +66,7 @@ def bin_index(sigma: torch.Tensor, sigma_min: float, sigma_max: float, num_bins:
 # ----------------------------------------------------------------------------------------------
 # Information quantities (§2) and weights (§1, §3.2).
 
+
 def entropy_rate(mmse: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """ḣ(σ) = dH(X0|X_σ)/dσ = mmse/σ³, per unit σ (I–MMSE, §2)."""
     return _t(mmse) / _t(sigma) ** 3
@@ -96,6 +99,7 @@ def loss_weight(sigma: torch.Tensor, weighting: str = "edm", sigma_data: float =
 # ----------------------------------------------------------------------------------------------
 # Smoothing across bins (§3.3, §5).
 
+
 def smooth(values: torch.Tensor, std_bins: float = 1.0) -> torch.Tensor:
     """Gaussian smoothing across bins (std in bins, kernel truncated at 4 std). Half-sample symmetric
     reflection at both ends (scipy's 'reflect') keeps the total mass exactly and leaves a constant
@@ -107,13 +111,14 @@ def smooth(values: torch.Tensor, std_bins: float = 1.0) -> torch.Tensor:
     off = torch.arange(-r, r + 1)
     w = torch.exp(-0.5 * (off.to(_F64) / std_bins) ** 2)
     m = len(v)
-    idx = (torch.arange(m)[:, None] + off) % (2 * m)      # periodic extension of [v, reversed v]
+    idx = (torch.arange(m)[:, None] + off) % (2 * m)  # periodic extension of [v, reversed v]
     idx = torch.where(idx >= m, 2 * m - 1 - idx, idx)
     return (v[idx] * (w / w.sum())).sum(1)
 
 
 # ----------------------------------------------------------------------------------------------
 # Pivot σ_p (§4).
+
 
 def pivot_onset(hdot: torch.Tensor, sigma: torch.Tensor, tau: float = 0.002, k_persist: int = 3) -> float:
     """Continuous endpoints (§4): r = ḣ/max ḣ on the per-dσ profile; scanning from σ_max downward,
@@ -124,7 +129,7 @@ def pivot_onset(hdot: torch.Tensor, sigma: torch.Tensor, tau: float = 0.002, k_p
         raise ValueError("pivot_onset: the entropy-rate profile has no positive value")
     above = hdot / hdot.max() >= tau
     k = min(int(k_persist), len(hdot))
-    runs = above.unfold(0, k, 1).all(1).nonzero()        # runs[j]: bins j … j+k−1 all above τ
+    runs = above.unfold(0, k, 1).all(1).nonzero()  # runs[j]: bins j … j+k−1 all above τ
     top = int(runs[-1]) + k - 1 if len(runs) else int(above.nonzero()[-1])
     return float(sigma[top])
 
@@ -145,19 +150,20 @@ def pivot_knee(hdot: torch.Tensor, sigma: torch.Tensor, smooth_std: float = 2.0)
     s = _loglog_slopes(hdot, sigma, smooth_std)
     x = _t(sigma).log()
     curv = (s[1:] - s[:-1]) / ((x[2:] - x[:-2]) / 2)
-    kappa = curv.abs() / (1 + ((s[1:] + s[:-1]) / 2) ** 2) ** 1.5      # kappa[i] belongs to point i + 1
+    kappa = curv.abs() / (1 + ((s[1:] + s[:-1]) / 2) ** 2) ** 1.5  # kappa[i] belongs to point i + 1
     margin = max(2, math.ceil(4 * smooth_std))
     if len(kappa) > 2 * margin:
         kappa[: margin - 1] = -1
-        kappa[len(kappa) - margin + 1:] = -1
+        kappa[len(kappa) - margin + 1 :] = -1
     return float(sigma[1 + int(kappa.argmax())])
 
 
-def pivot_powerlaw(hdot: torch.Tensor, sigma: torch.Tensor, tol: float = 0.25, min_decades: float = 1.0,
-                   smooth_std: float = 2.0) -> float:
-    """Discrete endpoints, v1 (§4, `pivot_rule: powerlaw`): the longest run of slopes starting at σ_min that all stay within ±tol of
-    the run's median; σ_p is the grid point where the run ends. If the run spans < `min_decades`
-    decades, fall back to `pivot_knee`."""
+def pivot_powerlaw(
+    hdot: torch.Tensor, sigma: torch.Tensor, tol: float = 0.25, min_decades: float = 1.0, smooth_std: float = 2.0
+) -> float:
+    """Discrete endpoints, v1 (§4, `pivot_rule: powerlaw`): the longest run of slopes starting at σ_min
+    that all stay within ±tol of the run's median; σ_p is the grid point where the run ends. If the run
+    spans < `min_decades` decades, fall back to `pivot_knee`."""
     upper, decades = _powerlaw_run(hdot, sigma, tol, smooth_std)
     if decades >= min_decades:
         return float(sigma[upper])
@@ -169,18 +175,19 @@ def _powerlaw_run(hdot: torch.Tensor, sigma: torch.Tensor, tol: float, smooth_st
     the decades it spans)."""
     s = _loglog_slopes(hdot, sigma, smooth_std)
     n = len(s)
-    prefix = torch.arange(n)[None, :] <= torch.arange(n)[:, None]          # row i: slopes 0 … i
+    prefix = torch.arange(n)[None, :] <= torch.arange(n)[:, None]  # row i: slopes 0 … i
     med = torch.where(prefix, s, torch.nan).nanmedian(1).values
     ok = ((s[None, :] - med[:, None]).abs() <= tol).logical_or(~prefix).all(1)
-    upper = int(ok.nonzero()[-1]) + 1                                      # slopes 0…i span points 0…i+1
+    upper = int(ok.nonzero()[-1]) + 1  # slopes 0…i span points 0…i+1
     x = _t(sigma).log()
     return upper, float((x[upper] - x[0]) / math.log(10))
 
 
 class Valley(NamedTuple):
     """The most prominent valley of the smoothed per-ln σ entropy rate (§4, discrete v2)."""
-    sigma: float | None       # its grid σ; None when the profile has no interior valley
-    prominence: float         # its topographic prominence in ln units (0 when there is none)
+
+    sigma: float | None  # its grid σ; None when the profile has no interior valley
+    prominence: float  # its topographic prominence in ln units (0 when there is none)
 
 
 def most_prominent_valley(hdot: torch.Tensor, sigma: torch.Tensor, smooth_decades: float = 0.125) -> Valley:
@@ -189,6 +196,7 @@ def most_prominent_valley(hdot: torch.Tensor, sigma: torch.Tensor, smooth_decade
     slopes: a valley's prominence is a difference of smoothed log levels, which noise moves far less than
     a derivative. The end points are never valleys (find_peaks needs a neighbour on each side)."""
     from scipy.signal import find_peaks
+
     std_bins = smooth_decades * math.log(10) / log_step(sigma)
     y = smooth((_t(sigma) * _t(hdot)).clamp_min(_TINY).log(), std_bins)
     found, props = find_peaks(-y.numpy(), prominence=0)
@@ -198,8 +206,9 @@ def most_prominent_valley(hdot: torch.Tensor, sigma: torch.Tensor, smooth_decade
     return Valley(float(sigma[int(found[best])]), float(props["prominences"][best]))
 
 
-def pivot_valley(hdot: torch.Tensor, sigma: torch.Tensor, kappa: float = 1.5, smooth_decades: float = 0.125,
-                 fallback: float = 0.2) -> tuple[float, str, float]:
+def pivot_valley(
+    hdot: torch.Tensor, sigma: torch.Tensor, kappa: float = 1.5, smooth_decades: float = 0.125, fallback: float = 0.2
+) -> tuple[float, str, float]:
     """Discrete endpoints, v2 (§4): (σ_p, rule, prominence). σ_p is the most prominent valley of the
     smoothed ln(m̂/σ²) if the information bump rises ≥ κ× above it (prominence ≥ ln κ, rule 'valley');
     else `fallback` (rule 'fallback': a young profile that still falls monotonically)."""
@@ -212,6 +221,7 @@ def pivot_valley(hdot: torch.Tensor, sigma: torch.Tensor, kappa: float = 1.5, sm
 class Pivot(NamedTuple):
     """σ_p with the rule that set it — pinned, onset (continuous), valley or fallback (discrete v2),
     powerlaw or knee (discrete v1) — and the valley prominence seen (v2 only, else None)."""
+
     sigma_p: float
     rule: str
     prominence: float | None = None
@@ -220,10 +230,22 @@ class Pivot(NamedTuple):
 PIVOT_RULES = ("valley", "powerlaw")
 
 
-def pivot(hdot: torch.Tensor, sigma: torch.Tensor, endpoint: str, pinned: float | None = None, *,
-          rule: str = "valley", tau: float = 0.002, k_persist: int = 3, tol: float = 0.25, min_decades: float = 1.0,
-          smooth_std: float = 2.0, kappa: float = 1.5, smooth_decades: float = 0.125,
-          fallback: float = 0.2) -> Pivot:
+def pivot(
+    hdot: torch.Tensor,
+    sigma: torch.Tensor,
+    endpoint: str,
+    pinned: float | None = None,
+    *,
+    rule: str = "valley",
+    tau: float = 0.002,
+    k_persist: int = 3,
+    tol: float = 0.25,
+    min_decades: float = 1.0,
+    smooth_std: float = 2.0,
+    kappa: float = 1.5,
+    smooth_decades: float = 0.125,
+    fallback: float = 0.2,
+) -> Pivot:
     """σ_p (§4): `pinned` if given; else 'continuous' → onset; 'discrete' → `rule` ('valley', v2, or
     'powerlaw', v1 with its knee fallback)."""
     if pinned is not None:
@@ -245,6 +267,7 @@ def pivot(hdot: torch.Tensor, sigma: torch.Tensor, endpoint: str, pinned: float 
 # ----------------------------------------------------------------------------------------------
 # Entropy rate → allocation → schedule → per-ln σ density (§3).
 
+
 def _normalise_sigma_density(f: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """Scale a per-unit-σ profile to unit mass on the grid: Σ σ_k f_k Δ = 1."""
     sigma = _t(sigma)
@@ -254,8 +277,9 @@ def _normalise_sigma_density(f: torch.Tensor, sigma: torch.Tensor) -> torch.Tens
     return f / mass
 
 
-def allocation(hdot: torch.Tensor, sigma: torch.Tensor, sigma_p: float, n: float = 3.0,
-               smooth_std: float = 1.0) -> torch.Tensor:
+def allocation(
+    hdot: torch.Tensor, sigma: torch.Tensor, sigma_p: float, n: float = 3.0, smooth_std: float = 1.0
+) -> torch.Tensor:
     """ρ ∝ smooth(g·ḣ), per unit σ, normalised (§3.2–§3.3): the emphasis π·w should follow."""
     sigma = _t(sigma)
     return _normalise_sigma_density(smooth(gate(sigma, sigma_p, n) * _t(hdot), smooth_std), sigma)
@@ -281,6 +305,7 @@ def add_floor(density_log: torch.Tensor, eps_floor: float = 0.02) -> torch.Tenso
 
 # ----------------------------------------------------------------------------------------------
 # Tables and inverse-CDF sampling (§3.6).
+
 
 def build_cdf(density_log: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """CDF table [2, M+1] (ln σ at the edges; cumulative mass there, 0 … 1) of the density that is

@@ -1,4 +1,5 @@
 """EDM's training schedule: ln σ ~ N(P_mean, P_std²) (Karras et al. 2022; spec §1)."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """Log-uniform schedule: ln σ ~ U(ln σ_min, ln σ_max) (spec §1)."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """Shared fixtures: tiny data sets made on the fly (no downloads), a fast tiny network config."""
+
 from __future__ import annotations
 
 import io
@@ -15,8 +16,18 @@ import torch
 torch.set_num_threads(1)  # tiny tensors: a second thread only adds contention (the one home of this setting)
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_NET = ["--arch", "ddpmpp", "--cbase", "8", "--cres", "1,2", "--net-opt", "num_blocks=1",
-            "--net-opt", "attn_resolutions=[]"]
+TINY_NET = [
+    "--arch",
+    "ddpmpp",
+    "--cbase",
+    "8",
+    "--cres",
+    "1,2",
+    "--net-opt",
+    "num_blocks=1",
+    "--net-opt",
+    "attn_resolutions=[]",
+]
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -25,8 +36,15 @@ def _png(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def write_edm(path: Path, images: np.ndarray, labels: list[int] | None = None, *, as_zip: bool = True,
-              json_labels: object = "auto", extra: dict[str, bytes] | None = None) -> list[str]:
+def write_edm(
+    path: Path,
+    images: np.ndarray,
+    labels: list[int] | None = None,
+    *,
+    as_zip: bool = True,
+    json_labels: object = "auto",
+    extra: dict[str, bytes] | None = None,
+) -> list[str]:
     """Images [N,H,W,C] uint8 in EDM's layout; returns the names in order."""
     names = [f"{i // 1000:05d}/img{i:08d}.png" for i in range(len(images))]
     files = {n: _png(im) for n, im in zip(names, images)}
@@ -46,16 +64,22 @@ def write_edm(path: Path, images: np.ndarray, labels: list[int] | None = None, *
     return names
 
 
-def write_image_dataset(dest: Path, n: int = 32, res: int = 8, channels: int = 1, labels: bool = True,
-                        binary: bool = False, seed: int = 0) -> tuple[Path, np.ndarray, np.ndarray]:
+def write_image_dataset(
+    dest: Path, n: int = 32, res: int = 8, channels: int = 1, labels: bool = True, binary: bool = False, seed: int = 0
+) -> tuple[Path, np.ndarray, np.ndarray]:
     """Random EDM-format dataset (folder, or .zip when dest ends in .zip). Returns (path, images NCHW, labels)."""
     rnd = np.random.RandomState(seed)
     images = rnd.randint(0, 256, size=(n, channels, res, res)).astype(np.uint8)
     if binary:
         images = np.where(images >= 128, 255, 0).astype(np.uint8)
     classes = rnd.randint(0, 3, size=n)
-    write_edm(dest, images.transpose(0, 2, 3, 1), classes.tolist() if labels else None,
-              as_zip=str(dest).endswith(".zip"), json_labels="auto" if labels else "absent")
+    write_edm(
+        dest,
+        images.transpose(0, 2, 3, 1),
+        classes.tolist() if labels else None,
+        as_zip=str(dest).endswith(".zip"),
+        json_labels="auto" if labels else "absent",
+    )
     return dest, images, classes
 
 

@@ -3,6 +3,7 @@
 Each rank draws its own σ and sees its own noisy errors; after several refreshes it saves its scheduler
 state (and the state at the first refresh) to <outdir>/rank<r>.pt for the test to compare.
 """
+
 import sys
 from pathlib import Path
 

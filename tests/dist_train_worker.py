@@ -1,4 +1,5 @@
 """Run under torchrun by test_training: 4 InfoNoise steps on 2 ranks, then dump each rank's state."""
+
 import sys
 
 import torch
@@ -16,13 +17,28 @@ if rank == 0:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "training_options.json").write_text("{}")
 du.barrier()
-flags = dict(data=data, arch="ddpmpp", network_kwargs=dict(model_channels=8, channel_mult=[1, 2], num_blocks=1,
-                                                           attn_resolutions=[]),
-             batch=8, duration=32e-6, tick=1.0, snap=0, sample_grid=0, device="cpu", scheduler="infonoise",
-             scheduler_kwargs=dict(warmup_steps=2, refresh_every=2, min_count=1, num_bins=4, floor=0.5))
+flags = dict(
+    data=data,
+    arch="ddpmpp",
+    network_kwargs=dict(model_channels=8, channel_mult=[1, 2], num_blocks=1, attn_resolutions=[]),
+    batch=8,
+    duration=32e-6,
+    tick=1.0,
+    snap=0,
+    sample_grid=0,
+    device="cpu",
+    scheduler="infonoise",
+    scheduler_kwargs=dict(warmup_steps=2, refresh_every=2, min_count=1, num_bins=4, floor=0.5),
+)
 summary = training_loop.run(run_dir, options.resolve(None, flags, du.get_world_size()))
 sched = summary["scheduler"]
-torch.save({"net": summary["net"].state_dict(), "step": summary["global_step"],
-            "scheduler_state": sched.state_dict(), "table": sched.profile()["log_density"]},
-           Path(out) / f"rank{rank}.pt")
+torch.save(
+    {
+        "net": summary["net"].state_dict(),
+        "step": summary["global_step"],
+        "scheduler_state": sched.state_dict(),
+        "table": sched.profile()["log_density"],
+    },
+    Path(out) / f"rank{rank}.pt",
+)
 du.shutdown()

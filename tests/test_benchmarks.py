@@ -1,5 +1,6 @@
 """Smoke tests of the benchmark harness at a tiny size: outputs written, resumption without retraining,
 seed-determinism of the generate-and-evaluate path. No test asserts a timing."""
+
 from __future__ import annotations
 
 import math
@@ -9,25 +10,58 @@ import pytest
 from click.testing import CliRunner
 
 import fid
-from evaluation import evaluate
-from benchmarks import common
-from benchmarks import infogrid_nfe, scheduler_overhead, throughput
+from benchmarks import common, infogrid_nfe, scheduler_overhead, throughput
 from benchmarks import time_to_target as ttt
+from evaluation import evaluate
 from tests.conftest import write_image_dataset
 from torch_utils import checkpoint
 from training import training_loop
 
-TINY = ["--opt", "batch=32", "--opt", "network_kwargs.model_channels=8", "--opt", "network_kwargs.channel_mult=[1,2]",
-        "--opt", "network_kwargs.num_blocks=1", "--opt", "network_kwargs.attn_resolutions=[]",
-        "--method-opt", "infonoise:scheduler_kwargs.warmup_steps=10",
-        "--method-opt", "infonoise:scheduler_kwargs.refresh_every=10",
-        "--method-opt", "infonoise:scheduler_kwargs.min_count=1",
-        "--method-opt", "infonoise:scheduler_kwargs.floor=0.5"]   # so a tiny run refreshes and has a profile
+TINY = [
+    "--opt",
+    "batch=32",
+    "--opt",
+    "network_kwargs.model_channels=8",
+    "--opt",
+    "network_kwargs.channel_mult=[1,2]",
+    "--opt",
+    "network_kwargs.num_blocks=1",
+    "--opt",
+    "network_kwargs.attn_resolutions=[]",
+    "--method-opt",
+    "infonoise:scheduler_kwargs.warmup_steps=10",
+    "--method-opt",
+    "infonoise:scheduler_kwargs.refresh_every=10",
+    "--method-opt",
+    "infonoise:scheduler_kwargs.min_count=1",
+    "--method-opt",
+    "infonoise:scheduler_kwargs.floor=0.5",
+]  # so a tiny run refreshes and has a profile
 
 
 def ttt_args(outdir, data, *extra):
-    return ["--family", "digits", "--seeds", "0", "--budget-kex", "2", "--eval-every-kex", "1", "--eval-samples", "16",
-            "--eval-steps", "2", "--eval-batch", "16", "--opt", f"data={data}", *TINY, "--outdir", str(outdir), *extra]
+    return [
+        "--family",
+        "digits",
+        "--seeds",
+        "0",
+        "--budget-kex",
+        "2",
+        "--eval-every-kex",
+        "1",
+        "--eval-samples",
+        "16",
+        "--eval-steps",
+        "2",
+        "--eval-batch",
+        "16",
+        "--opt",
+        f"data={data}",
+        *TINY,
+        "--outdir",
+        str(outdir),
+        *extra,
+    ]
 
 
 def invoke(command, args, ok=True):
@@ -55,7 +89,8 @@ def test_time_to_target_outputs(bench):
     out, _ = bench
     rows = common.read_rows(out / "results.csv")
     assert sorted((r["method"], r["target_kex"]) for r in rows) == sorted(
-        (m, t) for m in ("loguniform", "edm", "infonoise") for t in ("1", "2"))
+        (m, t) for m in ("loguniform", "edm", "infonoise") for t in ("1", "2")
+    )
     for r in rows:
         assert math.isfinite(float(r["metric"])) and float(r["metric"]) > 0
         assert float(r["target_kex"]) <= float(r["kex"]) < float(r["target_kex"]) + 0.032  # within one batch
@@ -82,23 +117,28 @@ def test_rescore_reproduces_the_final_evaluation_and_takes_fresh_seeds(bench, mo
     fresh = {r["method"]: float(r["metric"]) for r in common.read_rows(out / "rescore.csv")}
     assert all(fresh[m] != pytest.approx(final[m], rel=1e-6) for m in final)
     monkeypatch.setattr(ttt.Evaluator, "__call__", lambda self, snap: pytest.fail("rescored a finished run"))
-    invoke(ttt.main, ["--outdir", out, "--rescore-samples", 16, "--rescore-first-seed", 100])   # resumable
+    invoke(ttt.main, ["--outdir", out, "--rescore-samples", 16, "--rescore-first-seed", 100])  # resumable
 
 
 def test_summary_target_and_speedup():
-    rows = [dict(method=m, seed=0, kex=k, target_kex=k, metric=v, metric_name="fd")
-            for m, vals in {"loguniform": [9, 7, 6], "edm": [8, 5, 4], "infonoise": [6, 4, 3]}.items()
-            for k, v in zip((10, 20, 30), vals)]
+    rows = [
+        dict(method=m, seed=0, kex=k, target_kex=k, metric=v, metric_name="fd")
+        for m, vals in {"loguniform": [9, 7, 6], "edm": [8, 5, 4], "infonoise": [6, 4, 3]}.items()
+        for k, v in zip((10, 20, 30), vals)
+    ]
     s = ttt.summarize(rows)
     assert s["target_method"] == "edm" and s["target"] == 4
     assert s["methods"]["edm"]["kex_at_target"] == 30 and s["methods"]["infonoise"]["kex_at_target"] == 20
     assert s["methods"]["infonoise"]["speedup"] == pytest.approx(1.5)
-    assert s["methods"]["loguniform"]["kex_at_target"] is None and "not reached" in s["methods"]["loguniform"]["speedup_text"]
+    assert (
+        s["methods"]["loguniform"]["kex_at_target"] is None
+        and "not reached" in s["methods"]["loguniform"]["speedup_text"]
+    )
 
 
 def test_kex_at_target_interpolates_between_evaluations():
     curve = [dict(kex=k, mean=v) for k, v in ((10, 6.0), (20, 4.5), (30, 3.0))]
-    t = math.log(4.5 / 4) / math.log(4.5 / 3)                       # ln-score crossing between 20 and 30
+    t = math.log(4.5 / 4) / math.log(4.5 / 3)  # ln-score crossing between 20 and 30
     assert ttt.crossing_kex(curve, 4.0) == pytest.approx(20 + 10 * t)
     assert ttt.crossing_kex(curve, 6.5) == 10 and ttt.crossing_kex(curve, 4.5) == 20
     assert ttt.crossing_kex(curve, 2.0) is None
@@ -132,7 +172,9 @@ def test_time_to_target_resumes_without_retraining(bench, monkeypatch):
     invoke(ttt.main, ttt_args(out, data))
     assert calls == {"run": 1, "eval": 1}
     assert snap.stat().st_mtime_ns == mtime  # no training step: the snapshot was not rewritten
-    again = next(r for r in common.read_rows(out / "results.csv") if r["method"] == "infonoise" and r["target_kex"] == "2")
+    again = next(
+        r for r in common.read_rows(out / "results.csv") if r["method"] == "infonoise" and r["target_kex"] == "2"
+    )
     assert (again["metric"], again["step"], again["kex"]) == (lost["metric"], lost["step"], lost["kex"])
 
     result = invoke(ttt.main, ttt_args(out, data, "--eval-samples", "32"), ok=False)
@@ -147,12 +189,14 @@ def test_evaluate_snapshot_deterministic(bench):
     fd_b = evaluate.evaluate_snapshot(snap, ref, range(16), steps=2, batch=5)
     fd_c = evaluate.evaluate_snapshot(snap, ref, range(16, 32), steps=2, batch=16)
     assert math.isfinite(fd_a) and fd_a > 0
-    assert fd_again == fd_a                               # same snapshot and seeds: the same FD, bit for bit
+    assert fd_again == fd_a  # same snapshot and seeds: the same FD, bit for bit
     # Other batching: the same latents, but float32 convolutions round differently per batch shape,
     # which can flip an occasional pixel by one uint8 level; the FD moves in the 5th digit, not more.
     assert fd_b == pytest.approx(fd_a, rel=1e-3)
-    assert fd_c != pytest.approx(fd_a, rel=1e-3)          # other seeds: other samples
-    result = invoke(fid.cli, ["gen", "--network", snap, "--ref", ref, "--seeds", "0-15", "--steps", "2", "--batch", "16"])
+    assert fd_c != pytest.approx(fd_a, rel=1e-3)  # other seeds: other samples
+    result = invoke(
+        fid.cli, ["gen", "--network", snap, "--ref", ref, "--seeds", "0-15", "--steps", "2", "--batch", "16"]
+    )
     assert float(result.stdout.strip().splitlines()[-1]) == pytest.approx(fd_a, rel=1e-5)
     fd_info = evaluate.evaluate_snapshot(latest(out, "infonoise"), ref, range(16), steps=3, grid="infogrid", batch=16)
     assert math.isfinite(fd_info)
@@ -162,12 +206,27 @@ def test_evaluate_snapshot_deterministic(bench):
 
 def test_infogrid_nfe(bench, tmp_path):
     out, _ = bench
-    args = ["--network", latest(out, "infonoise"), "--steps", "2,3", "--seeds", "0-15", "--probe-samples", "4",
-            "--batch", "16", "--outdir", tmp_path, "--ref", out / "ref-tiny-all-lenet-digits.npz", "--binarize", "off"]
+    args = [
+        "--network",
+        latest(out, "infonoise"),
+        "--steps",
+        "2,3",
+        "--seeds",
+        "0-15",
+        "--probe-samples",
+        "4",
+        "--batch",
+        "16",
+        "--outdir",
+        tmp_path,
+        "--ref",
+        out / "ref-tiny-all-lenet-digits.npz",
+        "--binarize",
+        "off",
+    ]
     invoke(infogrid_nfe.main, args)
     rows = common.read_rows(tmp_path / "infogrid_nfe.csv")
-    assert sorted((r["grid"], r["nfe"]) for r in rows) == sorted(
-        (g, n) for g in infogrid_nfe.GRIDS for n in ("3", "5"))
+    assert sorted((r["grid"], r["nfe"]) for r in rows) == sorted((g, n) for g in infogrid_nfe.GRIDS for n in ("3", "5"))
     assert all(np.isfinite(float(r["fd"])) for r in rows)
     for r in rows:  # each row's grid: N levels, decreasing, ending at 0
         sig = [float(s) for s in r["sigmas"].split()]
@@ -181,8 +240,12 @@ def test_scheduler_overhead_quick(tmp_path):
     invoke(scheduler_overhead.main, ["--quick", "--batch", "16", "--out", tmp_path / "overhead.csv"])
     rows = common.read_rows(tmp_path / "overhead.csv")
     ops = {(r["scheduler"], r["phase"], r["op"]) for r in rows}
-    for needed in [("infonoise", "steady", "sample"), ("infonoise", "steady", "observe"),
-                   ("infonoise", "steady", "one refresh"), ("lognormal", "fixed", "sample")]:
+    for needed in [
+        ("infonoise", "steady", "sample"),
+        ("infonoise", "steady", "observe"),
+        ("infonoise", "steady", "one refresh"),
+        ("lognormal", "fixed", "sample"),
+    ]:
         assert needed in ops
     assert all(float(r["median_us"]) > 0 and math.isfinite(float(r["share_pct"])) for r in rows)
 

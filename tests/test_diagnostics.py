@@ -1,5 +1,6 @@
 """The offline oracle against exact answers (spec §7): the two-point toy ±μ in closed form and by
 quadrature, and the empirical-Bayes denoiser against brute force and its σ → 0 / σ → ∞ limits."""
+
 from __future__ import annotations
 
 import json
@@ -13,9 +14,9 @@ import torch
 from click.testing import CliRunner
 from scipy import integrate, optimize
 
-from schedulers import information as info
 from analysis.diagnostics import EmpiricalBayes, main, run_oracle
 from analysis.plot import load_schedule
+from schedulers import information as info
 from tests.test_plot import write_run
 
 MU = 1.0
@@ -24,9 +25,14 @@ MU = 1.0
 def _expect_given_plus(f, sigma: float, mu: float = MU) -> float:
     """E[f(x)] for x ~ N(μ, σ²) by quadrature; by symmetry this is the expectation under the mixture
     ½N(μ,σ²) + ½N(−μ,σ²) for every f used here."""
-    value, _ = integrate.quad(lambda x: f(x) * math.exp(-(x - mu) ** 2 / (2 * sigma**2)),
-                              mu - 12 * sigma, mu + 12 * sigma, points=[0.0] if 12 * sigma > mu else None,
-                              limit=200, epsabs=1e-14)
+    value, _ = integrate.quad(
+        lambda x: f(x) * math.exp(-((x - mu) ** 2) / (2 * sigma**2)),
+        mu - 12 * sigma,
+        mu + 12 * sigma,
+        points=[0.0] if 12 * sigma > mu else None,
+        limit=200,
+        epsabs=1e-14,
+    )
     return value / (sigma * math.sqrt(2 * math.pi))
 
 
@@ -69,9 +75,12 @@ def test_two_point_mmse_matches_quadrature():
 def test_two_point_entropy_rate_peaks_near_mu():
     """ḣ = mmse/σ³ peaks where the symmetry breaks; by quadrature its maximiser is σ* ≈ 0.644 μ
     (within a factor 1.6 of σ_c = μ). The module's profile must peak at the grid point nearest σ*."""
-    res = optimize.minimize_scalar(lambda ls: -two_point_mmse(math.exp(ls)) / math.exp(3 * ls),
-                                   bounds=(math.log(0.1 * MU), math.log(10 * MU)), method="bounded",
-                                   options={"xatol": 1e-9})
+    res = optimize.minimize_scalar(
+        lambda ls: -two_point_mmse(math.exp(ls)) / math.exp(3 * ls),
+        bounds=(math.log(0.1 * MU), math.log(10 * MU)),
+        method="bounded",
+        options={"xatol": 1e-9},
+    )
     sigma_star = math.exp(res.x)
     assert MU / 1.6 < sigma_star < MU * 1.6
     sigma = torch.logspace(math.log10(0.02), math.log10(50), 48, dtype=torch.float64)
@@ -94,8 +103,9 @@ def test_denoiser_matches_brute_force(points):
         expected = brute_force_denoise(x.numpy(), points.numpy(), sigma)
         assert np.allclose(eb.denoise(x, sigma).numpy(), expected, rtol=0, atol=1e-12)
     per_query = torch.linspace(0.3, 4.0, 23, dtype=torch.float64)
-    expected = np.stack([brute_force_denoise(x[i:i + 1].numpy(), points.numpy(), float(s))[0]
-                         for i, s in enumerate(per_query)])
+    expected = np.stack(
+        [brute_force_denoise(x[i : i + 1].numpy(), points.numpy(), float(s))[0] for i, s in enumerate(per_query)]
+    )
     assert np.allclose(eb.denoise(x, per_query).numpy(), expected, rtol=0, atol=1e-12)
 
 
@@ -119,8 +129,9 @@ def test_mmse_limits(points):
     """mmse → 0 as σ → 0 (the posterior is one-hot) and → the total variance Σ_d Var(x_d) as σ → ∞;
     with K a multiple of N the stratified draws make the latter exact up to O(1/σ)."""
     eb = EmpiricalBayes(points)
-    mmse, _ = eb.mmse_profile(torch.tensor([1e-3, 1e8]), samples_per_sigma=2 * 37,
-                              generator=torch.Generator().manual_seed(7))
+    mmse, _ = eb.mmse_profile(
+        torch.tensor([1e-3, 1e8]), samples_per_sigma=2 * 37, generator=torch.Generator().manual_seed(7)
+    )
     total_variance = points.var(0, unbiased=False).sum()
     assert mmse[0] < 1e-12
     assert torch.isclose(mmse[1], total_variance, rtol=1e-6)
@@ -132,6 +143,7 @@ def test_rejects_empty_data():
 
 
 # --- the CLI / run_oracle: a data set, a run to compare with, a checkpoint to probe ---------------
+
 
 @pytest.fixture
 def binary_data(tmp_path) -> Path:
@@ -159,8 +171,11 @@ def test_oracle_goes_through_the_scheduler_pipeline(tmp_path, binary_data):
     p, q = sigma * r["allocation"], sigma * online
     tv = 0.5 * (p / p.sum() - q / q.sum()).abs().sum()
     assert r["tv"]["oracle_vs_online"] == pytest.approx(float(tv), abs=1e-12)
-    assert 0 < r["tv"]["oracle_vs_online"] < 1 and set(r["tv"]) == {"oracle_vs_lognormal", "oracle_vs_loguniform",
-                                                                    "oracle_vs_online"}
+    assert 0 < r["tv"]["oracle_vs_online"] < 1 and set(r["tv"]) == {
+        "oracle_vs_lognormal",
+        "oracle_vs_loguniform",
+        "oracle_vs_online",
+    }
     saved = json.loads((tmp_path / "out" / "oracle.json").read_text())
     npz = np.load(tmp_path / "out" / "oracle.npz")
     assert saved["tv"] == r["tv"] and float(npz["tv_oracle_vs_online"]) == r["tv"]["oracle_vs_online"]
@@ -170,15 +185,17 @@ def test_oracle_goes_through_the_scheduler_pipeline(tmp_path, binary_data):
 def test_cli_prints_tv_and_writes_outputs(tmp_path, binary_data):
     run = write_run(tmp_path / "run", weighting="unit")
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["--data", str(binary_data), "--out", str(out), "--samples-per-sigma", "40",
-                                       "--run", str(run)])
+    result = CliRunner().invoke(
+        main, ["--data", str(binary_data), "--out", str(out), "--samples-per-sigma", "40", "--run", str(run)]
+    )
     assert result.exit_code == 0, result.output
     tv = json.loads((out / "oracle.json").read_text())["tv"]["oracle_vs_online"]
     assert f"online allocation at 2 kimg: {tv:.4f}" in result.output
     for name in ("oracle.npz", "oracle.json", "oracle.png"):
         assert (out / name).stat().st_size > 500
-    bad = CliRunner().invoke(main, ["--data", str(binary_data), "--out", str(out), "--num-bins", "16",
-                                    "--run", str(run)])
+    bad = CliRunner().invoke(
+        main, ["--data", str(binary_data), "--out", str(out), "--num-bins", "16", "--run", str(run)]
+    )
     assert bad.exit_code != 0 and "differs from the oracle's" in bad.output
 
 
@@ -186,14 +203,24 @@ def test_probed_checkpoint(tmp_path, binary_data):
     """--checkpoint: the probed profile (sampling.grids.probe_profile) goes through the same pipeline
     and is compared with the oracle (spec §7: report the distance to both references)."""
     from torch_utils import checkpoint
+
     build_network = pytest.importorskip("training.networks").build_network
-    net = build_network("ddpmpp", data_shape=[1, 8, 8], model_channels=8, channel_mult=[1, 2], num_blocks=1,
-                        attn_resolutions=[])
+    net = build_network(
+        "ddpmpp", data_shape=[1, 8, 8], model_channels=8, channel_mult=[1, 2], num_blocks=1, attn_resolutions=[]
+    )
     snap = tmp_path / "network-snapshot-000000.pt"
-    checkpoint.atomic_save({"format": checkpoint.FORMAT, "options": {"network_kwargs": net.network_kwargs},
-                            "ema": net.state_dict()}, snap)
-    r = run_oracle(binary_data, tmp_path / "out", samples_per_sigma=8, num_bins=16, checkpoint=snap,
-                   probe_samples=8, progress=False)
+    checkpoint.atomic_save(
+        {"format": checkpoint.FORMAT, "options": {"network_kwargs": net.network_kwargs}, "ema": net.state_dict()}, snap
+    )
+    r = run_oracle(
+        binary_data,
+        tmp_path / "out",
+        samples_per_sigma=8,
+        num_bins=16,
+        checkpoint=snap,
+        probe_samples=8,
+        progress=False,
+    )
     assert r["probed_mmse"].shape == r["mmse"].shape == (16,)
     assert torch.allclose(r["probed_hdot"], info.entropy_rate(r["probed_mmse"], r["sigma"]), rtol=1e-6)
     assert 0 < r["tv"]["oracle_vs_probed"] <= 1

@@ -1,5 +1,6 @@
 """DNA metrics: exact values on small cases; each is zero for identical sets and grows when the motifs
 are shuffled away; the classifier and the CLI end to end on a tiny synthetic benchmark."""
+
 import json
 import random
 
@@ -26,7 +27,7 @@ def test_divergences_exact():
 
 
 def test_kmer_frequencies_exact():
-    f = dm.kmer_frequencies(to_index(["ACGTA"]), 2)     # AC, CG, GT, TA
+    f = dm.kmer_frequencies(to_index(["ACGTA"]), 2)  # AC, CG, GT, TA
     expected = np.zeros(16)
     expected[[0 * 4 + 1, 1 * 4 + 2, 2 * 4 + 3, 3 * 4 + 0]] = 0.25
     np.testing.assert_array_equal(f, expected)
@@ -51,33 +52,71 @@ def bench(tmp_path_factory):
     d = tmp_path_factory.mktemp("dna")
     ds.make_benchmark(d / "train.tsv", per_class=150, test_per_class=75, seed=0)
     runner = CliRunner()
-    r = runner.invoke(dna_tool.cli, ["train-classifier", "--train", str(d / "train.tsv"), "--test", str(d / "train-test.tsv"),
-                                     "--out", str(d / "clf.pt"), "--epochs", "8", "--batch", "32", "--seed", "0"])
+    r = runner.invoke(
+        dna_tool.cli,
+        [
+            "train-classifier",
+            "--train",
+            str(d / "train.tsv"),
+            "--test",
+            str(d / "train-test.tsv"),
+            "--out",
+            str(d / "clf.pt"),
+            "--epochs",
+            "8",
+            "--batch",
+            "32",
+            "--seed",
+            "0",
+        ],
+    )
     assert r.exit_code == 0, r.output
     rec = read_sequences(d / "train-test.tsv")
     write_fasta(d / "same.fasta", rec.seqs, labels=rec.labels)
     rnd = random.Random(0)
-    names = sorted(set(rec.labels))   # integer labels, as the training loop writes them
-    write_fasta(d / "shuffled.fasta", ["".join(rnd.sample(s, len(s))) for s in rec.seqs],
-                labels=[names.index(label) for label in rec.labels])
+    names = sorted(set(rec.labels))  # integer labels, as the training loop writes them
+    write_fasta(
+        d / "shuffled.fasta",
+        ["".join(rnd.sample(s, len(s))) for s in rec.seqs],
+        labels=[names.index(label) for label in rec.labels],
+    )
     return d
 
 
 def test_classifier_is_reproducible_and_loads_weights_only(bench):
     data = torch.load(bench / "clf.pt", weights_only=True)
     assert set(data) == {"state_dict", "config", "info"} and data["info"]["label_names"] == sorted(ds.CELL_TYPE_MOTIFS)
-    assert data["info"]["test_accuracy"] > 0.4       # 4 classes: chance is 0.25
+    assert data["info"]["test_accuracy"] > 0.4  # 4 classes: chance is 0.25
     runner = CliRunner()
-    r = runner.invoke(dna_tool.cli, ["train-classifier", "--train", str(bench / "train.tsv"), "--out", str(bench / "clf2.pt"),
-                                     "--epochs", "8", "--batch", "32", "--seed", "0"])
+    r = runner.invoke(
+        dna_tool.cli,
+        [
+            "train-classifier",
+            "--train",
+            str(bench / "train.tsv"),
+            "--out",
+            str(bench / "clf2.pt"),
+            "--epochs",
+            "8",
+            "--batch",
+            "32",
+            "--seed",
+            "0",
+        ],
+    )
     assert r.exit_code == 0, r.output
     again = torch.load(bench / "clf2.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(v, again[k]) for k, v in data["state_dict"].items())
 
 
 def test_metrics_zero_for_identical_sets_and_grow_when_motifs_are_shuffled(bench):
-    kw = dict(reference=str(bench / "train-test.tsv"), train=str(bench / "train.tsv"),
-              classifier=str(bench / "clf.pt"), motif_ids=BENCH_IDS, log=lambda *a: None)
+    kw = dict(
+        reference=str(bench / "train-test.tsv"),
+        train=str(bench / "train.tsv"),
+        classifier=str(bench / "clf.pt"),
+        motif_ids=BENCH_IDS,
+        log=lambda *a: None,
+    )
     same = dm.compute_metrics(str(bench / "same.fasta"), **kw)
     shuf = dm.compute_metrics(str(bench / "shuffled.fasta"), **kw)
     assert set(same["motif"]["per_group"]) == {"all", *ds.CELL_TYPE_MOTIFS}
@@ -87,7 +126,7 @@ def test_metrics_zero_for_identical_sets_and_grow_when_motifs_are_shuffled(bench
     # shuffling each sequence's bases keeps its composition but destroys motifs and the CpG depletion
     assert shuf["motif"]["mean_kl"] > 0.1 > 3 * same["baseline"]["motif"]["all"]["kl"]
     assert all(shuf["motif"]["per_group"][c]["tv"] > same["baseline"]["motif"][c]["tv"] for c in ds.CELL_TYPE_MOTIFS)
-    for k in "3456":   # k = 6 has 4,096 bins for ~60k words here: the baseline's sampling noise is larger
+    for k in "3456":  # k = 6 has 4,096 bins for ~60k words here: the baseline's sampling noise is larger
         assert shuf["kmer"][k]["js"] > 2 * same["baseline"]["kmer"][k]["js"]
     assert shuf["kmer"]["3"]["js"] > 10 * same["baseline"]["kmer"]["3"]["js"]
     assert shuf["frechet"]["value"] > 5 * max(same["baseline"]["frechet"], 0.1)
@@ -99,11 +138,24 @@ def test_metrics_zero_for_identical_sets_and_grow_when_motifs_are_shuffled(bench
 
 def test_metrics_cli_writes_json_and_detects_memorisation(bench):
     rec = read_sequences(bench / "train.tsv")
-    write_fasta(bench / "copied.fasta", rec.seqs[:40])    # unlabelled copies of training sequences
+    write_fasta(bench / "copied.fasta", rec.seqs[:40])  # unlabelled copies of training sequences
     out = bench / "m.json"
-    r = CliRunner().invoke(dna_tool.cli, ["metrics", "--generated", str(bench / "copied.fasta"), "--reference",
-                                          str(bench / "train-test.tsv"), "--train", str(bench / "train.tsv"),
-                                          "--motifs", ",".join(BENCH_IDS), "--out", str(out)])
+    r = CliRunner().invoke(
+        dna_tool.cli,
+        [
+            "metrics",
+            "--generated",
+            str(bench / "copied.fasta"),
+            "--reference",
+            str(bench / "train-test.tsv"),
+            "--train",
+            str(bench / "train.tsv"),
+            "--motifs",
+            ",".join(BENCH_IDS),
+            "--out",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     m = json.loads(out.read_text())
     assert m["nearest_train_identity"]["generated"]["frac_eq_1"] == 1.0 and "frechet" not in m
@@ -113,5 +165,10 @@ def test_metrics_cli_writes_json_and_detects_memorisation(bench):
 def test_metrics_reject_unknown_labels(tmp_path, bench):
     write_fasta(tmp_path / "g.fa", ["A" * 200], labels=["liver"])
     with pytest.raises(ValueError, match=r"labels \['liver'\] are neither cell types"):
-        dm.compute_metrics(str(tmp_path / "g.fa"), str(bench / "train-test.tsv"), str(bench / "train.tsv"),
-                           motif_ids=BENCH_IDS[:1], log=lambda *a: None)
+        dm.compute_metrics(
+            str(tmp_path / "g.fa"),
+            str(bench / "train-test.tsv"),
+            str(bench / "train.tsv"),
+            motif_ids=BENCH_IDS[:1],
+            log=lambda *a: None,
+        )

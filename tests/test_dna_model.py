@@ -1,13 +1,12 @@
 """SequenceUNet: shapes through the EDM wrapper, labels, attention placement, length errors, presets."""
+
 import pytest
 import torch
 import yaml
 
 from dna.model import SequenceUNet
-from training.networks import UNetBlock
-from training.networks import build_network
-
 from tests.conftest import REPO
+from training.networks import UNetBlock, build_network
 
 
 def small(**kw):
@@ -24,13 +23,13 @@ def test_shapes_through_the_edm_wrapper_with_labels():
     out.square().mean().backward()
     assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
     assert net(x, torch.full([5], 0.7), torch.tensor([0, 1, 2, 3, 0])).shape == (5, 4, 200)  # class indices
-    assert net(x, torch.full([5], 0.7)).shape == (5, 4, 200)                                   # unconditional
+    assert net(x, torch.full([5], 0.7)).shape == (5, 4, 200)  # unconditional
 
 
 def test_labels_and_noise_level_change_the_output():
     torch.manual_seed(0)
     net = SequenceUNet(64, 4, 4, label_dim=3, **small())
-    torch.nn.init.normal_(net.out_conv.weight)   # the output layer is zero-initialised, as in EDM
+    torch.nn.init.normal_(net.out_conv.weight)  # the output layer is zero-initialised, as in EDM
     for blk in net.modules():
         if isinstance(blk, UNetBlock):
             torch.nn.init.normal_(blk.conv1.weight, std=0.1)
@@ -45,14 +44,19 @@ def test_labels_and_noise_level_change_the_output():
 
 def test_attention_sits_at_the_coarsest_level_and_bottleneck():
     net = SequenceUNet(200, 4, 4, model_channels=16, channel_mult=[1, 2, 2, 2], num_blocks=1)
-    with_attn = sorted(n for n, m in list(net.enc.items()) + list(net.dec.items()) if isinstance(m, UNetBlock) and m.num_heads)
-    assert with_attn == ["25_block0", "25_block0", "25_block1", "25_in0"]   # enc, then dec blocks at L = 25
+    with_attn = sorted(
+        n for n, m in list(net.enc.items()) + list(net.dec.items()) if isinstance(m, UNetBlock) and m.num_heads
+    )
+    assert with_attn == ["25_block0", "25_block0", "25_block1", "25_in0"]  # enc, then dec blocks at L = 25
     net = SequenceUNet(200, 4, 4, model_channels=16, channel_mult=[1, 2], num_blocks=1, attn_levels=[0])
     assert {n for n, m in net.enc.items() if isinstance(m, UNetBlock) and m.num_heads} == {"200_block0"}
 
 
 def test_bad_length_raises_with_the_fix():
-    with pytest.raises(ValueError, match=r"seq_length=100 cannot be halved through 4 levels .*divisible by 2\*\*\(levels-1\)=8.*at most 3 levels"):
+    with pytest.raises(
+        ValueError,
+        match=r"seq_length=100 cannot be halved through 4 levels .*divisible by 2\*\*\(levels-1\)=8.*at most 3 levels",
+    ):
         SequenceUNet(100, 4, 4, channel_mult=[1, 2, 2, 2])
     with pytest.raises(ValueError, match=r"seq_length=100"):
         build_network("dnaunet", "edm", data_shape=(4, 100), **small())

@@ -1,12 +1,20 @@
 """DNA encoding and loaders: exact round trips, the documented file conventions, one-line errors."""
+
 import gzip
 
 import numpy as np
 import pytest
 import torch
 
-from dna.sequences import (SequenceDataset, decode, encode, index_to_onehot, read_sequences,
-                                reverse_complement, write_fasta)
+from dna.sequences import (
+    SequenceDataset,
+    decode,
+    encode,
+    index_to_onehot,
+    read_sequences,
+    reverse_complement,
+    write_fasta,
+)
 
 
 def random_seqs(n, L, seed=0):
@@ -59,14 +67,16 @@ def test_fasta_header_conventions_and_multiline(tmp_path):
 
 def test_tsv_dna_diffusion_format(tmp_path):
     seqs = random_seqs(5, 12, seed=2)
-    rows = ["dhs_id\tchr\tsequence\tTAG\tcomponent"] + [f"d{i}\tchr{i + 1}\t{s}\t{t}\t{i}" for i, (s, t) in
-                                                         enumerate(zip(seqs, ["K562", "HEPG2", "K562", "GM12878", "hESCT0"]))]
+    rows = ["dhs_id\tchr\tsequence\tTAG\tcomponent"] + [
+        f"d{i}\tchr{i + 1}\t{s}\t{t}\t{i}"
+        for i, (s, t) in enumerate(zip(seqs, ["K562", "HEPG2", "K562", "GM12878", "hESCT0"]))
+    ]
     p = tmp_path / "dd.txt"
     p.write_text("\n".join(rows) + "\n")
     ds = SequenceDataset(p, length=None, use_labels=True)
     assert ds.sequences == seqs and ds.label_names == ["GM12878", "HEPG2", "K562", "hESCT0"]
-    assert SequenceDataset(p, length=12, split="test").sequences == [seqs[0]]     # chr1 = test
-    assert SequenceDataset(p, length=12, split="valid").sequences == [seqs[1]]    # chr2 = valid
+    assert SequenceDataset(p, length=12, split="test").sequences == [seqs[0]]  # chr1 = test
+    assert SequenceDataset(p, length=12, split="valid").sequences == [seqs[1]]  # chr2 = valid
     assert SequenceDataset(p, length=12, split="train").sequences == seqs[2:]
     fixed = SequenceDataset(p, length=12, use_labels=True, label_names=["K562", "HEPG2", "GM12878", "hESCT0"])
     assert fixed[0][1].tolist() == [1, 0, 0, 0]
@@ -90,27 +100,39 @@ def test_max_size_is_a_seeded_subset(tmp_path):
 
 def test_open_dataset_dispatches_sequence_files(tmp_path):
     from training.dataset import open_dataset
+
     write_fasta(tmp_path / "o.fasta", random_seqs(4, 200), labels=["a", "b", "a", "b"])
     ds = open_dataset(tmp_path / "o.fasta", use_labels=True, max_size=None, random_seed=0)
     assert isinstance(ds, SequenceDataset) and ds.data_shape == (4, 200) and ds.label_dim == 2
 
 
-@pytest.mark.parametrize("text,kw,match", [
-    (">a|K\nACGT\n>b|K\nACXT\n", {}, r":4: invalid character 'X' at column 3.*fix or remove"),
-    (">a|K\nACGT\n>b|K\nACG\n", dict(length=4), r":3: sequence has length 3, expected 4; trim or pad"),
-    (">a|K\nACGT\n>b|K\nACNT\n", dict(length=4), r":3: invalid base 'N' at position 3.*skip_n=True"),
-    (">a|K\nACGT\n>b\nACGT\n", dict(length=4, use_labels=True), r":3: no cell-type label in header '>b'.*'>id\|celltype'"),
-    ("", {}, r": the file is empty"),
-    ("\n\n", {}, r": the file is empty"),
-    ("sequence\tcell_type\n", {}, r": no sequences found"),
-    ("sequence\tother\nACGT\tx\n", dict(length=4, use_labels=True), r":1: labels were requested but the header has no cell-type column"),
-    ("sequence\tcell_type\nACGT\tK\nACGT\n", dict(length=4), r":3: 1 fields but the header has 2"),
-    ("sequence\tcell_type\nACGT\tK\nAC-T\tK\n", dict(length=4), r":3: invalid base '-' at position 3"),
-    ("seq\tlabel\nACGT\tK\n", {}, r":1: not FASTA.*no 'sequence' column"),
-    ("ACGT\n>a\nACGT\n", {}, r":2: not a DNA sequence in a one-sequence-per-line file"),
-    (">a\n\n>b\nACGT\n", {}, r":1: FASTA record .* has no sequence"),
-    ("sequence\tsplit\nACGT\ttrain\n", dict(length=4, split="test"), r": no rows with split 'test'"),
-])
+@pytest.mark.parametrize(
+    "text,kw,match",
+    [
+        (">a|K\nACGT\n>b|K\nACXT\n", {}, r":4: invalid character 'X' at column 3.*fix or remove"),
+        (">a|K\nACGT\n>b|K\nACG\n", dict(length=4), r":3: sequence has length 3, expected 4; trim or pad"),
+        (">a|K\nACGT\n>b|K\nACNT\n", dict(length=4), r":3: invalid base 'N' at position 3.*skip_n=True"),
+        (
+            ">a|K\nACGT\n>b\nACGT\n",
+            dict(length=4, use_labels=True),
+            r":3: no cell-type label in header '>b'.*'>id\|celltype'",
+        ),
+        ("", {}, r": the file is empty"),
+        ("\n\n", {}, r": the file is empty"),
+        ("sequence\tcell_type\n", {}, r": no sequences found"),
+        (
+            "sequence\tother\nACGT\tx\n",
+            dict(length=4, use_labels=True),
+            r":1: labels were requested but the header has no cell-type column",
+        ),
+        ("sequence\tcell_type\nACGT\tK\nACGT\n", dict(length=4), r":3: 1 fields but the header has 2"),
+        ("sequence\tcell_type\nACGT\tK\nAC-T\tK\n", dict(length=4), r":3: invalid base '-' at position 3"),
+        ("seq\tlabel\nACGT\tK\n", {}, r":1: not FASTA.*no 'sequence' column"),
+        ("ACGT\n>a\nACGT\n", {}, r":2: not a DNA sequence in a one-sequence-per-line file"),
+        (">a\n\n>b\nACGT\n", {}, r":1: FASTA record .* has no sequence"),
+        ("sequence\tsplit\nACGT\ttrain\n", dict(length=4, split="test"), r": no rows with split 'test'"),
+    ],
+)
 def test_loader_errors_name_file_line_and_fix(tmp_path, text, kw, match):
     p = tmp_path / "bad.fa"
     p.write_text(text)

@@ -1,4 +1,5 @@
 """Fréchet distance, streaming feature statistics, and the fid.py command line (offline, CPU)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +9,8 @@ import torch
 from click.testing import CliRunner
 
 import fid
-from evaluation.frechet import FeatureStats, compute_stats, frechet_distance, load_stats, save_stats
 from evaluation.detectors import get_detector, load_digit_data
+from evaluation.frechet import FeatureStats, compute_stats, frechet_distance, load_stats, save_stats
 
 
 def _closed_form(mu1, a, mu2, b) -> float:
@@ -34,7 +35,8 @@ def test_fd_commuting_closed_form():
     assert fd == pytest.approx(_closed_form(mu1, a, mu2, b), rel=1e-8)
     # Same means: only the covariance term remains; scalar case is (√a − √b)².
     assert frechet_distance(mu1, q @ np.diag(a) @ q.T, mu1, q @ np.diag(b) @ q.T) == pytest.approx(
-        _closed_form(mu1, a, mu1, b), rel=1e-8)
+        _closed_form(mu1, a, mu1, b), rel=1e-8
+    )
     assert frechet_distance([1.0], [[4.0]], [3.0], [[9.0]]) == pytest.approx(4 + 1)
 
 
@@ -55,8 +57,9 @@ def test_stats_streaming_matches_numpy_and_batch_size():
     feats = (rng.normal(size=(257, 16)) * rng.uniform(0.5, 3, 16) + 5).astype(np.float32)
     results = []
     for batch in [1, 7, 64, 257]:
-        stats = compute_stats((torch.from_numpy(feats[i:i + batch]) for i in range(0, len(feats), batch)),
-                              _Identity(16))
+        stats = compute_stats(
+            (torch.from_numpy(feats[i : i + batch]) for i in range(0, len(feats), batch)), _Identity(16)
+        )
         assert stats.count == len(feats)
         results.append(stats.mean_cov())
     f64 = feats.astype(np.float64)
@@ -74,13 +77,14 @@ def test_stats_errors():
     stats.append(torch.ones(1, 4))
     with pytest.raises(ValueError, match="at least 2"):
         stats.mean_cov()
-    stats.merge_ranks()   # single process: identity
+    stats.merge_ranks()  # single process: identity
     with pytest.raises(RuntimeError, match="twice"):
         stats.merge_ranks()
 
 
 class _Identity(torch.nn.Module):
     """A 'detector' returning its input, to test the statistics alone."""
+
     name, fingerprint = "identity", None
 
     def __init__(self, dim: int):
@@ -100,7 +104,7 @@ def test_digit_halves_far_closer_than_noise():
     noise = np.random.RandomState(2).randint(0, 256, size=a.shape, dtype=np.uint8)
 
     def stats(x):
-        return compute_stats([torch.from_numpy(x[i:i + 300]) for i in range(0, len(x), 300)], det).mean_cov()
+        return compute_stats([torch.from_numpy(x[i : i + 300]) for i in range(0, len(x), 300)], det).mean_cov()
 
     sa, sb, sn = stats(a), stats(b), stats(noise)
     halves, vs_noise = frechet_distance(*sa, *sb), frechet_distance(*sa, *sn)
@@ -135,12 +139,12 @@ def test_cli_ref_then_calc(digit_pngs):
     assert r.exit_code == 0, r.output
     stats = load_stats(ref)
     assert stats["detector"] == "lenet-digits" and stats["count"] == 60 and stats["mu"].shape == (128,)
-    with np.load(ref) as z:   # EDM-compatible keys, no pickled objects
+    with np.load(ref) as z:  # EDM-compatible keys, no pickled objects
         assert {"mu", "sigma"} <= set(z.files) and z["sigma"].shape == (128, 128)
     for images in [folder, root / "images.npz"]:
         r = _run("calc", "--images", images, "--ref", ref, "--batch", 7, "--workers", 0)
         assert r.exit_code == 0, r.output
-        assert abs(float(r.stdout.strip().splitlines()[-1])) < 1e-3   # 60 images, 128-d: singular Σ
+        assert abs(float(r.stdout.strip().splitlines()[-1])) < 1e-3  # 60 images, 128-d: singular Σ
     r = _run("calc", "--images", root / "images.npz", "--ref", ref, "--num", 100, "--workers", 0)
     assert r.exit_code != 0 and "found 60 images but --num 100" in r.output
 
@@ -162,7 +166,7 @@ def test_cli_errors(digit_pngs, tmp_path):
     assert len(r.output.strip().splitlines()) == 1
     r = _run("ref", "--data", tmp_path / "nodata", "--dest", tmp_path / "x.npz", "--workers", 0)
     assert r.exit_code != 0 and "nodata" in r.output
-    np.savez(tmp_path / "edm.npz", mu=np.zeros(2048), sigma=np.eye(2048))   # EDM's reference files
+    np.savez(tmp_path / "edm.npz", mu=np.zeros(2048), sigma=np.eye(2048))  # EDM's reference files
     edm = load_stats(tmp_path / "edm.npz")
     assert edm["detector"] == "inception" and edm["count"] is None and edm["fingerprint"] is None
     save_stats(ref, np.zeros(128), np.eye(128), "lenet-digits", 10, fingerprint="0123456789abcdef")
@@ -175,13 +179,39 @@ def test_cli_torchrun_two_ranks_match_one(digit_pngs, tmp_path):
     import subprocess
     import sys
     from pathlib import Path
+
     root, folder = digit_pngs
     one, two = tmp_path / "one.npz", tmp_path / "two.npz"
-    args = ["ref", "--data", str(folder), "--dest", "{}", "--detector", "lenet-digits", "--batch", "8", "--workers", "0"]
+    args = [
+        "ref",
+        "--data",
+        str(folder),
+        "--dest",
+        "{}",
+        "--detector",
+        "lenet-digits",
+        "--batch",
+        "8",
+        "--workers",
+        "0",
+    ]
     assert _run(*[a.format(one) for a in args]).exit_code == 0
     repo = Path(fid.__file__).resolve().parent
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                    str(repo / "fid.py"), *[a.format(two) for a in args]], check=True, cwd=repo, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(repo / "fid.py"),
+            *[a.format(two) for a in args],
+        ],
+        check=True,
+        cwd=repo,
+        timeout=300,
+    )
     a, b = load_stats(one), load_stats(two)
     assert a["count"] == b["count"] == 60
     np.testing.assert_allclose(a["mu"], b["mu"], rtol=1e-12)

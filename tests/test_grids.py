@@ -1,4 +1,5 @@
 """σ-grids (spec §6): closed forms, the grid contract, InfoGrid's Gaussian oracle, probing (spec §7)."""
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,9 @@ def gaussian_hdot(sigma):
 def arctan_grid(n, smin=SMIN, smax=SMAX):
     """Closed-form InfoGrid for Gaussian data: Φ(σ) ∝ arctan(σ/c) − arctan(σ_min/c), inverted."""
     a0, a1 = math.atan(smin / C), math.atan(smax / C)
-    return torch.tensor([C * math.tan(a0 + t * (a1 - a0)) for t in torch.linspace(1, 0, n).tolist()],
-                        dtype=torch.float64)
+    return torch.tensor(
+        [C * math.tan(a0 + t * (a1 - a0)) for t in torch.linspace(1, 0, n).tolist()], dtype=torch.float64
+    )
 
 
 def assert_contract(g, n, smin=SMIN, smax=SMAX):
@@ -75,8 +77,8 @@ def test_infogrid_from_scheduler_style_profile():
 def test_infogrid_survives_flat_spiky_and_invalid_profiles():
     sigma = log_sigma_grid(SMIN, SMAX, 64)
     hdot = gaussian_hdot(sigma)
-    hdot[:20] = 0          # flat: no information at low noise
-    hdot[40] *= 1e6        # one spike holding almost all the mass
+    hdot[:20] = 0  # flat: no information at low noise
+    hdot[40] *= 1e6  # one spike holding almost all the mass
     hdot[45] = float("nan")  # an empty bin
     hdot[50] = -1.0
     for n in (2, 18, 100):
@@ -118,7 +120,7 @@ def test_probe_profile_recovers_gaussian_mmse():
     D c²σ²/(c²+σ²) (spec §7) up to Monte-Carlo noise, and its InfoGrid is the arctan grid."""
     gen = torch.Generator().manual_seed(0)
     x0 = C * torch.randn(2000, D, generator=gen)
-    batches = [(x0[i:i + 500], torch.ones(500, 3)) for i in range(0, 2000, 500)]  # (data, labels) batches
+    batches = [(x0[i : i + 500], torch.ones(500, 3)) for i in range(0, 2000, 500)]  # (data, labels) batches
     seen = []
 
     def denoise(x, sigma, class_labels=None):

@@ -1,5 +1,6 @@
 """The InfoNoise scheduler (spec §5) against the Gaussian oracle (§7), its own state machine, the
 checkpoint round trip, and two ranks under torchrun."""
+
 import collections
 import io
 import json
@@ -23,8 +24,7 @@ from schedulers.lognormal import LogNormal
 
 F64 = torch.float64
 REPO = Path(__file__).resolve().parents[1]
-C, D = 0.5, 3072                                      # Gaussian oracle X0 ~ N(0, c²·I_D)
-
+C, D = 0.5, 3072  # Gaussian oracle X0 ~ N(0, c²·I_D)
 
 
 def gauss_mmse(s):
@@ -56,6 +56,7 @@ def exact(**kw):
 
 # -- Gaussian oracle (§7) ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("weighting", ["edm", "unit"])
 def test_gaussian_oracle_exact(weighting):
     s = exact(weighting=weighting, smooth_std=0)
@@ -71,7 +72,7 @@ def test_gaussian_oracle_exact(weighting):
     np.testing.assert_allclose(s.alloc, rho, rtol=1e-10)
     w = (sg**2 + 0.25) / (sg * 0.5) ** 2 if weighting == "edm" else np.ones_like(sg)
     p = sg * rho / w
-    p = 0.98 * p / p.mean() + 0.02                           # floor, in units of the log-uniform density
+    p = 0.98 * p / p.mean() + 0.02  # floor, in units of the log-uniform density
     np.testing.assert_allclose(s.log_dens / s.log_dens.mean(), p, rtol=1e-10)
     np.testing.assert_allclose(s.density(s.sigma), s.log_dens / s.sigma, rtol=1e-12)
     prof = s.profile()
@@ -87,9 +88,9 @@ def test_gaussian_oracle_smoothing_and_ema():
     gh = sg**3 / (sg**3 + s.sigma_p**3) * h
     expect = scipy.ndimage.gaussian_filter1d(gh, 1.0, mode="reflect", truncate=4.0)
     np.testing.assert_allclose(s.alloc / s.alloc.sum(), expect / expect.sum(), rtol=1e-10)
-    feed_grid(s, lambda x: 2 * gauss_mmse(x), s.fifo_size)        # flush the FIFO with doubled errors
+    feed_grid(s, lambda x: 2 * gauss_mmse(x), s.fifo_size)  # flush the FIFO with doubled errors
     s.step(1)
-    np.testing.assert_allclose(s.mhat, 1.1 * gauss_mmse(s.sigma), rtol=1e-12)   # β·m + (1−β)·2m
+    np.testing.assert_allclose(s.mhat, 1.1 * gauss_mmse(s.sigma), rtol=1e-12)  # β·m + (1−β)·2m
 
 
 def test_gaussian_oracle_online():
@@ -101,11 +102,12 @@ def test_gaussian_oracle_online():
         s.observe(sigma, gauss_mmse(sigma.double()))
         recs.append(s.step(step))
     assert [r["step"] for r in recs if r] == [200, 250, 300, 350, 400, 450]
-    rel = (s.hdot / gauss_hdot(s.sigma) - 1).abs()                  # within-bin spread of mmse(σ_i) only;
-    assert rel.max() < 0.03 and rel.mean() < 0.005                  # one bin off would be ≈ 8 % at low σ
+    rel = (s.hdot / gauss_hdot(s.sigma) - 1).abs()  # within-bin spread of mmse(σ_i) only;
+    assert rel.max() < 0.03 and rel.mean() < 0.005  # one bin off would be ≈ 8 % at low σ
 
 
 # -- state machine ---------------------------------------------------------------------------------
+
 
 def test_refresh_timing_warmup_and_min_count():
     s = InfoNoise(num_bins=8, fifo_size=4, min_count=2, warmup_steps=20, refresh_every=10)
@@ -115,10 +117,10 @@ def test_refresh_timing_warmup_and_min_count():
     expect = 0.98 * scipy.stats.lognorm.pdf(x, 1.2, scale=math.exp(-1.2)) + 0.02 * loguniform
     np.testing.assert_allclose(s.density(torch.from_numpy(x)), expect, rtol=1e-12)
     feed_grid(s, gauss_mmse, 1)
-    assert s.step(20) is None                                  # one bin-count short of min_count
+    assert s.step(20) is None  # one bin-count short of min_count
     feed_grid(s, gauss_mmse, 1)
-    assert s.step(10) is None and s.step(25) is None            # before warm-up / off the cadence
-    assert s.step(20)["refresh"] == 1 and s.step(20) is None   # at most once per step
+    assert s.step(10) is None and s.step(25) is None  # before warm-up / off the cadence
+    assert s.step(20)["refresh"] == 1 and s.step(20) is None  # at most once per step
     assert s.step(30)["refresh"] == 2 and s.profile()["refreshes"] == 2
 
 
@@ -126,8 +128,9 @@ def test_warmup_sampler():
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
     assert torch.equal(InfoNoise(floor=0).sample(1000, g1), LogNormal(-1.2, 1.2).sample(1000, g2))
     s = InfoNoise(floor=0.1, warmup_P_mean=-0.5, warmup_P_std=1.5).sample(20000, g1).double().numpy()
-    cdf = lambda x: 0.9 * scipy.stats.norm.cdf((np.log(x) + 0.5) / 1.5) + 0.1 * np.clip(
-        np.log(x / 0.002) / math.log(40000), 0, 1)
+    cdf = lambda x: (
+        0.9 * scipy.stats.norm.cdf((np.log(x) + 0.5) / 1.5) + 0.1 * np.clip(np.log(x / 0.002) / math.log(40000), 0, 1)
+    )
     assert scipy.stats.kstest(s, cdf).pvalue > 0.01
 
 
@@ -148,18 +151,19 @@ def test_discrete_warmup_is_loguniform_and_fills_every_bin():
         firsts[sampler] = None
         for step in range(1, 641):
             sigma = s.sample(128, g)
-            if firsts[sampler] is None:                        # only the warm-up sampler matters here
+            if firsts[sampler] is None:  # only the warm-up sampler matters here
                 s.observe(sigma, torch.ones(128))
                 if s.step(step) is not None:
                     firsts[sampler] = step
                     break
-        if sampler == "loguniform":
-            density = s.density(torch.tensor([0.002, 1.0, 80.0], dtype=F64)) if s.table is None else None
-    assert firsts["loguniform"] == 64                          # at the configured warm-up end
+    assert firsts["loguniform"] == 64  # at the configured warm-up end
     assert firsts["lognormal"] is None or firsts["lognormal"] > 320
     s = InfoNoise(endpoint="discrete")
-    np.testing.assert_allclose(s.density(torch.tensor([0.002, 1.0, 80.0], dtype=F64)),
-                               1 / (np.array([0.002, 1.0, 80.0]) * math.log(40000)), rtol=1e-12)
+    np.testing.assert_allclose(
+        s.density(torch.tensor([0.002, 1.0, 80.0], dtype=F64)),
+        1 / (np.array([0.002, 1.0, 80.0]) * math.log(40000)),
+        rtol=1e-12,
+    )
     masses = s._masses()
     assert torch.allclose(masses[:-1], torch.full((128,), 1 / 128, dtype=F64)) and masses[-1] == 0
 
@@ -173,40 +177,73 @@ def test_observe_matches_reference_fifo():
     for n in (3, 40, 1, 17, 64):
         sigma = torch.exp(math.log(0.002) + math.log(40000) * torch.rand(n, generator=gen, dtype=F64))
         if n == 17:
-            sigma[:12] = s.sigma[3]                               # 12 > B in one bin and one batch
+            sigma[:12] = s.sigma[3]  # 12 > B in one bin and one batch
         err = torch.rand(n, generator=gen, dtype=F64)
         s.observe(sigma.float(), err)
         for k, e in zip(info.bin_index(sigma.float(), 0.002, 80, M).tolist(), err.tolist()):
             ref[k].append(e)
         for k in range(M):
             assert s.count[k] == len(ref[k])
-            assert sorted(s.buf[k, :len(ref[k])].tolist()) == sorted(ref[k])
+            assert sorted(s.buf[k, : len(ref[k])].tolist()) == sorted(ref[k])
 
 
 def test_observe_ignores_nonfinite_and_out_of_range():
     a, b = exact(num_bins=16, min_count=2), exact(num_bins=16, min_count=2)
     sigma = torch.cat([a.sigma, a.sigma, torch.tensor([0.1, 0.2, math.nan, 0.3, 1e-4, 200.0], dtype=F64)])
-    err = torch.cat([gauss_mmse(a.sigma), gauss_mmse(a.sigma),
-                     torch.tensor([math.nan, math.inf, 1.0, -math.inf, 5.0, 5.0], dtype=F64)])
+    err = torch.cat(
+        [
+            gauss_mmse(a.sigma),
+            gauss_mmse(a.sigma),
+            torch.tensor([math.nan, math.inf, 1.0, -math.inf, 5.0, 5.0], dtype=F64),
+        ]
+    )
     a.observe(sigma, err)
     b.observe(sigma[:32], err[:32])
-    assert a.n_nonfinite == 4 and a.n_outside == 2                     # out-of-range σ: dropped, counted
+    assert a.n_nonfinite == 4 and a.n_outside == 2  # out-of-range σ: dropped, counted
     assert torch.equal(a.buf, b.buf) and torch.equal(a.count, b.count)
     assert a.step(0)["n_nonfinite"] == 4 and torch.isfinite(a.table).all()
     b.step(0)
     assert torch.equal(a.table, b.table)
 
 
-@pytest.mark.parametrize("kw", [
-    dict(sigma_min=0), dict(sigma_min=1, sigma_max=0.5), dict(num_bins=2), dict(num_bins=12.5),
-    dict(fifo_size=0), dict(min_count=0), dict(min_count=300), dict(ema_beta=1.0), dict(refresh_every=0),
-    dict(warmup_steps=-1), dict(smooth_std=-1), dict(gate_n=0), dict(tau=0), dict(tau=2),
-    dict(k_persist=0), dict(k_persist=200), dict(powerlaw_tol=0), dict(powerlaw_min_decades=-1),
-    dict(slope_smooth_std=-0.5),
-    dict(floor=1.0), dict(floor=-0.1), dict(endpoint="images"), dict(sigma_p=0.0), dict(weighting="snr"),
-    dict(sigma_data=0), dict(warmup_P_std=0), dict(pivot_rule="knee"), dict(valley_kappa=0.9),
-    dict(valley_smooth_decades=-1), dict(sigma_p_fallback=0), dict(valley_hysteresis=0), dict(valley_hysteresis=1.5),
-    dict(warmup_sampler="uniform")])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(sigma_min=0),
+        dict(sigma_min=1, sigma_max=0.5),
+        dict(num_bins=2),
+        dict(num_bins=12.5),
+        dict(fifo_size=0),
+        dict(min_count=0),
+        dict(min_count=300),
+        dict(ema_beta=1.0),
+        dict(refresh_every=0),
+        dict(warmup_steps=-1),
+        dict(smooth_std=-1),
+        dict(gate_n=0),
+        dict(tau=0),
+        dict(tau=2),
+        dict(k_persist=0),
+        dict(k_persist=200),
+        dict(powerlaw_tol=0),
+        dict(powerlaw_min_decades=-1),
+        dict(slope_smooth_std=-0.5),
+        dict(floor=1.0),
+        dict(floor=-0.1),
+        dict(endpoint="images"),
+        dict(sigma_p=0.0),
+        dict(weighting="snr"),
+        dict(sigma_data=0),
+        dict(warmup_P_std=0),
+        dict(pivot_rule="knee"),
+        dict(valley_kappa=0.9),
+        dict(valley_smooth_decades=-1),
+        dict(sigma_p_fallback=0),
+        dict(valley_hysteresis=0),
+        dict(valley_hysteresis=1.5),
+        dict(warmup_sampler="uniform"),
+    ],
+)
 def test_bad_arguments_raise(kw):
     with pytest.raises(ValueError, match="infonoise"):
         InfoNoise(**kw)
@@ -224,14 +261,15 @@ def test_observe_rejects_mismatched_lengths():
 
 # -- pivots and Jacobian through the scheduler -------------------------------------------------
 
+
 def test_discrete_endpoint_v1_and_pinned_pivot():
     s = exact(endpoint="discrete", pivot_rule="powerlaw")
-    j = 55                                                      # σ ≈ 0.2: two decades of power law
+    j = 55  # σ ≈ 0.2: two decades of power law
     x = s.sigma.log() - s.sigma[j].log()
     hdot = torch.exp(torch.where(torch.arange(128) <= j, -0.5 * x, -3.0 * x))
     feed_grid(s, lambda sg: hdot * sg**3, 8)
     rec = s.step(0)
-    assert -3 <= int((s.sigma - rec["sigma_p"]).abs().argmin()) - j <= 0   # 2-bin slope smoothing: ≤ 3 bins low
+    assert -3 <= int((s.sigma - rec["sigma_p"]).abs().argmin()) - j <= 0  # 2-bin slope smoothing: ≤ 3 bins low
     assert rec["pivot_rule"] == "powerlaw" and rec["prominence"] is None
     p = exact(sigma_p=0.2)
     feed_grid(p, gauss_mmse, 8)
@@ -255,7 +293,7 @@ def test_discrete_valley_pivot_records_and_hysteresis():
     """v2 through the scheduler: a bump of 4× gives the valley (rule and prominence recorded); a young
     monotone profile the fallback; once a valley was found, a bump that sags to a prominence between
     ½·ln κ and ln κ keeps the valley rule (hysteresis), while valley_hysteresis = 1 is the stateless rule."""
-    s = exact(endpoint="discrete", ema_beta=0.0, fifo_size=8)              # each feed replaces the FIFOs
+    s = exact(endpoint="discrete", ema_beta=0.0, fifo_size=8)  # each feed replaces the FIFOs
     feed_grid(s, lambda sg: valley_mmse(sg, 1.0), 8)
     rec = s.step(0)
     assert (rec["sigma_p"], rec["pivot_rule"]) == (0.2, "fallback") and rec["prominence"] < math.log(1.5)
@@ -263,7 +301,7 @@ def test_discrete_valley_pivot_records_and_hysteresis():
     rec = s.step(1)
     assert rec["pivot_rule"] == "valley" and 0.29 < rec["sigma_p"] < 0.36 and rec["prominence"] > math.log(1.5)
     assert s.profile()["sigma_p"] == rec["sigma_p"] and s.history[-1]["pivot_rule"] == "valley"
-    sagged = lambda sg: valley_mmse(sg, 2.0)                  # noqa: E731
+    sagged = lambda sg: valley_mmse(sg, 2.0)  # noqa: E731
     prom = info.most_prominent_valley(info.entropy_rate(sagged(s.sigma), s.sigma), s.sigma).prominence
     assert 0.5 * math.log(1.5) <= prom < math.log(1.5)
     feed_grid(s, sagged, 8)
@@ -273,7 +311,7 @@ def test_discrete_valley_pivot_records_and_hysteresis():
         feed_grid(stateless, lambda sg: valley_mmse(sg, ratio), 8)
         rec = stateless.step(step)
     assert (rec["sigma_p"], rec["pivot_rule"]) == (0.2, "fallback")
-    feed_grid(s, lambda sg: valley_mmse(sg, 1.0), 8)             # the bump gone: fallback even with hysteresis
+    feed_grid(s, lambda sg: valley_mmse(sg, 1.0), 8)  # the bump gone: fallback even with hysteresis
     assert s.step(3)["pivot_rule"] == "fallback"
 
 
@@ -295,7 +333,7 @@ def test_valley_pivot_on_recorded_profiles_never_jumps(path):
         found.append((rec["pivot_rule"], int(info.bin_index(torch.tensor(rec["sigma_p"]), 0.002, 80, len(sigma)))))
     first = next((i for i, (rule, _) in enumerate(found) if rule == "valley"), len(found))
     assert all(rule == "valley" for rule, _ in found[first:]), found
-    assert all(abs(a[1] - b[1]) <= 2 for a, b in zip(found[first:], found[first + 1:])), found
+    assert all(abs(a[1] - b[1]) <= 2 for a, b in zip(found[first:], found[first + 1 :])), found
 
 
 def test_jacobian_flat_allocation_samples_loguniform():
@@ -314,7 +352,7 @@ def test_edm_weighted_schedule_density_ks():
     feed_grid(s, lambda sg: sg**2, 8)
     s.step(0)
     sg = s.sigma.numpy()
-    p = sg**2 / (sg**2 + 0.25)                                  # ∝ 1/λ
+    p = sg**2 / (sg**2 + 0.25)  # ∝ 1/λ
     p = 0.98 * p / p.sum() + 0.02 / 128
     edges = np.linspace(math.log(0.002), math.log(80), 129)
     cdf = lambda x: np.interp(np.log(x), edges, np.concatenate([[0], np.cumsum(p)]))
@@ -324,6 +362,7 @@ def test_edm_weighted_schedule_density_ks():
 
 
 # -- records, checkpoints, registry ------------------------------------------------------------------
+
 
 def test_record_is_json_and_consistent():
     s = exact()
@@ -336,7 +375,7 @@ def test_record_is_json_and_consistent():
         assert q == sorted(q) and 0.002 <= q[0] and q[-1] <= 80
     assert all(len(rec[k]) == 128 for k in ("sigma", "mmse", "hdot", "allocation", "log_density"))
     assert len(rec["cdf"]) == 129
-    rec2 = s.step(1)                                            # same FIFO ⇒ same m̂ ⇒ no change
+    rec2 = s.step(1)  # same FIFO ⇒ same m̂ ⇒ no change
     assert rec2["tv_change"] < 1e-12 and s.history[-1]["refresh"] == 2 and "cdf" not in s.history[-1]
 
 
@@ -353,7 +392,7 @@ def run(sched, gen, steps):
 def test_state_dict_round_trip_continues_identically():
     kw = dict(num_bins=16, fifo_size=16, min_count=2, warmup_steps=20, refresh_every=10, floor=0.1)
     a, gen = InfoNoise(**kw), torch.Generator().manual_seed(0)
-    assert len(run(a, gen, range(1, 36))[1]) == 2                # refreshed at 20 and 30; FIFO mid-way
+    assert len(run(a, gen, range(1, 36))[1]) == 2  # refreshed at 20 and 30; FIFO mid-way
     buf = io.BytesIO()
     torch.save(dict(sched=a.state_dict(), rng=gen.get_state()), buf)
     buf.seek(0)
@@ -370,14 +409,22 @@ def test_state_dict_round_trip_continues_identically():
 
 
 def test_registry_build():
-    ctx = dict(sigma_min=0.002, sigma_max=80.0, sigma_data=0.5, weighting="unit", endpoint="discrete",
-               P_mean=-1.2, dataset="mnist")
+    ctx = dict(
+        sigma_min=0.002,
+        sigma_max=80.0,
+        sigma_data=0.5,
+        weighting="unit",
+        endpoint="discrete",
+        P_mean=-1.2,
+        dataset="mnist",
+    )
     s = schedulers.build("infonoise", context=ctx, refresh_every=10)
     assert isinstance(s, InfoNoise) and s.refresh_every == 10 and s.weighting == "unit" and s.endpoint == "discrete"
     assert "infonoise" in schedulers.names()
 
 
 # -- two ranks -----------------------------------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -386,18 +433,28 @@ def free_port() -> int:
 
 
 def test_two_ranks_build_identical_tables(tmp_path):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr", "127.0.0.1",
-           "--master_port", str(free_port()), str(REPO / "tests" / "dist_infonoise_worker.py"), str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        str(REPO / "tests" / "dist_infonoise_worker.py"),
+        str(tmp_path),
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert r0["steps"] == r1["steps"] and len(r0["steps"]) >= 5
     s0, s1 = r0["state"], r1["state"]
-    assert not torch.equal(s0["buf"], s1["buf"])                        # ranks saw different errors ...
-    for key in ("mhat", "hdot", "alloc", "log_dens", "table"):           # ... yet hold identical tables
+    assert not torch.equal(s0["buf"], s1["buf"])  # ranks saw different errors ...
+    for key in ("mhat", "hdot", "alloc", "log_dens", "table"):  # ... yet hold identical tables
         assert torch.equal(s0[key], s1[key]), key
     assert s0["sigma_p"] == s1["sigma_p"] and s0["history"] == s1["history"]
-    f0, f1 = r0["first"], r1["first"]                                    # first refresh: m̂ = Σsums/Σcounts
+    f0, f1 = r0["first"], r1["first"]  # first refresh: m̂ = Σsums/Σcounts
     pooled = (f0["buf"].sum(1) + f1["buf"].sum(1)) / (f0["count"] + f1["count"]).double()
     np.testing.assert_allclose(f0["mhat"], pooled, rtol=1e-14)

@@ -1,4 +1,5 @@
 """schedulers/information.py against closed forms and independent implementations (spec §2–§5, §7)."""
+
 import math
 
 import numpy as np
@@ -15,7 +16,6 @@ GRID = info.log_sigma_grid(SMIN, SMAX, M)
 DELTA = math.log(SMAX / SMIN) / M
 
 
-
 def loguniform_cdf(s):
     return np.clip(np.log(np.asarray(s) / SMIN) / math.log(SMAX / SMIN), 0, 1)
 
@@ -26,6 +26,7 @@ def draws(table, n=20000, seed=0):
 
 
 # -- grid ------------------------------------------------------------------------------------------
+
 
 def test_grid_centres_edges_and_bins():
     edges = info.log_sigma_edges(SMIN, SMAX, M)
@@ -40,6 +41,7 @@ def test_grid_centres_edges_and_bins():
 
 
 # -- information quantities and weights (§2, §3.2) -------------------------------------------------
+
 
 def test_entropy_rates_gaussian():
     c, D = 0.7, 10
@@ -64,7 +66,7 @@ def test_gate_limits_and_stability():
 
 def test_loss_weight():
     s = torch.tensor([0.01, 0.5, 10.0])
-    assert info.loss_weight(s, "edm").dtype == torch.float32           # keeps the loss's dtype
+    assert info.loss_weight(s, "edm").dtype == torch.float32  # keeps the loss's dtype
     s64 = s.double()
     np.testing.assert_allclose(info.loss_weight(s64, "edm", 0.5), (s64**2 + 0.25) / (s64 * 0.5) ** 2)
     assert torch.equal(info.loss_weight(s, "unit"), torch.ones(3))
@@ -73,6 +75,7 @@ def test_loss_weight():
 
 
 # -- smoothing -------------------------------------------------------------------------------------
+
 
 def test_smooth_matches_scipy_and_keeps_mass():
     v = torch.rand(M, generator=torch.Generator().manual_seed(1), dtype=F64) * GRID**-2
@@ -87,11 +90,12 @@ def test_smooth_matches_scipy_and_keeps_mass():
 
 # -- pivots (§4) -------------------------------------------------------------------------------------
 
+
 def onset_profile(j):
     """ḣ ∝ 1/σ up to bin j, ~0 above, plus an isolated spike and a 2-bin blip higher up."""
     h = torch.where(torch.arange(M) <= j, 1 / GRID, 1e-9)
     h[j + 20] = 0.5 * h.max()
-    h[j + 30: j + 32] = 0.5 * h.max()
+    h[j + 30 : j + 32] = 0.5 * h.max()
     return h
 
 
@@ -99,7 +103,7 @@ def test_pivot_onset_planted():
     j = int(info.bin_index(torch.tensor(0.15), SMIN, SMAX, M))
     h = onset_profile(j)
     assert info.pivot_onset(h, GRID, tau=0.002, k_persist=3) == float(GRID[j])
-    assert info.pivot_onset(h, GRID, tau=0.002, k_persist=1) == float(GRID[j + 31])   # persistence matters
+    assert info.pivot_onset(h, GRID, tau=0.002, k_persist=1) == float(GRID[j + 31])  # persistence matters
     assert info.pivot_onset(h, GRID, tau=0.002, k_persist=2) == float(GRID[j + 31])
 
 
@@ -121,7 +125,7 @@ def index_of(s):
 
 
 def test_pivot_powerlaw_planted():
-    j = index_of(0.2)                                            # ≈ 2 decades of power law above σ_min
+    j = index_of(0.2)  # ≈ 2 decades of power law above σ_min
     h = broken_powerlaw(j, a=-0.5, b=-3.0)
     assert info.pivot_powerlaw(h, GRID, tol=0.25, smooth_std=0) == float(GRID[j])
     assert abs(index_of(info.pivot_powerlaw(h, GRID, tol=0.25, smooth_std=1.0)) - j) <= 1
@@ -134,14 +138,14 @@ def test_pivot_powerlaw_slope_smoothing_tames_noise():
     h = broken_powerlaw(j, a=-0.5, b=-3.0)
     noisy = [h * (1 + 0.03 * torch.randn(M, generator=torch.Generator().manual_seed(i), dtype=F64)) for i in range(10)]
     found = {std: [index_of(info.pivot_powerlaw(x, GRID, smooth_std=std)) - j for x in noisy] for std in (1.0, 2.0)}
-    assert min(found[1.0]) < -5                                   # 3 % noise breaks raw-ish slopes ...
-    assert all(-3 <= d <= 0 for d in found[2.0])                  # ... smoothing them over 2 bins holds
+    assert min(found[1.0]) < -5  # 3 % noise breaks raw-ish slopes ...
+    assert all(-3 <= d <= 0 for d in found[2.0])  # ... smoothing them over 2 bins holds
 
 
 def test_pivot_knee_planted_and_short_run_fallback():
     j = index_of(1.0)
     assert abs(index_of(info.pivot_knee(broken_powerlaw(j, 1.0, -2.0), GRID)) - j) <= 1
-    j = index_of(0.01)                                           # only 0.7 decade of power law
+    j = index_of(0.01)  # only 0.7 decade of power law
     h = broken_powerlaw(j, a=1.0, b=-1.0)
     assert info.pivot_powerlaw(h, GRID, min_decades=0.5, smooth_std=0) == float(GRID[j])
     fallback = info.pivot_powerlaw(h, GRID, min_decades=1.0, smooth_std=1.0)
@@ -154,7 +158,7 @@ def test_pivot_dispatch():
     assert info.pivot(h, GRID, "continuous") == (info.pivot_onset(h, GRID), "onset", None)
     v1 = info.pivot(h, GRID, "discrete", rule="powerlaw", tol=0.1)
     assert v1.sigma_p == info.pivot_powerlaw(h, GRID, tol=0.1) and v1.rule in ("powerlaw", "knee")
-    assert info.pivot(h, GRID, "discrete") == info.Pivot(*info.pivot_valley(h, GRID))      # v2 is the default
+    assert info.pivot(h, GRID, "discrete") == info.Pivot(*info.pivot_valley(h, GRID))  # v2 is the default
     assert info.pivot(h, GRID, "discrete", pinned=0.2) == (0.2, "pinned", None)
     with pytest.raises(ValueError, match="continuous, discrete"):
         info.pivot(h, GRID, "auto")
@@ -166,14 +170,21 @@ def test_pivot_dispatch():
 
 def test_pivot_v1_reports_run_or_knee():
     j = index_of(0.2)
-    assert info.pivot(broken_powerlaw(j, -0.5, -3.0), GRID, "discrete", rule="powerlaw", smooth_std=0) == \
-        (float(GRID[j]), "powerlaw", None)
-    h = broken_powerlaw(index_of(0.01), a=1.0, b=-1.0)                 # 0.7 decade: the knee decides
-    assert info.pivot(h, GRID, "discrete", rule="powerlaw", smooth_std=1.0) == \
-        (info.pivot_knee(h, GRID, smooth_std=1.0), "knee", None)
+    assert info.pivot(broken_powerlaw(j, -0.5, -3.0), GRID, "discrete", rule="powerlaw", smooth_std=0) == (
+        float(GRID[j]),
+        "powerlaw",
+        None,
+    )
+    h = broken_powerlaw(index_of(0.01), a=1.0, b=-1.0)  # 0.7 decade: the knee decides
+    assert info.pivot(h, GRID, "discrete", rule="powerlaw", smooth_std=1.0) == (
+        info.pivot_knee(h, GRID, smooth_std=1.0),
+        "knee",
+        None,
+    )
 
 
 # -- discrete pivot v2: the valley before the information bump (§4, §7 oracle) ---------------------
+
 
 def learned_profile(grid=GRID, s1=0.02, s_valley=0.3, s_bump=1.0, ratio=4.0, noise=0.0, seed=0):
     """ḣ of a synthetic learned-looking ±1 profile (spec §7), built in y = ln(m̂/σ²) = ln(σ·ḣ), piecewise
@@ -213,7 +224,7 @@ def test_valley_recovered_over_redrawn_noise(noise):
     found = [info.pivot_valley(*learned_profile(noise=noise, seed=seed)[:1], GRID) for seed in range(20)]
     j = learned_profile()[1]
     assert all(rule == "valley" for _, rule, _ in found)
-    assert all(-1 <= index_of(sp) - j <= 3 for sp, _, _ in found)   # clean bias ≤ 2 bins, plus the noise's 1
+    assert all(-1 <= index_of(sp) - j <= 3 for sp, _, _ in found)  # clean bias ≤ 2 bins, plus the noise's 1
 
 
 def test_valley_other_positions_and_grids():
@@ -248,7 +259,7 @@ def test_valley_fallback_without_bump(noise):
         sp, rule, prom = info.pivot_valley(h, GRID)
         assert (sp, rule) == (0.2, "fallback") and prom < math.log(1.5)
     assert info.pivot_valley(flat, GRID, fallback=0.05)[:2] == (0.05, "fallback")
-    high, _ = learned_profile(ratio=4.0, noise=noise)                  # κ is the bar: ln 4 − rounding ≈ 0.75
+    high, _ = learned_profile(ratio=4.0, noise=noise)  # κ is the bar: ln 4 − rounding ≈ 0.75
     assert info.pivot_valley(high, GRID, kappa=1.5)[1] == "valley"
     assert info.pivot_valley(high, GRID, kappa=3.0)[:2] == (0.2, "fallback")
 
@@ -256,6 +267,7 @@ def test_valley_fallback_without_bump(noise):
 def test_valley_uses_scipy_prominence():
     """The prominence is scipy's topographic prominence of −y (not a hand-rolled variant)."""
     from scipy.signal import find_peaks, peak_prominences
+
     h, _ = learned_profile(noise=0.1, seed=3)
     std = 0.125 * math.log(10) / DELTA
     y = scipy.ndimage.gaussian_filter1d(np.log((GRID * h).numpy()), std, mode="reflect", truncate=4.0)
@@ -267,6 +279,7 @@ def test_valley_uses_scipy_prominence():
 
 # -- allocation → schedule → density (§3) ----------------------------------------------------------
 
+
 def test_allocation_schedule_normalisation_and_floor():
     c, sp = 0.5, 0.3
     h = 1 / (GRID * (c**2 + GRID**2))
@@ -276,9 +289,9 @@ def test_allocation_schedule_normalisation_and_floor():
     w = info.loss_weight(GRID, "edm")
     pi = info.schedule_from_allocation(rho, GRID, w)
     ratio = pi * w / rho
-    np.testing.assert_allclose(ratio, ratio[0], rtol=1e-12)              # emphasis π·w ∝ ρ
+    np.testing.assert_allclose(ratio, ratio[0], rtol=1e-12)  # emphasis π·w ∝ ρ
     p = info.log_density(pi, GRID)
-    np.testing.assert_allclose(p, GRID * pi, rtol=1e-12)                  # π was already normalised
+    np.testing.assert_allclose(p, GRID * pi, rtol=1e-12)  # π was already normalised
     assert math.isclose(p.sum() * DELTA, 1, rel_tol=1e-12)
     pf = info.add_floor(p, 0.02)
     assert math.isclose(pf.sum() * DELTA, 1, rel_tol=1e-12)
@@ -288,6 +301,7 @@ def test_allocation_schedule_normalisation_and_floor():
 
 # -- tables and sampling (§3.6) --------------------------------------------------------------------
 
+
 def test_sample_icdf_is_exact_inverse_and_continuous():
     p = torch.rand(M, generator=torch.Generator().manual_seed(2), dtype=F64) + 0.1
     table = info.build_cdf(p, GRID)
@@ -295,7 +309,7 @@ def test_sample_icdf_is_exact_inverse_and_continuous():
     u = torch.rand(5000, generator=torch.Generator().manual_seed(3), dtype=F64)
     s = info.sample_icdf(u, table)
     np.testing.assert_allclose(info.cdf_at(s, table), u, atol=1e-12)
-    assert len(torch.unique(s)) == len(s)                                    # continuous, not binned
+    assert len(torch.unique(s)) == len(s)  # continuous, not binned
     ends = info.sample_icdf(torch.tensor([0.0, 1.0], dtype=F64), table)
     np.testing.assert_allclose(ends, [SMIN, SMAX], rtol=1e-12)
 
@@ -312,7 +326,7 @@ def test_known_table_density_ks():
     exact = lambda s: np.interp(np.log(s), edges, cdf)
     x = draws(table, seed=4)
     assert scipy.stats.kstest(x, exact).pvalue > 0.01
-    assert scipy.stats.kstest(x, loguniform_cdf).pvalue < 1e-10           # the KS test has power
+    assert scipy.stats.kstest(x, loguniform_cdf).pvalue < 1e-10  # the KS test has power
     # bin frequencies match the per-ln σ masses p_k·Δ / Σ
     freq = np.bincount(info.bin_index(torch.from_numpy(x), SMIN, SMAX, M).numpy(), minlength=M) / len(x)
     assert 0.5 * np.abs(freq - info.bin_masses(table).numpy()).sum() < 0.06
@@ -347,7 +361,7 @@ def test_pivot_knee_ignores_the_noisy_end_bins():
     j = index_of(0.3)
     h = broken_powerlaw(j, a=-1.5, b=-3.0)
     h[:3] *= torch.tensor([8.0, 0.2, 3.0], dtype=F64)
-    margin = 8                                                    # ⌈4·smooth_std⌉ with the default 2 bins
+    margin = 8  # ⌈4·smooth_std⌉ with the default 2 bins
     found = index_of(info.pivot_knee(h, GRID))
     assert margin <= found and abs(found - j) <= 3
     assert info.pivot(h, GRID, "discrete", rule="powerlaw") == (GRID[found].item(), "knee", None)  # run < 1 decade

@@ -1,5 +1,6 @@
 """training/networks.py: preconditioning formulas (exact), U-Net shapes/dtypes/gradients, registry
 errors, JSON-able construction and weight round trips. Tiny channel counts keep this file fast."""
+
 import importlib.util
 import io
 import json
@@ -28,7 +29,6 @@ class RecordingNet(torch.nn.Module):
         return torch.tanh(x) + noise_labels.reshape(-1, *[1] * (x.ndim - 1)) ** 2
 
 
-
 @pytest.fixture
 def stub(monkeypatch):
     monkeypatch.setitem(ARCHS, "stub", Arch(RecordingNet, {}, "image"))
@@ -48,6 +48,7 @@ def exact(got, want):
 
 # ---- preconditioning ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("sigma_data", [0.5, 1.3])
 def test_edm_coefficients_exact(stub, sigma_data):
     net = build_network("stub", "edm", data_shape=(1, 4, 4), sigma_data=sigma_data)
@@ -59,7 +60,7 @@ def test_edm_coefficients_exact(stub, sigma_data):
     exact(c_in, [1 / math.sqrt(s * s + sd * sd) for s in SIGMAS])
     exact(c_noise, [math.log(s) / 4 for s in SIGMAS])
     # Known consequences: unit-variance training target, and c_skip^2 sd^2 + c_out^2 = sd^2 ... (EDM B.6).
-    torch.testing.assert_close(c_skip + c_out ** 2 / sd ** 2, torch.ones(len(SIGMAS), dtype=torch.float64))
+    torch.testing.assert_close(c_skip + c_out**2 / sd**2, torch.ones(len(SIGMAS), dtype=torch.float64))
     assert (net.sigma_min, net.sigma_max, net.sigma_data) == (0.002, 80.0, sd)
 
 
@@ -70,7 +71,7 @@ def test_vp_coefficients_table1(stub):
     assert c_skip.tolist() == [1.0] * len(SIGMAS)
     assert c_out.tolist() == [-s for s in SIGMAS]
     exact(c_in, [1 / math.sqrt(s * s + 1) for s in SIGMAS])
-    want = [(M - 1) * (math.sqrt(bm ** 2 + 2 * bd * math.log(1 + s * s)) - bm) / bd for s in SIGMAS]
+    want = [(M - 1) * (math.sqrt(bm**2 + 2 * bd * math.log(1 + s * s)) - bm) / bd for s in SIGMAS]
     torch.testing.assert_close(c_noise, f64(want), rtol=1e-14, atol=0)
     # sigma(t) and its inverse; the default range is [sigma(eps_t), sigma(1)].
     t = f64([1e-5, 0.1, 0.5, 1.0])
@@ -102,7 +103,7 @@ def test_precond_forward_composes_inner_model(stub, precond, arch, shape):
     assert torch.equal(call["x"], c_in * x)
     assert torch.equal(call["noise_labels"], c_noise.flatten())
     assert call["class_labels"].tolist()[1] == [0.0, 0.0, 1.0]  # class indices -> one-hot
-    F_x = torch.tanh(c_in * x) + c_noise ** 2
+    F_x = torch.tanh(c_in * x) + c_noise**2
     assert D.dtype == torch.float64 and torch.equal(D, c_skip * x + c_out * F_x)
     # A scalar sigma is broadcast over the batch; no labels -> all-zero labels.
     D1 = net(x[:2], 0.7)
@@ -111,6 +112,7 @@ def test_precond_forward_composes_inner_model(stub, precond, arch, shape):
 
 
 # ---- U-Nets -----------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("arch", ["ddpmpp", "ncsnpp", "adm"])
 @pytest.mark.parametrize("res", [8, 28])
@@ -132,8 +134,15 @@ def test_unet_shape_dtype_grad(arch, res, channels, label_dim):
 
 def test_songunet_skip_encoder_decoder_and_label_dropout():
     torch.manual_seed(0)
-    net = build_network("ddpmpp", data_shape=(2, 28, 28), label_dim=4, label_dropout=1.0,
-                        encoder_type="skip", decoder_type="skip", **TINY)
+    net = build_network(
+        "ddpmpp",
+        data_shape=(2, 28, 28),
+        label_dim=4,
+        label_dropout=1.0,
+        encoder_type="skip",
+        decoder_type="skip",
+        **TINY,
+    )
     x, s = torch.randn(2, 2, 28, 28), torch.tensor([0.3, 3.0])
     net.train()
     a, b = net(x, s, torch.eye(4)[[0, 1]]), net(x, s, torch.eye(4)[[2, 3]])
@@ -170,17 +179,16 @@ def test_unimportable_arch_is_a_clear_error(monkeypatch):
 
 @pytest.mark.skipif(importlib.util.find_spec("dna.model") is None, reason="training/dna.py not present")
 def test_dnaunet_through_the_registry():
-    net = build_network("dnaunet", data_shape=(4, 16), model_channels=8, channel_mult=[1, 2], num_blocks=1,
-                        dropout=0.0)
+    net = build_network("dnaunet", data_shape=(4, 16), model_channels=8, channel_mult=[1, 2], num_blocks=1, dropout=0.0)
     x = torch.randn(2, 4, 16)
     assert net(x, torch.tensor([0.1, 5.0])).shape == x.shape and net.img_resolution is None
 
 
 # ---- construction and weights -------------------------------------------------------------------------
 
+
 def _kwargs():
-    return dict(arch="ncsnpp", precond="edm", data_shape=(1, 8, 8), label_dim=2,
-                resample_filter=(1, 3, 3, 1), **TINY)
+    return dict(arch="ncsnpp", precond="edm", data_shape=(1, 8, 8), label_dim=2, resample_filter=(1, 3, 3, 1), **TINY)
 
 
 def test_json_round_trip_rebuilds_identical_network():
@@ -208,8 +216,12 @@ def test_state_dict_weights_only_round_trip_and_from_snapshot(tmp_path):
     x, s, c = torch.randn(4, 1, 8, 8), torch.tensor([0.01, 0.3, 2.0, 60.0]), torch.eye(2)[[0, 1, 1, 0]]
     assert torch.equal(fresh(x, s, c), net(x, s, c))
 
-    snap = dict(format=checkpoint.FORMAT, options=dict(network_kwargs=net.network_kwargs),
-                net=net.state_dict(), ema=ema.state_dict())
+    snap = dict(
+        format=checkpoint.FORMAT,
+        options=dict(network_kwargs=net.network_kwargs),
+        net=net.state_dict(),
+        ema=ema.state_dict(),
+    )
     checkpoint.atomic_save(snap, tmp_path / "network-snapshot-000001.pt")
     for which, ref in [("ema", ema), ("net", net)]:
         got = from_snapshot(tmp_path / "network-snapshot-000001.pt", which=which)

@@ -1,5 +1,6 @@
 """`python -m analysis.plot`: PNGs from a schedule.jsonl written from real InfoNoise refresh records,
 clear errors without one, and the fixed schedules' emphasis against closed forms (spec §1, §3.5)."""
+
 from __future__ import annotations
 
 import json
@@ -11,9 +12,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from analysis.plot import fixed_emphasis, load_options, load_schedule, main, plot_run, warmup_log_density
 from schedulers import build
 from schedulers import information as info
-from analysis.plot import fixed_emphasis, load_options, load_schedule, main, plot_run, warmup_log_density
 
 
 def write_run(run_dir: Path, refreshes: int = 4, weighting: str = "unit") -> Path:
@@ -29,9 +30,19 @@ def write_run(run_dir: Path, refreshes: int = 4, weighting: str = "unit") -> Pat
             record = sched.step(step)
             assert record is not None
             f.write(json.dumps({"step": step, "kimg": step * 0.5, **record}) + "\n")
-    (run_dir / "training_options.json").write_text(json.dumps(
-        {"scheduler": "infonoise", "scheduler_kwargs": kwargs, "weighting": weighting, "sigma_data": 0.5,
-         "sigma_min": 0.002, "sigma_max": 80.0, "endpoint": "auto"}))
+    (run_dir / "training_options.json").write_text(
+        json.dumps(
+            {
+                "scheduler": "infonoise",
+                "scheduler_kwargs": kwargs,
+                "weighting": weighting,
+                "sigma_data": 0.5,
+                "sigma_min": 0.002,
+                "sigma_max": 80.0,
+                "endpoint": "auto",
+            }
+        )
+    )
     return run_dir
 
 

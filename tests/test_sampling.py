@@ -1,5 +1,6 @@
 """Samplers against exact denoisers (spec §7): the empirical-Bayes denoiser of a few points, and
 Gaussian data, whose probability-flow ODE has the closed-form solution x(σ) = x_T·√(c²+σ²)/√(c²+σ_T²)."""
+
 from __future__ import annotations
 
 import math
@@ -14,9 +15,9 @@ POINTS = torch.tensor([[1.0, 1.0], [-1.0, 0.5], [0.3, -1.2], [-0.8, -0.9], [1.2,
 C = 0.5  # Gaussian data std
 
 
-
 def empirical_bayes(points: torch.Tensor):
     """D*(x;σ) = Σ_i softmax_i(−‖x − x_i‖²/(2σ²)) x_i, distances as ‖x‖² − 2xᵀx_i + ‖x_i‖² (spec §7)."""
+
     def denoise(x, sigma, class_labels=None):
         s = sigma.reshape(-1, 1).to(torch.float64)
         d2 = x.square().sum(1, keepdim=True) - 2 * x @ points.T + points.square().sum(1)
@@ -24,6 +25,7 @@ def empirical_bayes(points: torch.Tensor):
         if class_labels is not None:  # condition on the label: only that class's points
             logits = logits.masked_fill(~class_labels.bool(), -math.inf)
         return torch.softmax(logits, dim=1) @ points
+
     return denoise
 
 
@@ -60,13 +62,15 @@ def test_error_shrinks_with_steps_and_heun_is_second_order():
     grid = lambda n: edm_grid(n, 0.3, 80.0)[:-1]  # noqa: E731 — no final 0: the last step is Heun too
     ref = sample_heun(denoise, x0, grid(512))
     steps = [8, 16, 32, 64]
-    err = {f.__name__: [(f(denoise, x0, grid(n)) - ref).norm(dim=1).mean().item() for n in steps]
-           for f in (sample_heun, sample_euler)}
+    err = {
+        f.__name__: [(f(denoise, x0, grid(n)) - ref).norm(dim=1).mean().item() for n in steps]
+        for f in (sample_heun, sample_euler)
+    }
     for e in err.values():
         assert all(a > b for a, b in zip(e, e[1:])), err
     heun, euler = err["sample_heun"], err["sample_euler"]
     assert all(h < e for h, e in zip(heun[1:], euler[1:])), err
-    assert math.log2(heun[-2] / heun[-1]) > 1.7, err        # ≈ 2
+    assert math.log2(heun[-2] / heun[-1]) > 1.7, err  # ≈ 2
     assert 0.7 < math.log2(euler[-2] / euler[-1]) < 1.3, err  # ≈ 1
 
 
@@ -111,6 +115,7 @@ def test_churn_lands_on_data_and_depends_only_on_seed(solver):
 def test_deterministic_path_draws_no_noise():
     def boom(x):
         raise AssertionError("noise drawn with S_churn = 0")
+
     sample_heun(gaussian, start(8), edm_grid(8), randn_like=boom)
     sample_heun(gaussian, start(8), edm_grid(8), S_churn=10.0, S_min=100.0, randn_like=boom)  # outside range
 

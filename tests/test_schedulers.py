@@ -1,4 +1,5 @@
 """Fixed schedulers sample their densities (KS test, fixed seed); the registry rejects bad names."""
+
 import math
 
 import numpy as np
@@ -37,9 +38,12 @@ def test_ks_detects_wrong_density():
 def test_density_integrates_to_one(sched):
     sigma = torch.logspace(math.log10(0.002), math.log10(80), 20001, dtype=torch.float64)
     mass = torch.trapezoid(sched.density(sigma) * sigma, sigma.log()).item()  # per-ln σ density = σ·π
-    assert mass == pytest.approx(1.0 if isinstance(sched, LogUniform) else
-                                 scipy.stats.norm(-1.2, 1.2).cdf(math.log(80)) - scipy.stats.norm(-1.2, 1.2).cdf(math.log(0.002)),
-                                 rel=1e-4)
+    assert mass == pytest.approx(
+        1.0
+        if isinstance(sched, LogUniform)
+        else scipy.stats.norm(-1.2, 1.2).cdf(math.log(80)) - scipy.stats.norm(-1.2, 1.2).cdf(math.log(0.002)),
+        rel=1e-4,
+    )
 
 
 def test_same_generator_seed_same_draws():

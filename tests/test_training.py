@@ -1,4 +1,5 @@
 """The training framework end to end on CPU: loss weighting, train.py errors, resume, NaN stop, torchrun."""
+
 from __future__ import annotations
 
 import json
@@ -50,17 +51,38 @@ def run_train(args, expect_ok=True):
 
 
 def base_args(data, outdir, *extra):
-    return ["--outdir", outdir, "--data", data, *TINY_NET, "--batch", "8", "--duration", "0.0004",
-            "--tick", "0.2", "--snap", "1", "--sample-grid", "4", "--lr-rampup", "0", *extra]
+    return [
+        "--outdir",
+        outdir,
+        "--data",
+        data,
+        *TINY_NET,
+        "--batch",
+        "8",
+        "--duration",
+        "0.0004",
+        "--tick",
+        "0.2",
+        "--snap",
+        "1",
+        "--sample-grid",
+        "4",
+        "--lr-rampup",
+        "0",
+        *extra,
+    ]
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--scheduler", "nope"], "Unknown scheduler 'nope'. Valid schedulers: infonoise, lognormal, loguniform"),
-    (["--preset", "no-such-preset"], "Unknown preset 'no-such-preset'"),
-    (["--cres", "1,2,2,2,2"], "img_resolution=8 cannot be downsampled"),
-    (["--sched-opt", "P_meen=0"], "no option(s) P_meen"),
-    (["--arch", "nonet"], "unknown arch 'nonet'"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--scheduler", "nope"], "Unknown scheduler 'nope'. Valid schedulers: infonoise, lognormal, loguniform"),
+        (["--preset", "no-such-preset"], "Unknown preset 'no-such-preset'"),
+        (["--cres", "1,2,2,2,2"], "img_resolution=8 cannot be downsampled"),
+        (["--sched-opt", "P_meen=0"], "no option(s) P_meen"),
+        (["--arch", "nonet"], "unknown arch 'nonet'"),
+    ],
+)
 def test_bad_input_clear_errors(tmp_path, tiny_zip, args, message):
     result = run_train(base_args(tiny_zip, tmp_path / "out", *args), expect_ok=False)
     assert result.exit_code != 0
@@ -87,10 +109,23 @@ def test_unwritable_outdir(tmp_path, tiny_zip):
 
 def test_preset_flags_override_only_what_they_set(tmp_path, tiny_zip):
     preset = tmp_path / "p.yaml"
-    preset.write_text(f"data: {tiny_zip}\nlr: 0.123\nbatch: 16\nscheduler: loguniform\n"
-                      f"scheduler_kwargs: {{sigma_min: 0.01}}\n")
-    result = run_train(["--outdir", tmp_path / "o", "--preset", preset, "--batch", "8", *TINY_NET, "--dry-run",
-                        "--sched-opt", "sigma_max=20"])
+    preset.write_text(
+        f"data: {tiny_zip}\nlr: 0.123\nbatch: 16\nscheduler: loguniform\nscheduler_kwargs: {{sigma_min: 0.01}}\n"
+    )
+    result = run_train(
+        [
+            "--outdir",
+            tmp_path / "o",
+            "--preset",
+            preset,
+            "--batch",
+            "8",
+            *TINY_NET,
+            "--dry-run",
+            "--sched-opt",
+            "sigma_max=20",
+        ]
+    )
     opts = json.loads(result.output)
     assert (opts["lr"], opts["batch"], opts["scheduler"]) == (0.123, 8, "loguniform")
     assert opts["scheduler_kwargs"] == {"sigma_min": 0.01, "sigma_max": 20}
@@ -107,8 +142,18 @@ def test_resume_matches_uninterrupted_run(tmp_path, tiny_zip, scheduler):
     """Stop after 3 steps, re-run the same command: bitwise the same result as one 6-step run."""
     extra = ["--scheduler", scheduler]
     if scheduler == "infonoise":
-        extra += ["--sched-opt", "warmup_steps=2", "--sched-opt", "refresh_every=2", "--sched-opt", "min_count=1",
-                  "--sched-opt", "num_bins=4", "--sched-opt", "floor=0.5"]
+        extra += [
+            "--sched-opt",
+            "warmup_steps=2",
+            "--sched-opt",
+            "refresh_every=2",
+            "--sched-opt",
+            "min_count=1",
+            "--sched-opt",
+            "num_bins=4",
+            "--sched-opt",
+            "floor=0.5",
+        ]
     full = base_args(tiny_zip, tmp_path / "a", *extra, "--duration", "0.000048")  # 48 images = 6 steps
     run_train(full)
     split = base_args(tiny_zip, tmp_path / "b", *extra, "--duration", "0.000048")
@@ -158,7 +203,9 @@ def test_nan_loss_stops_and_keeps_last_snapshot(tmp_path, tiny_zip, monkeypatch)
         return (loss * float("nan"), error) if calls["n"] >= 4 else (loss, error)
 
     monkeypatch.setattr(training_loop.DenoisingLoss, "__call__", poisoned)
-    result = run_train(base_args(tiny_zip, tmp_path / "o", "--tick", "0.016"), expect_ok=False)  # snapshot every 2 steps
+    result = run_train(
+        base_args(tiny_zip, tmp_path / "o", "--tick", "0.016"), expect_ok=False
+    )  # snapshot every 2 steps
     assert result.exit_code != 0 and "Non-finite loss/gradient at step 3" in result.output
     snaps = checkpoint.list_snapshots(tmp_path / "o" / "tiny-lognormal-edm")
     assert snaps and checkpoint.load(snaps[-1])["progress"]["global_step"] == 2
@@ -176,8 +223,17 @@ def test_corrupt_snapshot_is_a_clear_error(tmp_path):
 def test_torchrun_two_ranks_identical_parameters(tmp_path, tiny_zip):
     """2 processes (gloo): different data and σ per rank, averaged gradients → identical parameters."""
     out = tmp_path / "dist"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(free_port()),
-           str(REPO / "tests" / "dist_train_worker.py"), str(tiny_zip), str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port",
+        str(free_port()),
+        str(REPO / "tests" / "dist_train_worker.py"),
+        str(tiny_zip),
+        str(out),
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -187,8 +243,9 @@ def test_torchrun_two_ranks_identical_parameters(tmp_path, tiny_zip):
         assert torch.equal(p0["net"][name], p1["net"][name]), name
     # Each rank observed its own errors (different data and σ), yet both built the same table.
     s0, s1 = p0["scheduler_state"], p1["scheduler_state"]
-    assert any(isinstance(s0[k], torch.Tensor) and s0[k].is_floating_point() and not torch.equal(s0[k], s1[k])
-               for k in s0), "ranks must observe different errors"
+    assert any(
+        isinstance(s0[k], torch.Tensor) and s0[k].is_floating_point() and not torch.equal(s0[k], s1[k]) for k in s0
+    ), "ranks must observe different errors"
     torch.testing.assert_close(p0["table"], p1["table"], rtol=0, atol=0)
 
 
@@ -206,6 +263,7 @@ def test_data_stream_splits_epochs_over_ranks():
 def test_every_preset_resolves_and_builds(preset):
     """Each shipped preset has only known keys and its network builds for its data's shape."""
     from training import networks
+
     opts = {**options.DEFAULTS, **options.load_preset(preset)}
     shape = {"digits": [1, 8, 8], "cifar10": [3, 32, 32], "dna": [4, 200]}.get(preset.split("-")[0], [1, 28, 28])
     kwargs = dict(opts["network_kwargs"])
@@ -213,11 +271,15 @@ def test_every_preset_resolves_and_builds(preset):
         pytest.importorskip("dna.model")
     net = networks.build_network(opts["arch"], opts["precond"], data_shape=shape, **kwargs)
     assert net(torch.zeros(1, *shape), torch.ones(1)).shape == (1, *shape)
-    schedulers.build(opts["scheduler"], dict(weighting=opts["weighting"], endpoint="continuous"),
-                     **opts["scheduler_kwargs"])
+    schedulers.build(
+        opts["scheduler"], dict(weighting=opts["weighting"], endpoint="continuous"), **opts["scheduler_kwargs"]
+    )
 
 
 def test_preset_extends_merges_dicts(tmp_path):
     (tmp_path / "base.yaml").write_text("lr: 0.1\nscheduler_kwargs: {refresh_every: 7, floor: 0.1}\n")
     (tmp_path / "child.yaml").write_text("extends: base.yaml\nscheduler_kwargs: {floor: 0.3}\n")
-    assert options.load_preset(str(tmp_path / "child.yaml")) == {"lr": 0.1, "scheduler_kwargs": {"refresh_every": 7, "floor": 0.3}}
+    assert options.load_preset(str(tmp_path / "child.yaml")) == {
+        "lr": 0.1,
+        "scheduler_kwargs": {"refresh_every": 7, "floor": 0.3},
+    }

@@ -10,48 +10,41 @@ A snapshot (`network-snapshot-<kimg>.pt`) is a dict:
   progress      {"cur_nimg", "cur_tick", "global_step"}
   rng           per-rank RNG states, see training_loop
 """
+
 from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
+
+from torch_utils.files import atomic_write
 
 FORMAT = "infonoise-snapshot-v1"
 SNAPSHOT_RE = re.compile(r"^network-snapshot-(\d+)\.pt$")
 
 
 def atomic_save(obj, path: str | os.PathLike) -> None:
-    """torch.save to a temporary file in the same folder, fsync, then rename into place: a killed
-    process leaves either the old file or the new one, never a torn one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """torch.save through `files.atomic_write`: a killed process leaves the old file or the new one."""
+    with atomic_write(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def load(path: str | os.PathLike, map_location="cpu") -> dict:
     """Load a snapshot safely (weights_only=True). Errors name the file and what to do."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such snapshot file. Pass the path of a "
-                                f"network-snapshot-*.pt written by train.py.")
+        raise FileNotFoundError(
+            f"{path}: no such snapshot file. Pass the path of a network-snapshot-*.pt written by train.py."
+        )
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # corrupt, truncated, or a pickle with code in it
-        raise ValueError(f"{path}: cannot be read as a snapshot ({type(e).__name__}: {e}). "
-                         f"The file is corrupt or not written by train.py; use an earlier snapshot.") from e
+        raise ValueError(
+            f"{path}: cannot be read as a snapshot ({type(e).__name__}: {e}). "
+            f"The file is corrupt or not written by train.py; use an earlier snapshot."
+        ) from e
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"{path}: not an InfoNoise snapshot (expected format '{FORMAT}').")
     return data

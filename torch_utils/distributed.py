@@ -3,6 +3,7 @@
 Without torchrun (no WORLD_SIZE) everything degrades to a single process and the collectives
 below become identities, so library code can call them unconditionally.
 """
+
 from __future__ import annotations
 
 import datetime

@@ -5,6 +5,7 @@ unchanged. Sequence files (FASTA / DNA-Diffusion TSV) are opened by `dna.sequenc
 Image datasets yield (uint8 [C,H,W], float32 one-hot label); sequence datasets yield float32 data
 already in model space. The training loop maps uint8 to [-1, 1] with x/127.5 − 1.
 """
+
 from __future__ import annotations
 
 import io
@@ -39,8 +40,16 @@ class ImageFolderDataset(torch.utils.data.Dataset):
     mirrored copies (EDM's --xflip). max_size: keep a seeded random subset.
     """
 
-    def __init__(self, path: str | os.PathLike, resolution: int | None = None, use_labels: bool = False,
-                 xflip: bool = False, max_size: int | None = None, random_seed: int = 0, cache: bool = True):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        resolution: int | None = None,
+        use_labels: bool = False,
+        xflip: bool = False,
+        max_size: int | None = None,
+        random_seed: int = 0,
+        cache: bool = True,
+    ):
         self.path = str(path)
         self._zip, self._zip_pid = None, None
         if os.path.isdir(self.path):
@@ -52,14 +61,17 @@ class ImageFolderDataset(torch.utils.data.Dataset):
             try:
                 self._all_fnames = sorted(self._get_zip().namelist())
             except zipfile.BadZipFile as e:
-                raise ValueError(f"{self.path}: not a readable zip archive ({e}). Re-create it with "
-                                 f"dataset_tool.py.") from None
+                raise ValueError(
+                    f"{self.path}: not a readable zip archive ({e}). Re-create it with dataset_tool.py."
+                ) from None
         elif not os.path.exists(self.path):
-            raise FileNotFoundError(f"{self.path}: dataset not found. Pass a folder or .zip of PNGs "
-                                    f"(make one with dataset_tool.py).")
+            raise FileNotFoundError(
+                f"{self.path}: dataset not found. Pass a folder or .zip of PNGs (make one with dataset_tool.py)."
+            )
         else:
-            raise ValueError(f"{self.path}: a dataset must be a folder or a .zip of images "
-                             f"(or a FASTA/TSV sequence file).")
+            raise ValueError(
+                f"{self.path}: a dataset must be a folder or a .zip of images (or a FASTA/TSV sequence file)."
+            )
         self._image_fnames = [f for f in self._all_fnames if _ext(f) in IMAGE_EXTS and not _hidden(f)]
         if not self._image_fnames:
             raise ValueError(f"{self.path}: contains no images ({', '.join(sorted(IMAGE_EXTS))}).")
@@ -71,9 +83,11 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         first = self._load_raw_image(0)
         self._raw_shape = [len(self._image_fnames), *first.shape]
         if resolution is not None and (first.shape[1] != resolution or first.shape[2] != resolution):
-            raise ValueError(f"{self.path}: images are {first.shape[2]}x{first.shape[1]} but resolution "
-                             f"{resolution} was requested. Re-create the dataset with "
-                             f"dataset_tool.py --resolution {resolution}, or drop the option.")
+            raise ValueError(
+                f"{self.path}: images are {first.shape[2]}x{first.shape[1]} but resolution "
+                f"{resolution} was requested. Re-create the dataset with "
+                f"dataset_tool.py --resolution {resolution}, or drop the option."
+            )
         self._raw_labels = self._load_raw_labels() if use_labels else None
 
         self._raw_idx = np.arange(len(self._image_fnames), dtype=np.int64)
@@ -111,18 +125,24 @@ class ImageFolderDataset(torch.utils.data.Dataset):
             if image.dtype != np.uint8:
                 raise ValueError(f"{pil.mode} pixels ({image.dtype}); only 8-bit images are supported")
         except Exception as e:
-            raise ValueError(f"{self.path}: cannot decode image '{fname}' ({e}). The file is corrupt; "
-                             f"re-create the dataset with dataset_tool.py.") from None
+            raise ValueError(
+                f"{self.path}: cannot decode image '{fname}' ({e}). The file is corrupt; "
+                f"re-create the dataset with dataset_tool.py."
+            ) from None
         image = image[:, :, np.newaxis] if image.ndim == 2 else image  # HW => HWC
         if hasattr(self, "_raw_shape") and [image.shape[2], *image.shape[:2]] != self._raw_shape[1:]:
-            raise ValueError(f"{self.path}: image '{fname}' has shape {image.shape} (HWC) but the data "
-                             f"set's first image is CHW {tuple(self._raw_shape[1:])}; all images must match.")
+            raise ValueError(
+                f"{self.path}: image '{fname}' has shape {image.shape} (HWC) but the data "
+                f"set's first image is CHW {tuple(self._raw_shape[1:])}; all images must match."
+            )
         return image.transpose(2, 0, 1)  # HWC => CHW
 
     def _load_raw_labels(self) -> np.ndarray:
         if "dataset.json" not in self._all_fnames:
-            raise ValueError(f"{self.path}: labels were requested (--cond) but the data set has no "
-                             f"dataset.json. Re-create it with labels, or train without --cond.")
+            raise ValueError(
+                f"{self.path}: labels were requested (--cond) but the data set has no "
+                f"dataset.json. Re-create it with labels, or train without --cond."
+            )
         with self._open("dataset.json") as f:
             try:
                 labels = json.load(f).get("labels")
@@ -136,8 +156,9 @@ class ImageFolderDataset(torch.utils.data.Dataset):
             raise ValueError(f"{self.path}: dataset.json 'labels' must be [[name, int], ...] ({e}).") from None
         missing = [f for f in self._image_fnames if f.replace("\\", "/") not in labels]
         if missing:
-            raise ValueError(f"{self.path}: dataset.json has no label for '{missing[0]}' "
-                             f"({len(missing)} images unlabelled).")
+            raise ValueError(
+                f"{self.path}: dataset.json has no label for '{missing[0]}' ({len(missing)} images unlabelled)."
+            )
         raw = np.array([labels[f.replace("\\", "/")] for f in self._image_fnames], dtype=np.int64)
         if raw.min() < 0:
             raise ValueError(f"{self.path}: dataset.json has negative class labels.")
@@ -210,6 +231,7 @@ def open_dataset(path: str | os.PathLike, **kwargs) -> torch.utils.data.Dataset:
     """Open any supported training data: a registered kind by suffix (sequence files: FASTA, TSV),
     else an image folder/zip."""
     import importlib
+
     for suffixes, (target, allowed) in DATASETS.items():
         if str(path).lower().endswith(suffixes):
             module, name = target.split(":")

@@ -4,6 +4,7 @@ It returns both the weighted per-sample loss (what is optimised) and the *unweig
 noise scheduler estimates the MMSE from (spec §2) — the same forward pass, no extra cost. σ comes
 from the caller (the scheduler), so the loss never knows which schedule it is trained under.
 """
+
 from __future__ import annotations
 
 import torch
@@ -22,9 +23,14 @@ class DenoisingLoss:
     def weight(self, sigma: torch.Tensor) -> torch.Tensor:
         return loss_weight(sigma, self.weighting, self.sigma_data)
 
-    def __call__(self, net: torch.nn.Module, x0: torch.Tensor, sigma: torch.Tensor,
-                 labels: torch.Tensor | None = None, noise: torch.Tensor | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self,
+        net: torch.nn.Module,
+        x0: torch.Tensor,
+        sigma: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (weighted loss [N], unweighted error [N], detached), both summed over dimensions."""
         sigma = sigma.to(x0.device, torch.float32)
         if noise is None:

@@ -17,6 +17,7 @@ a 'sequence' arch (data_shape (C, L)) as
     cls(seq_length=L, in_channels=C, out_channels=C, label_dim=label_dim, **kwargs)
 and both are called as model(x, noise_labels[N], class_labels=None|[N, label_dim], **model_kwargs).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -44,13 +45,15 @@ def weight_init(shape, mode: str, fan_in: int, fan_out: int) -> torch.Tensor:
         return math.sqrt(3 / fan_in) * (torch.rand(*shape) * 2 - 1)
     if mode == "kaiming_normal":
         return math.sqrt(1 / fan_in) * torch.randn(*shape)
-    raise ValueError(f"unknown init_mode '{mode}'; valid: xavier_uniform, xavier_normal, "
-                     f"kaiming_uniform, kaiming_normal")
+    raise ValueError(
+        f"unknown init_mode '{mode}'; valid: xavier_uniform, xavier_normal, kaiming_uniform, kaiming_normal"
+    )
 
 
 class Linear(nn.Module):
-    def __init__(self, in_features, out_features, bias=True, init_mode="kaiming_normal",
-                 init_weight=1.0, init_bias=0.0):
+    def __init__(
+        self, in_features, out_features, bias=True, init_mode="kaiming_normal", init_weight=1.0, init_bias=0.0
+    ):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         init = dict(mode=init_mode, fan_in=in_features, fan_out=out_features)
@@ -68,19 +71,33 @@ class Conv(nn.Module):
     folds the resampling into the conv (EDM's residual encoder path). Any even size resamples exactly
     by 2: 28 -> 14 -> 7 and back. The default (1, 1) filter is average pooling down, nearest up."""
 
-    def __init__(self, in_channels, out_channels, kernel, bias=True, up=False, down=False,
-                 resample_filter=(1, 1), fused_resample=False, init_mode="kaiming_normal",
-                 init_weight=1.0, init_bias=0.0, dims=2):
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel,
+        bias=True,
+        up=False,
+        down=False,
+        resample_filter=(1, 1),
+        fused_resample=False,
+        init_mode="kaiming_normal",
+        init_weight=1.0,
+        init_bias=0.0,
+        dims=2,
+    ):
         assert not (up and down), "Conv: up and down are exclusive"
         assert dims in (1, 2), f"Conv: dims must be 1 or 2, got {dims}"
         super().__init__()
         self.in_channels, self.out_channels, self.dims = in_channels, out_channels, dims
         self.up, self.down, self.fused_resample = up, down, fused_resample
-        fan = dict(mode=init_mode, fan_in=in_channels * kernel ** dims, fan_out=out_channels * kernel ** dims)
-        self.weight = (nn.Parameter(weight_init([out_channels, in_channels] + [kernel] * dims, **fan)
-                                    * init_weight) if kernel else None)
-        self.bias = (nn.Parameter(weight_init([out_channels], **fan) * init_bias)
-                     if kernel and bias else None)
+        fan = dict(mode=init_mode, fan_in=in_channels * kernel**dims, fan_out=out_channels * kernel**dims)
+        self.weight = (
+            nn.Parameter(weight_init([out_channels, in_channels] + [kernel] * dims, **fan) * init_weight)
+            if kernel
+            else None
+        )
+        self.bias = nn.Parameter(weight_init([out_channels], **fan) * init_bias) if kernel and bias else None
         f = torch.as_tensor(resample_filter, dtype=torch.float32)
         f = (torch.outer(f, f) if dims == 2 else f)[None, None] / f.sum() ** dims  # unit DC gain
         self.register_buffer("resample_filter", f if (up or down) else None, persistent=False)
@@ -92,7 +109,7 @@ class Conv(nn.Module):
         f = None if self.resample_filter is None else self.resample_filter.to(x.dtype)
         w_pad = 0 if w is None else w.shape[-1] // 2
         f_pad = 0 if f is None else (f.shape[-1] - 1) // 2
-        c, ones, gain = self.in_channels, [1] * self.dims, 2 ** self.dims
+        c, ones, gain = self.in_channels, [1] * self.dims, 2**self.dims
 
         if self.fused_resample and self.up and w is not None:
             x = conv_t(x, f.mul(gain).tile([c, 1] + ones), groups=c, stride=2, padding=max(f_pad - w_pad, 0))
@@ -133,10 +150,27 @@ class UNetBlock(nn.Module):
     """Pre-activation residual block: norm-SiLU-conv, embedding (scale+shift if adaptive_scale, else
     additive), norm-SiLU-dropout-conv, skip connection; then optional multi-head self-attention."""
 
-    def __init__(self, in_channels, out_channels, emb_channels, up=False, down=False, attention=False,
-                 num_heads=None, channels_per_head=64, dropout=0.0, skip_scale=1.0, eps=1e-5,
-                 resample_filter=(1, 1), resample_proj=False, adaptive_scale=True,
-                 init=None, init_zero=None, init_attn=None, dims=2):
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        emb_channels,
+        up=False,
+        down=False,
+        attention=False,
+        num_heads=None,
+        channels_per_head=64,
+        dropout=0.0,
+        skip_scale=1.0,
+        eps=1e-5,
+        resample_filter=(1, 1),
+        resample_proj=False,
+        adaptive_scale=True,
+        init=None,
+        init_zero=None,
+        init_attn=None,
+        dims=2,
+    ):
         super().__init__()
         init = init or {}
         init_zero = init_zero if init_zero is not None else dict(init_weight=0)
@@ -161,8 +195,9 @@ class UNetBlock(nn.Module):
             self.skip = Conv(in_channels, out_channels, kernel, up=up, down=down, **conv, **init)
         if heads:
             self.norm2 = GroupNorm(out_channels, eps=eps)
-            self.qkv = Conv(out_channels, out_channels * 3, 1, dims=dims,
-                            **(init_attn if init_attn is not None else init))
+            self.qkv = Conv(
+                out_channels, out_channels * 3, 1, dims=dims, **(init_attn if init_attn is not None else init)
+            )
             self.proj = Conv(out_channels, out_channels, 1, dims=dims, **init_zero)
 
     def forward(self, x, emb):
@@ -177,10 +212,9 @@ class UNetBlock(nn.Module):
         x = (h + (x if self.skip is None else self.skip(x))) * self.skip_scale
 
         if self.num_heads:
-            n, c, pos = x.shape[0], x.shape[1], x[0, 0].numel()   # attention over all positions
+            n, c, pos = x.shape[0], x.shape[1], x[0, 0].numel()  # attention over all positions
             qkv = self.qkv(self.norm2(x)).reshape(n, 3, self.num_heads, c // self.num_heads, pos)
-            q, k, v = (t.reshape(n * self.num_heads, c // self.num_heads, pos).transpose(1, 2)
-                       for t in qkv.unbind(1))
+            q, k, v = (t.reshape(n * self.num_heads, c // self.num_heads, pos).transpose(1, 2) for t in qkv.unbind(1))
             a = F.scaled_dot_product_attention(q, k, v)  # softmax(q k^T / sqrt(c_head)) v
             a = a.transpose(1, 2).reshape(x.shape)
             x = (self.proj(a) + x) * self.skip_scale
@@ -226,13 +260,14 @@ def level_resolutions(img_resolution: int, num_levels: int, what: str = "U-Net")
             while r % 2 == 0:
                 r //= 2
                 max_levels += 1
-            chain = " -> ".join(str(img_resolution / 2 ** i).removesuffix(".0") for i in range(num_levels))
+            chain = " -> ".join(str(img_resolution / 2**i).removesuffix(".0") for i in range(num_levels))
             raise ValueError(
                 f"{what}: img_resolution={img_resolution} cannot be downsampled through "
                 f"{num_levels} levels (len(channel_mult)={num_levels}: {chain}). Each level halves the "
                 f"resolution, so it must be divisible by 2**(levels-1)={2 ** (num_levels - 1)}. Fix: use "
                 f"at most {max_levels} levels for {img_resolution}x{img_resolution} (e.g. a channel_mult "
-                f"with {max_levels} entries) or pad/resize the data to a multiple of {2 ** (num_levels - 1)}.")
+                f"with {max_levels} entries) or pad/resize the data to a multiple of {2 ** (num_levels - 1)}."
+            )
         res //= 2
         out.append(res)
     return out
@@ -257,11 +292,26 @@ class SongUNet(nn.Module, _LabelMixin):
     progressive-growing input path); decoder_type: 'standard' | 'skip' (output summed over levels).
     The bottleneck always has one attention block (as in DDPM++)."""
 
-    def __init__(self, img_resolution, in_channels, out_channels, label_dim=0, augment_dim=0,
-                 model_channels=128, channel_mult=(1, 2, 2, 2), channel_mult_emb=4, num_blocks=4,
-                 attn_resolutions=(16,), dropout=0.10, label_dropout=0.0, embedding_type="positional",
-                 channel_mult_noise=1, encoder_type="standard", decoder_type="standard",
-                 resample_filter=(1, 1)):
+    def __init__(
+        self,
+        img_resolution,
+        in_channels,
+        out_channels,
+        label_dim=0,
+        augment_dim=0,
+        model_channels=128,
+        channel_mult=(1, 2, 2, 2),
+        channel_mult_emb=4,
+        num_blocks=4,
+        attn_resolutions=(16,),
+        dropout=0.10,
+        label_dropout=0.0,
+        embedding_type="positional",
+        channel_mult_noise=1,
+        encoder_type="standard",
+        decoder_type="standard",
+        resample_filter=(1, 1),
+    ):
         super().__init__()
         if embedding_type not in ("positional", "fourier"):
             raise ValueError(f"embedding_type='{embedding_type}'; valid: 'positional', 'fourier'")
@@ -279,13 +329,26 @@ class SongUNet(nn.Module, _LabelMixin):
         init = dict(init_mode="xavier_uniform")
         init_zero = dict(init_mode="xavier_uniform", init_weight=1e-5)
         init_attn = dict(init_mode="xavier_uniform", init_weight=math.sqrt(0.2))
-        blk = dict(emb_channels=emb_ch, num_heads=1, dropout=dropout, skip_scale=math.sqrt(0.5), eps=1e-6,
-                   resample_filter=resample_filter, resample_proj=True, adaptive_scale=False,
-                   init=init, init_zero=init_zero, init_attn=init_attn)
+        blk = dict(
+            emb_channels=emb_ch,
+            num_heads=1,
+            dropout=dropout,
+            skip_scale=math.sqrt(0.5),
+            eps=1e-6,
+            resample_filter=resample_filter,
+            resample_proj=True,
+            adaptive_scale=False,
+            init=init,
+            init_zero=init_zero,
+            init_attn=init_attn,
+        )
 
         # Noise/label embedding -> emb [N, emb_ch].
-        self.map_noise = (PositionalEmbedding(noise_ch, endpoint=True) if embedding_type == "positional"
-                          else FourierEmbedding(noise_ch))
+        self.map_noise = (
+            PositionalEmbedding(noise_ch, endpoint=True)
+            if embedding_type == "positional"
+            else FourierEmbedding(noise_ch)
+        )
         self.map_label = Linear(label_dim, noise_ch, **init) if label_dim else None
         self.map_augment = Linear(augment_dim, noise_ch, bias=False, **init) if augment_dim else None
         self.map_layer0 = Linear(noise_ch, emb_ch, **init)
@@ -305,11 +368,14 @@ class SongUNet(nn.Module, _LabelMixin):
                     self.enc[f"{r}_aux_down"] = Conv(caux, caux, 0, down=True, resample_filter=resample_filter)
                     self.enc[f"{r}_aux_skip"] = Conv(caux, c, 1, **init)
                 elif encoder_type == "residual":
-                    self.enc[f"{r}_aux_residual"] = Conv(caux, c, 3, down=True, resample_filter=resample_filter,
-                                                           fused_resample=True, **init)
+                    self.enc[f"{r}_aux_residual"] = Conv(
+                        caux, c, 3, down=True, resample_filter=resample_filter, fused_resample=True, **init
+                    )
                     caux = c
             for i in range(num_blocks):
-                self.enc[f"{r}_block{i}"] = UNetBlock(c, model_channels * mult, attention=res in attn_resolutions, **blk)
+                self.enc[f"{r}_block{i}"] = UNetBlock(
+                    c, model_channels * mult, attention=res in attn_resolutions, **blk
+                )
                 c = model_channels * mult
         skips = [m.out_channels for name, m in self.enc.items() if "_aux_" not in name]
 
@@ -330,8 +396,9 @@ class SongUNet(nn.Module, _LabelMixin):
                 c = model_channels * mult
             if decoder_type == "skip" or level == 0:
                 if decoder_type == "skip" and level < last:
-                    self.dec[f"{r}_aux_up"] = Conv(out_channels, out_channels, 0, up=True,
-                                                     resample_filter=resample_filter)
+                    self.dec[f"{r}_aux_up"] = Conv(
+                        out_channels, out_channels, 0, up=True, resample_filter=resample_filter
+                    )
                 self.dec[f"{r}_aux_norm"] = GroupNorm(c, eps=1e-6)
                 self.dec[f"{r}_aux_conv"] = Conv(c, out_channels, 3, **init_zero)
 
@@ -381,28 +448,55 @@ class ADMUNet(nn.Module, _LabelMixin):
     `level_names` key the modules of each level (e.g. '32x32' for images, '200' for sequences).
     DhariwalUNet (images) and dna.model.SequenceUNet (sequences) only name and validate."""
 
-    def __init__(self, level_names, attention, in_channels, out_channels, label_dim=0, augment_dim=0,
-                 model_channels=192, channel_mult=(1, 2, 3, 4), channel_mult_emb=4, num_blocks=3,
-                 channels_per_head=64, dropout=0.10, label_dropout=0.0, embedding_type="positional", dims=2):
+    def __init__(
+        self,
+        level_names,
+        attention,
+        in_channels,
+        out_channels,
+        label_dim=0,
+        augment_dim=0,
+        model_channels=192,
+        channel_mult=(1, 2, 3, 4),
+        channel_mult_emb=4,
+        num_blocks=3,
+        channels_per_head=64,
+        dropout=0.10,
+        label_dropout=0.0,
+        embedding_type="positional",
+        dims=2,
+    ):
         super().__init__()
         if embedding_type not in ("positional", "fourier"):
-            raise ValueError(f"{type(self).__name__}: embedding_type='{embedding_type}'; valid: 'positional', 'fourier'")
+            raise ValueError(
+                f"{type(self).__name__}: embedding_type='{embedding_type}'; valid: 'positional', 'fourier'"
+            )
         self.in_channels, self.out_channels = in_channels, out_channels
         self.label_dim, self.label_dropout = label_dim, label_dropout
 
         emb_ch = model_channels * channel_mult_emb
         init = dict(init_mode="kaiming_uniform", init_weight=math.sqrt(1 / 3), init_bias=math.sqrt(1 / 3))
         init_zero = dict(init_mode="kaiming_uniform", init_weight=0, init_bias=0)
-        blk = dict(emb_channels=emb_ch, channels_per_head=channels_per_head, dropout=dropout, init=init,
-                   init_zero=init_zero, dims=dims)
+        blk = dict(
+            emb_channels=emb_ch,
+            channels_per_head=channels_per_head,
+            dropout=dropout,
+            init=init,
+            init_zero=init_zero,
+            dims=dims,
+        )
 
-        self.map_noise = (PositionalEmbedding(model_channels) if embedding_type == "positional"
-                          else FourierEmbedding(model_channels))
+        self.map_noise = (
+            PositionalEmbedding(model_channels) if embedding_type == "positional" else FourierEmbedding(model_channels)
+        )
         self.map_augment = Linear(augment_dim, model_channels, bias=False, **init_zero) if augment_dim else None
         self.map_layer0 = Linear(model_channels, emb_ch, **init)
         self.map_layer1 = Linear(emb_ch, emb_ch, **init)
-        self.map_label = (Linear(label_dim, emb_ch, bias=False, init_mode="kaiming_normal",
-                                 init_weight=math.sqrt(label_dim)) if label_dim else None)
+        self.map_label = (
+            Linear(label_dim, emb_ch, bias=False, init_mode="kaiming_normal", init_weight=math.sqrt(label_dim))
+            if label_dim
+            else None
+        )
 
         self.enc = nn.ModuleDict()
         c = in_channels
@@ -426,8 +520,9 @@ class ADMUNet(nn.Module, _LabelMixin):
             else:
                 self.dec[f"{r}_up"] = UNetBlock(c, c, up=True, **blk)
             for i in range(num_blocks + 1):
-                self.dec[f"{r}_block{i}"] = UNetBlock(c + skips.pop(), model_channels * mult,
-                                                      attention=attention[level], **blk)
+                self.dec[f"{r}_block{i}"] = UNetBlock(
+                    c + skips.pop(), model_channels * mult, attention=attention[level], **blk
+                )
                 c = model_channels * mult
         self.out_norm = GroupNorm(c)
         self.out_conv = Conv(c, out_channels, 3, dims=dims, **init_zero)
@@ -457,13 +552,36 @@ class ADMUNet(nn.Module, _LabelMixin):
 class DhariwalUNet(ADMUNet):
     """The ADM U-Net on square images: levels named '{res}x{res}', attention at attn_resolutions."""
 
-    def __init__(self, img_resolution, in_channels, out_channels, label_dim=0, augment_dim=0,
-                 model_channels=192, channel_mult=(1, 2, 3, 4), channel_mult_emb=4, num_blocks=3,
-                 attn_resolutions=(32, 16, 8), dropout=0.10, label_dropout=0.0):
+    def __init__(
+        self,
+        img_resolution,
+        in_channels,
+        out_channels,
+        label_dim=0,
+        augment_dim=0,
+        model_channels=192,
+        channel_mult=(1, 2, 3, 4),
+        channel_mult_emb=4,
+        num_blocks=3,
+        attn_resolutions=(32, 16, 8),
+        dropout=0.10,
+        label_dropout=0.0,
+    ):
         resolutions = level_resolutions(img_resolution, len(channel_mult), "DhariwalUNet")
-        super().__init__([f"{r}x{r}" for r in resolutions], [r in set(attn_resolutions) for r in resolutions],
-                         in_channels, out_channels, label_dim, augment_dim, model_channels, channel_mult,
-                         channel_mult_emb, num_blocks, dropout=dropout, label_dropout=label_dropout)
+        super().__init__(
+            [f"{r}x{r}" for r in resolutions],
+            [r in set(attn_resolutions) for r in resolutions],
+            in_channels,
+            out_channels,
+            label_dim,
+            augment_dim,
+            model_channels,
+            channel_mult,
+            channel_mult_emb,
+            num_blocks,
+            dropout=dropout,
+            label_dropout=label_dropout,
+        )
         self.img_resolution = img_resolution
 
 
@@ -472,19 +590,37 @@ class DhariwalUNet(ADMUNet):
 
 
 class Arch(NamedTuple):
-    target: Any            # "module:Class" (imported lazily) or the class itself
-    defaults: dict         # default constructor kwargs (overridden by the caller's)
-    kind: str = "image"    # 'image': data_shape (C, H, W), H == W; 'sequence': data_shape (C, L)
+    target: Any  # "module:Class" (imported lazily) or the class itself
+    defaults: dict  # default constructor kwargs (overridden by the caller's)
+    kind: str = "image"  # 'image': data_shape (C, H, W), H == W; 'sequence': data_shape (C, L)
 
 
 ARCHS: dict[str, Arch] = {
     # EDM CIFAR-10 DDPM++ / NCSN++ configs (Table 7): 128 channels, channel_mult (2, 2, 2), 4 blocks.
-    "ddpmpp": Arch("training.networks:SongUNet", dict(
-        embedding_type="positional", encoder_type="standard", decoder_type="standard",
-        channel_mult_noise=1, resample_filter=[1, 1], model_channels=128, channel_mult=[2, 2, 2])),
-    "ncsnpp": Arch("training.networks:SongUNet", dict(
-        embedding_type="fourier", encoder_type="residual", decoder_type="standard",
-        channel_mult_noise=2, resample_filter=[1, 3, 3, 1], model_channels=128, channel_mult=[2, 2, 2])),
+    "ddpmpp": Arch(
+        "training.networks:SongUNet",
+        dict(
+            embedding_type="positional",
+            encoder_type="standard",
+            decoder_type="standard",
+            channel_mult_noise=1,
+            resample_filter=[1, 1],
+            model_channels=128,
+            channel_mult=[2, 2, 2],
+        ),
+    ),
+    "ncsnpp": Arch(
+        "training.networks:SongUNet",
+        dict(
+            embedding_type="fourier",
+            encoder_type="residual",
+            decoder_type="standard",
+            channel_mult_noise=2,
+            resample_filter=[1, 3, 3, 1],
+            model_channels=128,
+            channel_mult=[2, 2, 2],
+        ),
+    ),
     "adm": Arch("training.networks:DhariwalUNet", dict(model_channels=192, channel_mult=[1, 2, 3, 4])),
     "dnaunet": Arch("dna.model:SequenceUNet", {}, kind="sequence"),
 }
@@ -494,15 +630,18 @@ ARCHS: dict[str, Arch] = {
 # FLOPs by torch.utils.flop_counter; wall times on a shared, oversubscribed 2-core Xeon, so upper bounds):
 PRESET_KWARGS: dict[str, dict] = {
     # 8x8 toy data (8 -> 4): 0.18 M params, 3.5 GFLOP/step, 0.07 s/step on 1 thread.
-    "tiny8": dict(arch="ddpmpp", model_channels=16, channel_mult=[1, 2], num_blocks=1,
-                  attn_resolutions=[], dropout=0.0),
+    "tiny8": dict(
+        arch="ddpmpp", model_channels=16, channel_mult=[1, 2], num_blocks=1, attn_resolutions=[], dropout=0.0
+    ),
     # 28x28 smoke runs (28 -> 14 -> 7): 0.31 M params, 45 GFLOP/step, ~0.8 s/step on 1 thread.
-    "mnist-tiny": dict(arch="ddpmpp", model_channels=16, channel_mult=[1, 2, 2], num_blocks=1,
-                       attn_resolutions=[], dropout=0.0),
+    "mnist-tiny": dict(
+        arch="ddpmpp", model_channels=16, channel_mult=[1, 2, 2], num_blocks=1, attn_resolutions=[], dropout=0.0
+    ),
     # 28x28 MNIST-like (28 -> 14 -> 7): 1.26 M params, 179 GFLOP/step, 2.7 s/step on 1 thread,
     # best 1.2 s/step on 2 threads (2-thread times are erratic while the cores are shared).
-    "mnist-small": dict(arch="ddpmpp", model_channels=32, channel_mult=[1, 2, 2], num_blocks=1,
-                        attn_resolutions=[7], dropout=0.0),
+    "mnist-small": dict(
+        arch="ddpmpp", model_channels=32, channel_mult=[1, 2, 2], num_blocks=1, attn_resolutions=[7], dropout=0.0
+    ),
     # EDM's CIFAR-10 DDPM++ (32x32x3): 55.7 M params; not for CPU training.
     "cifar-ddpmpp": dict(arch="ddpmpp", dropout=0.13),
 }
@@ -522,16 +661,18 @@ def _build_model(arch: str, data_shape: tuple, label_dim: int, model_kwargs: dic
     try:
         cls = _resolve(entry.target)
     except (ImportError, AttributeError) as e:
-        raise ValueError(f"arch '{arch}' needs {entry.target}, which cannot be imported "
-                         f"({type(e).__name__}: {e})") from e
+        raise ValueError(
+            f"arch '{arch}' needs {entry.target}, which cannot be imported ({type(e).__name__}: {e})"
+        ) from e
     data_shape = tuple(int(s) for s in data_shape)
     if entry.kind == "image":
         if len(data_shape) != 3 or data_shape[1] != data_shape[2]:
-            raise ValueError(f"arch '{arch}' is a 2-D image U-Net: data_shape must be (C, H, W) with "
-                             f"H == W, got {data_shape}. Crop/pad to a square, or use a sequence arch "
-                             f"for (C, L) data.")
-        shape_kwargs = dict(img_resolution=data_shape[1], in_channels=data_shape[0],
-                            out_channels=data_shape[0])
+            raise ValueError(
+                f"arch '{arch}' is a 2-D image U-Net: data_shape must be (C, H, W) with "
+                f"H == W, got {data_shape}. Crop/pad to a square, or use a sequence arch "
+                f"for (C, L) data."
+            )
+        shape_kwargs = dict(img_resolution=data_shape[1], in_channels=data_shape[0], out_channels=data_shape[0])
     elif entry.kind == "sequence":
         if len(data_shape) != 2:
             raise ValueError(f"arch '{arch}' is a sequence model: data_shape must be (C, L), got {data_shape}")
@@ -544,8 +685,10 @@ def _build_model(arch: str, data_shape: tuple, label_dim: int, model_kwargs: dic
     if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
         unknown = sorted(set(kwargs) - set(params))
         if unknown:
-            raise ValueError(f"arch '{arch}' ({cls.__name__}) does not take {unknown}; it accepts: "
-                             f"{', '.join(p for p in params if p not in shape_kwargs)}")
+            raise ValueError(
+                f"arch '{arch}' ({cls.__name__}) does not take {unknown}; it accepts: "
+                f"{', '.join(p for p in params if p not in shape_kwargs)}"
+            )
     return cls(**kwargs)
 
 
@@ -558,8 +701,17 @@ class _Precond(nn.Module):
     in float32 (float64 if x is float64) and returned in x's dtype. sigma may be a scalar, [N] or
     [N, 1, ..., 1]; it is broadcast as sigma.reshape(-1, *[1] * (x.ndim - 1))."""
 
-    def __init__(self, data_shape, label_dim=0, use_fp16=False, sigma_min=0.002, sigma_max=80.0,
-                 sigma_data=0.5, arch="ddpmpp", **model_kwargs):
+    def __init__(
+        self,
+        data_shape,
+        label_dim=0,
+        use_fp16=False,
+        sigma_min=0.002,
+        sigma_max=80.0,
+        sigma_data=0.5,
+        arch="ddpmpp",
+        **model_kwargs,
+    ):
         super().__init__()
         self.data_shape = tuple(int(s) for s in data_shape)
         self.img_channels = self.data_shape[0]
@@ -632,7 +784,7 @@ class EDMPrecond(_Precond):
 
 def _vp_sigma(t, beta_d, beta_min):
     t = torch.as_tensor(t, dtype=None if torch.is_tensor(t) else torch.float64)
-    return ((0.5 * beta_d * t ** 2 + beta_min * t).exp() - 1).sqrt()
+    return ((0.5 * beta_d * t**2 + beta_min * t).exp() - 1).sqrt()
 
 
 class VPPrecond(_Precond):
@@ -640,9 +792,21 @@ class VPPrecond(_Precond):
     sigma(t) = sqrt(exp(beta_d t^2/2 + beta_min t) - 1); c_skip = 1, c_out = -s, c_in = 1/sqrt(s^2+1),
     c_noise = (M-1) sigma^-1(s). sigma_min/max default to sigma(epsilon_t) and sigma(1)."""
 
-    def __init__(self, data_shape, label_dim=0, use_fp16=False, sigma_min=None, sigma_max=None,
-                 sigma_data=0.5, beta_d=19.9, beta_min=0.1, M=1000, epsilon_t=1e-5, arch="ddpmpp",
-                 **model_kwargs):
+    def __init__(
+        self,
+        data_shape,
+        label_dim=0,
+        use_fp16=False,
+        sigma_min=None,
+        sigma_max=None,
+        sigma_data=0.5,
+        beta_d=19.9,
+        beta_min=0.1,
+        M=1000,
+        epsilon_t=1e-5,
+        arch="ddpmpp",
+        **model_kwargs,
+    ):
         vp = dict(beta_d=float(beta_d), beta_min=float(beta_min))
         sigma_min = float(_vp_sigma(epsilon_t, **vp)) if sigma_min is None else sigma_min
         sigma_max = float(_vp_sigma(1.0, **vp)) if sigma_max is None else sigma_max
@@ -654,14 +818,14 @@ class VPPrecond(_Precond):
 
     def sigma_inv(self, sigma):
         sigma = torch.as_tensor(sigma)
-        return ((self.beta_min ** 2 + 2 * self.beta_d * (1 + sigma ** 2).log()).sqrt() - self.beta_min) / self.beta_d
+        return ((self.beta_min**2 + 2 * self.beta_d * (1 + sigma**2).log()).sqrt() - self.beta_min) / self.beta_d
 
     def precond_coefficients(self, sigma):
         sigma = torch.as_tensor(sigma)
         sigma = sigma if sigma.is_floating_point() else sigma.float()
         c_skip = torch.ones_like(sigma)
         c_out = -sigma
-        c_in = 1 / (sigma ** 2 + 1).sqrt()
+        c_in = 1 / (sigma**2 + 1).sqrt()
         c_noise = (self.M - 1) * self.sigma_inv(sigma)
         return c_skip, c_out, c_in, c_noise
 
@@ -670,8 +834,17 @@ class VEPrecond(_Precond):
     """Variance exploding (NCSN++ 'VE' of Song et al. 2021), EDM Table 1:
     c_skip = 1, c_out = s, c_in = 1, c_noise = ln(s/2)."""
 
-    def __init__(self, data_shape, label_dim=0, use_fp16=False, sigma_min=0.02, sigma_max=100.0,
-                 sigma_data=0.5, arch="ncsnpp", **model_kwargs):
+    def __init__(
+        self,
+        data_shape,
+        label_dim=0,
+        use_fp16=False,
+        sigma_min=0.02,
+        sigma_max=100.0,
+        sigma_data=0.5,
+        arch="ncsnpp",
+        **model_kwargs,
+    ):
         super().__init__(data_shape, label_dim, use_fp16, sigma_min, sigma_max, sigma_data, arch, **model_kwargs)
 
     def precond_coefficients(self, sigma):
@@ -691,14 +864,24 @@ def _jsonable(value, key):
     try:
         return json.loads(json.dumps(value))
     except (TypeError, ValueError) as e:
-        raise TypeError(f"build_network: argument '{key}'={value!r} is not JSON-able; network kwargs are "
-                        f"stored in training_options.json and in snapshots, so use numbers, strings, "
-                        f"lists and dicts only") from e
+        raise TypeError(
+            f"build_network: argument '{key}'={value!r} is not JSON-able; network kwargs are "
+            f"stored in training_options.json and in snapshots, so use numbers, strings, "
+            f"lists and dicts only"
+        ) from e
 
 
-def build_network(arch: str, precond: str = "edm", *, data_shape, label_dim: int = 0,
-                  sigma_min: float | None = None, sigma_max: float | None = None,
-                  sigma_data: float = 0.5, **model_kwargs) -> nn.Module:
+def build_network(
+    arch: str,
+    precond: str = "edm",
+    *,
+    data_shape,
+    label_dim: int = 0,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
+    sigma_data: float = 0.5,
+    **model_kwargs,
+) -> nn.Module:
     """Build precond(model) from JSON-able kwargs only. sigma_min/sigma_max=None take the
     preconditioner's default (edm: 0.002/80, ve: 0.02/100, vp: sigma(epsilon_t)/sigma(1)).
     model_kwargs go to the preconditioner (use_fp16; vp: beta_d, beta_min, M, epsilon_t) or else to
@@ -708,11 +891,18 @@ def build_network(arch: str, precond: str = "edm", *, data_shape, label_dim: int
         raise ValueError(f"unknown precond '{precond}'; valid: {', '.join(sorted(PRECONDS))}")
     if arch not in ARCHS:
         raise ValueError(f"unknown arch '{arch}'; valid: {', '.join(sorted(ARCHS))}")
-    record = dict(arch=arch, precond=precond, data_shape=list(data_shape), label_dim=label_dim,
-                  sigma_min=sigma_min, sigma_max=sigma_max, sigma_data=sigma_data, **model_kwargs)
+    record = dict(
+        arch=arch,
+        precond=precond,
+        data_shape=list(data_shape),
+        label_dim=label_dim,
+        sigma_min=sigma_min,
+        sigma_max=sigma_max,
+        sigma_data=sigma_data,
+        **model_kwargs,
+    )
     record = {k: _jsonable(v, k) for k, v in record.items()}
-    kwargs = dict(data_shape=tuple(data_shape), label_dim=label_dim, sigma_data=sigma_data, arch=arch,
-                  **model_kwargs)
+    kwargs = dict(data_shape=tuple(data_shape), label_dim=label_dim, sigma_data=sigma_data, arch=arch, **model_kwargs)
     if sigma_min is not None:
         kwargs["sigma_min"] = sigma_min
     if sigma_max is not None:
@@ -728,6 +918,7 @@ def from_snapshot(snapshot: dict | str | Path, which: str = "ema", device="cpu")
     source = "snapshot"
     if isinstance(snapshot, (str, Path)):
         from torch_utils import checkpoint
+
         source = str(snapshot)
         snapshot = checkpoint.load(snapshot)
     if which not in ("ema", "net"):
@@ -743,9 +934,11 @@ def from_snapshot(snapshot: dict | str | Path, which: str = "ema", device="cpu")
     net = build_network(**network_kwargs)
     missing, unexpected = _key_mismatch(net.state_dict(), state)
     if missing or unexpected:
-        raise ValueError(f"{source}: '{which}' weights do not match network_kwargs {network_kwargs}: "
-                         f"{len(missing)} missing keys {missing[:5]}, {len(unexpected)} unexpected keys "
-                         f"{unexpected[:5]}")
+        raise ValueError(
+            f"{source}: '{which}' weights do not match network_kwargs {network_kwargs}: "
+            f"{len(missing)} missing keys {missing[:5]}, {len(unexpected)} unexpected keys "
+            f"{unexpected[:5]}"
+        )
     try:
         net.load_state_dict(state)
     except RuntimeError as e:  # same keys, different shapes

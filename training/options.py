@@ -8,6 +8,7 @@ it per part — data, network, loss, scheduler, optimizer, EMA, run — so each 
 its own options (EDM2's setup_training_config is the model). Errors are `OptionError` (a ValueError):
 one line naming the option and the fix; the command line prints it as is.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,12 +21,35 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 # The one home of every training option's default.
 DEFAULTS = dict(
-    data=None, cond=False, xflip=False, max_size=None,
-    arch="ddpmpp", precond="edm", network_kwargs={}, dropout=None,
-    weighting="edm", sigma_data=0.5, sigma_min=0.002, sigma_max=80.0, endpoint="auto",
-    scheduler="lognormal", scheduler_kwargs={},
-    duration=200.0, batch=512, batch_gpu=None, lr=1e-3, lr_rampup=0.01, ema=0.5, ema_rampup=0.05,
-    grad_clip=None, tick=50.0, snap=50, sample_grid=64, seed=0, device=None, desc=None,
+    data=None,
+    cond=False,
+    xflip=False,
+    max_size=None,
+    arch="ddpmpp",
+    precond="edm",
+    network_kwargs={},
+    dropout=None,
+    weighting="edm",
+    sigma_data=0.5,
+    sigma_min=0.002,
+    sigma_max=80.0,
+    endpoint="auto",
+    scheduler="lognormal",
+    scheduler_kwargs={},
+    duration=200.0,
+    batch=512,
+    batch_gpu=None,
+    lr=1e-3,
+    lr_rampup=0.01,
+    ema=0.5,
+    ema_rampup=0.05,
+    grad_clip=None,
+    tick=50.0,
+    snap=50,
+    sample_grid=64,
+    seed=0,
+    device=None,
+    desc=None,
 )
 # Keys `resolve` adds to the options (not settable): which preset, and the data set's class names.
 DERIVED = ("preset", "label_names")
@@ -36,11 +60,37 @@ RESUMABLE_CHANGES = {"duration", "tick", "snap", "sample_grid", "device", "batch
 
 _NUMBER = (int, float)
 # Expected types of the options a preset or a flag can set (None is allowed where the default is None).
-_TYPES = dict(data=str, cond=bool, xflip=bool, max_size=int, arch=str, precond=str, network_kwargs=dict,
-              dropout=_NUMBER, weighting=str, sigma_data=_NUMBER, sigma_min=_NUMBER, sigma_max=_NUMBER,
-              endpoint=str, scheduler=str, scheduler_kwargs=dict, duration=_NUMBER, batch=int, batch_gpu=int,
-              lr=_NUMBER, lr_rampup=_NUMBER, ema=_NUMBER, ema_rampup=_NUMBER, grad_clip=_NUMBER, tick=_NUMBER,
-              snap=int, sample_grid=int, seed=int, device=str, desc=str)
+_TYPES = dict(
+    data=str,
+    cond=bool,
+    xflip=bool,
+    max_size=int,
+    arch=str,
+    precond=str,
+    network_kwargs=dict,
+    dropout=_NUMBER,
+    weighting=str,
+    sigma_data=_NUMBER,
+    sigma_min=_NUMBER,
+    sigma_max=_NUMBER,
+    endpoint=str,
+    scheduler=str,
+    scheduler_kwargs=dict,
+    duration=_NUMBER,
+    batch=int,
+    batch_gpu=int,
+    lr=_NUMBER,
+    lr_rampup=_NUMBER,
+    ema=_NUMBER,
+    ema_rampup=_NUMBER,
+    grad_clip=_NUMBER,
+    tick=_NUMBER,
+    snap=int,
+    sample_grid=int,
+    seed=int,
+    device=str,
+    desc=str,
+)
 
 
 class OptionError(ValueError):
@@ -68,8 +118,9 @@ def load_preset(name: str, _seen: tuple = ()) -> dict:
     parent = preset.pop("extends", None)
     if parent is None:
         return preset
-    base = load_preset(parent if not str(parent).endswith((".yaml", ".yml")) else str(path.parent / parent),
-                       _seen + (path.resolve(),))
+    base = load_preset(
+        parent if not str(parent).endswith((".yaml", ".yml")) else str(path.parent / parent), _seen + (path.resolve(),)
+    )
     for key in ("network_kwargs", "scheduler_kwargs"):
         if key in preset:
             preset[key] = {**base.get(key, {}), **(preset[key] or {})}
@@ -116,15 +167,27 @@ def network_kwargs(opts: dict, data_shape, label_dim: int) -> dict:
     kw = dict(opts["network_kwargs"])
     if opts["dropout"] is not None:
         kw["dropout"] = opts["dropout"]
-    return dict(arch=opts["arch"], precond=opts["precond"], data_shape=list(data_shape),
-                label_dim=label_dim if opts["cond"] else 0, sigma_min=opts["sigma_min"],
-                sigma_max=opts["sigma_max"], sigma_data=opts["sigma_data"], **kw)
+    return dict(
+        arch=opts["arch"],
+        precond=opts["precond"],
+        data_shape=list(data_shape),
+        label_dim=label_dim if opts["cond"] else 0,
+        sigma_min=opts["sigma_min"],
+        sigma_max=opts["sigma_max"],
+        sigma_data=opts["sigma_data"],
+        **kw,
+    )
 
 
 def scheduler_context(opts: dict, endpoint: str | None = None) -> dict:
     """What a scheduler may know of the run besides its own options (schedulers.build's context)."""
-    return dict(sigma_min=opts["sigma_min"], sigma_max=opts["sigma_max"], sigma_data=opts["sigma_data"],
-                weighting=opts["weighting"], endpoint=endpoint or opts["endpoint"])
+    return dict(
+        sigma_min=opts["sigma_min"],
+        sigma_max=opts["sigma_max"],
+        sigma_data=opts["sigma_data"],
+        weighting=opts["weighting"],
+        endpoint=endpoint or opts["endpoint"],
+    )
 
 
 def resolve(preset: str | None, flags: dict, world_size: int = 1) -> dict:
@@ -136,8 +199,9 @@ def resolve(preset: str | None, flags: dict, world_size: int = 1) -> dict:
     opts = merge(preset, flags)
     check_types(opts, f"preset {preset}" if preset else "options")
     if not opts["data"]:
-        raise OptionError("No training data: pass --data PATH (a dataset .zip/folder or sequence file) "
-                          "or a --preset that names one.")
+        raise OptionError(
+            "No training data: pass --data PATH (a dataset .zip/folder or sequence file) or a --preset that names one."
+        )
     try:
         schedulers.scheduler_class(opts["scheduler"])  # unknown names fail here, listing the valid ones
     except ValueError as e:
@@ -173,9 +237,14 @@ def check_complete(opts: dict) -> None:
     unknown = sorted(set(opts) - set(DEFAULTS) - set(DERIVED))
     missing = sorted(set(DEFAULTS) - set(opts))
     if unknown or missing:
-        raise OptionError("training options " + "; ".join(
-            ([f"unknown: {', '.join(unknown)}"] if unknown else []) + ([f"missing: {', '.join(missing)}"] if missing else []))
-            + " (build them with training.options.resolve).")
+        raise OptionError(
+            "training options "
+            + "; ".join(
+                ([f"unknown: {', '.join(unknown)}"] if unknown else [])
+                + ([f"missing: {', '.join(missing)}"] if missing else [])
+            )
+            + " (build them with training.options.resolve)."
+        )
 
 
 def groups(opts: dict) -> dict[str, dict]:
@@ -187,8 +256,16 @@ def groups(opts: dict) -> dict[str, dict]:
         scheduler=dict(name=opts["scheduler"], context=scheduler_context(opts), options=dict(opts["scheduler_kwargs"])),
         optimizer=dict(lr=opts["lr"], lr_rampup=opts["lr_rampup"], grad_clip=opts["grad_clip"]),
         ema=dict(halflife=opts["ema"], rampup=opts["ema_rampup"]),
-        run=dict(duration=opts["duration"], batch=opts["batch"], batch_gpu=opts["batch_gpu"], tick=opts["tick"],
-                 snap=opts["snap"], sample_grid=opts["sample_grid"], seed=opts["seed"], device=opts["device"]),
+        run=dict(
+            duration=opts["duration"],
+            batch=opts["batch"],
+            batch_gpu=opts["batch_gpu"],
+            tick=opts["tick"],
+            snap=opts["snap"],
+            sample_grid=opts["sample_grid"],
+            seed=opts["seed"],
+            device=opts["device"],
+        ),
     )
 
 
@@ -205,12 +282,16 @@ def prepare_run_dir(outdir: str | Path, opts: dict, log=print) -> Path:
     opts_path = run_dir / "training_options.json"
     if opts_path.exists():
         old = json.loads(opts_path.read_text())
-        differ = sorted(k for k in set(old) | set(opts) if k not in RESUMABLE_CHANGES | {"run_dir"}
-                        and old.get(k) != opts.get(k))
+        differ = sorted(
+            k for k in set(old) | set(opts) if k not in RESUMABLE_CHANGES | {"run_dir"} and old.get(k) != opts.get(k)
+        )
         if differ:
             raise OptionError(
                 f"{run_dir} holds a run with other options ({', '.join(differ)} differ). "
-                f"Use another --desc or --outdir, or re-run with the same options to resume it.")
+                f"Use another --desc or --outdir, or re-run with the same options to resume it."
+            )
         if old.get("scheduler_kwargs") != opts["scheduler_kwargs"]:
-            log(f"Note: scheduler options change on resume: {old.get('scheduler_kwargs')} -> {opts['scheduler_kwargs']}")
+            log(
+                f"Note: scheduler options change on resume: {old.get('scheduler_kwargs')} -> {opts['scheduler_kwargs']}"
+            )
     return run_dir

@@ -5,6 +5,7 @@ formulas; it only calls sample / observe / step and saves state_dict / profile w
 Resuming: the latest snapshot in the run directory restores network, EMA, optimizer, scheduler, data
 position and every RNG, so a stopped-and-restarted run continues the same trajectory.
 """
+
 from __future__ import annotations
 
 import copy
@@ -16,7 +17,8 @@ import numpy as np
 import torch
 
 import schedulers
-from torch_utils import checkpoint, distributed as du
+from torch_utils import checkpoint
+from torch_utils import distributed as du
 from training import networks
 from training import options as opt
 from training.dataset import model_space, open_dataset
@@ -59,8 +61,11 @@ def _load_batch(dataset, idx: np.ndarray, device: torch.device) -> tuple[torch.T
 
 
 def _rng_state(sigma_gen: torch.Generator, stream: DataStream) -> dict:
-    state = {"torch": torch.get_rng_state(), "sigma": sigma_gen.get_state(),
-             "data_position": torch.tensor(stream.position)}
+    state = {
+        "torch": torch.get_rng_state(),
+        "sigma": sigma_gen.get_state(),
+        "data_position": torch.tensor(stream.position),
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state()
     return state
@@ -74,11 +79,13 @@ def _ema_update(ema: torch.nn.Module, net: torch.nn.Module, beta: float) -> None
             b_ema.copy_(b_net)
 
 
-def _write_samples(ema: torch.nn.Module, run_dir: Path, name: str, num: int, seed: int, device,
-                   label_names: list[str] | None = None) -> Path | None:
+def _write_samples(
+    ema: torch.nn.Module, run_dir: Path, name: str, num: int, seed: int, device, label_names: list[str] | None = None
+) -> Path | None:
     """EMA samples at a snapshot: a PNG grid for images, FASTA for sequences (plain Heun, EDM grid)."""
     from sampling.grids import edm_grid
     from sampling.solvers import sample_heun
+
     if num <= 0:
         return None
     gen = torch.Generator().manual_seed(seed)
@@ -91,11 +98,14 @@ def _write_samples(ema: torch.nn.Module, run_dir: Path, name: str, num: int, see
         x = sample_heun(lambda x, s: ema(x, s.expand(x.shape[0]), labels), latents * sigmas[0], sigmas)
     if len(ema.data_shape) == 2:  # sequences
         from dna.sequences import write_fasta
+
         path = run_dir / f"{name}.fasta"
-        write_fasta(path, x.cpu(), labels=None if labels is None else labels.argmax(1).tolist(),
-                    label_names=label_names)
+        write_fasta(
+            path, x.cpu(), labels=None if labels is None else labels.argmax(1).tolist(), label_names=label_names
+        )
         return path
     from sampling.image_grid import save_image_grid
+
     images = (x * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu()
     path = run_dir / f"{name}.png"
     save_image_grid(images, path)
@@ -159,8 +169,10 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
                 torch.cuda.set_rng_state(rngs[rank]["cuda"])
             stream.position = int(rngs[rank]["data_position"])
         else:  # another world size: same model and schedule, fresh per-rank streams
-            du.print0(f"Resuming with {world} processes from a {len(rngs)}-process snapshot: "
-                      f"random streams are re-seeded, so the run will not match bit for bit.")
+            du.print0(
+                f"Resuming with {world} processes from a {len(rngs)}-process snapshot: "
+                f"random streams are re-seeded, so the run will not match bit for bit."
+            )
             stream.position = global_step * batch_gpu_total
         du.print0(f"Resuming from {resume} at {cur_nimg / 1e3:.1f} kimg (step {global_step}).")
 
@@ -180,23 +192,41 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
         path = run_dir / f"network-snapshot-{cur_nimg // 1000:06d}.pt"
         if rank == 0:
             saved_options = json.loads((run_dir / "training_options.json").read_text())
-            checkpoint.atomic_save({
-                "format": checkpoint.FORMAT, "options": saved_options,
-                "net": net.state_dict(), "ema": ema_net.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": sched_all[0], "scheduler_ranks": sched_all, "profile": sched.profile(),
-                "progress": {"cur_nimg": cur_nimg, "cur_tick": cur_tick, "global_step": global_step},
-                "rng": rng_all}, path)
+            checkpoint.atomic_save(
+                {
+                    "format": checkpoint.FORMAT,
+                    "options": saved_options,
+                    "net": net.state_dict(),
+                    "ema": ema_net.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": sched_all[0],
+                    "scheduler_ranks": sched_all,
+                    "profile": sched.profile(),
+                    "progress": {"cur_nimg": cur_nimg, "cur_tick": cur_tick, "global_step": global_step},
+                    "rng": rng_all,
+                },
+                path,
+            )
             try:
-                _write_samples(ema_net, run_dir, f"samples-{cur_nimg // 1000:06d}", sample_grid, seed, dev,
-                               getattr(dataset, "label_names", None) if g["data"]["use_labels"] else None)
+                _write_samples(
+                    ema_net,
+                    run_dir,
+                    f"samples-{cur_nimg // 1000:06d}",
+                    sample_grid,
+                    seed,
+                    dev,
+                    getattr(dataset, "label_names", None) if g["data"]["use_labels"] else None,
+                )
             except Exception as e:  # a sample grid must never cost the run
                 log(f"warning: could not write the sample grid ({type(e).__name__}: {e})")
         du.barrier()
         return path
 
-    log(f"Training {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters on {world} x {dev.type}; "
+    log(
+        f"Training {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters on {world} x {dev.type}; "
         f"scheduler {sched!r}, weighting {g['loss']['weighting']}, endpoint {context['endpoint']}, batch {batch} "
-        f"({rounds} round(s) of {batch_gpu}/process), for {duration * 1e3:g} kimg.")
+        f"({rounds} round(s) of {batch_gpu}/process), for {duration * 1e3:g} kimg."
+    )
     tick_start_nimg, tick_start_time, start_time = cur_nimg, time.time(), time.time()
     tick_loss = torch.zeros(3, dtype=torch.float64)  # sum weighted loss, sum error, count
     steps_this_call, last_snapshot = 0, resume
@@ -211,20 +241,27 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
             loss, error = loss_fn(net, x0, sigma.to(dev), labels)
             (loss.sum() / batch).backward()
             sched.observe(sigma, error)
-            tick_loss += torch.stack([loss.detach().double().sum().cpu(), error.double().sum().cpu(),
-                                      torch.tensor(float(batch_gpu), dtype=torch.float64)])
+            tick_loss += torch.stack(
+                [
+                    loss.detach().double().sum().cpu(),
+                    error.double().sum().cpu(),
+                    torch.tensor(float(batch_gpu), dtype=torch.float64),
+                ]
+            )
         grads = [p.grad for p in net.parameters() if p.grad is not None]
         flat = torch.cat([g.flatten() for g in grads])
         if world > 1:  # one all-reduce; the loss is already divided by the global batch, so the sum is the mean
             flat = du.all_reduce_sum(flat)
             offset = 0
             for g in grads:
-                g.copy_(flat[offset:offset + g.numel()].view_as(g))
+                g.copy_(flat[offset : offset + g.numel()].view_as(g))
                 offset += g.numel()
         if not torch.isfinite(flat).all():  # after the reduce, so every rank decides alike
-            msg = (f"Non-finite loss/gradient at step {global_step} ({cur_nimg / 1e3:.1f} kimg): training "
-                   f"stopped. The last good snapshot is {last_snapshot or 'none (no snapshot yet)'}; lower "
-                   f"--lr or check the data, then re-run the same command to resume from it.")
+            msg = (
+                f"Non-finite loss/gradient at step {global_step} ({cur_nimg / 1e3:.1f} kimg): training "
+                f"stopped. The last good snapshot is {last_snapshot or 'none (no snapshot yet)'}; lower "
+                f"--lr or check the data, then re-run the same command to resume from it."
+            )
             log(msg)
             raise NonFiniteLossError(msg)
         if grad_clip:
@@ -253,18 +290,27 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
         totals = du.all_reduce_sum(tick_loss)
         now = time.time()
         tick_kimg = (cur_nimg - tick_start_nimg) / 1e3
-        stats = {"tick": cur_tick, "kimg": cur_nimg / 1e3, "step": global_step,
-                 "loss": (totals[0] / totals[2]).item(), "error": (totals[1] / totals[2]).item(),
-                 "sec_per_tick": now - tick_start_time, "sec_per_kimg": (now - tick_start_time) / max(tick_kimg, 1e-8),
-                 "lr": optimizer.param_groups[0]["lr"], "time": now - start_time}
+        stats = {
+            "tick": cur_tick,
+            "kimg": cur_nimg / 1e3,
+            "step": global_step,
+            "loss": (totals[0] / totals[2]).item(),
+            "error": (totals[1] / totals[2]).item(),
+            "sec_per_tick": now - tick_start_time,
+            "sec_per_kimg": (now - tick_start_time) / max(tick_kimg, 1e-8),
+            "lr": optimizer.param_groups[0]["lr"],
+            "time": now - start_time,
+        }
         if rank == 0:
             with open(stats_path, "a") as f:
                 f.write(json.dumps(stats) + "\n")
         prof = sched.profile()
         sigma_p = f" sigma_p {prof['sigma_p']:.3g}" if prof and prof.get("sigma_p") is not None else ""
-        log(f"tick {cur_tick:<5d} kimg {cur_nimg / 1e3:<9.1f} step {global_step:<7d} loss {stats['loss']:<9.4g} "
+        log(
+            f"tick {cur_tick:<5d} kimg {cur_nimg / 1e3:<9.1f} step {global_step:<7d} loss {stats['loss']:<9.4g} "
             f"error {stats['error']:<9.4g} sec/tick {stats['sec_per_tick']:<7.1f} "
-            f"sec/kimg {stats['sec_per_kimg']:<7.2f}{sigma_p}")
+            f"sec/kimg {stats['sec_per_kimg']:<7.2f}{sigma_p}"
+        )
         if done or stopping or (snap and cur_tick % snap == 0):
             last_snapshot = save_snapshot()
         cur_tick += 1
@@ -275,5 +321,12 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
 
     if done:
         log(f"Done: {cur_nimg / 1e3:.1f} kimg in {global_step} steps.")
-    return {"cur_nimg": cur_nimg, "global_step": global_step, "snapshot": str(last_snapshot) if last_snapshot else None,
-            "done": done, "net": net, "ema": ema_net, "scheduler": sched}
+    return {
+        "cur_nimg": cur_nimg,
+        "global_step": global_step,
+        "snapshot": str(last_snapshot) if last_snapshot else None,
+        "done": done,
+        "net": net,
+        "ema": ema_net,
+        "scheduler": sched,
+    }
