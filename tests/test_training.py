@@ -17,6 +17,7 @@ from tests.conftest import REPO, TINY_NET, free_port, write_image_dataset
 from torch_utils import checkpoint
 from training import options, training_loop
 from training.loss import DenoisingLoss
+from training.state import DataStream
 
 
 class Shift(torch.nn.Module):
@@ -252,10 +253,10 @@ def test_torchrun_two_ranks_identical_parameters(tmp_path, tiny_zip):
 def test_data_stream_splits_epochs_over_ranks():
     """Ranks read disjoint indices that together cover each epoch exactly once; resuming by position
     continues the same order."""
-    a, b = training_loop.DataStream(10, 3, 0, 2), training_loop.DataStream(10, 3, 1, 2)
+    a, b = DataStream(10, 3, 0, 2), DataStream(10, 3, 1, 2)
     first = set(a.take(5)) | set(b.take(5))
     assert first == set(range(10))
-    resumed = training_loop.DataStream(10, 3, 0, 2, position=5)
+    resumed = DataStream(10, 3, 0, 2, position=5)
     assert list(resumed.take(7)) == list(a.take(7))
 
 

@@ -23,34 +23,11 @@ from training import networks
 from training import options as opt
 from training.dataset import model_space, open_dataset
 from training.loss import DenoisingLoss
+from training.state import DataStream, TrainingState
 
 
 class NonFiniteLossError(RuntimeError):
     pass
-
-
-class DataStream:
-    """Infinite, seeded, resumable stream of training indices for one rank.
-
-    The global order is a fresh permutation per epoch (seed, epoch); rank r takes every world-th
-    index, so ranks see different data. `position` counts indices this rank has consumed: saving it
-    is enough to resume exactly.
-    """
-
-    def __init__(self, size: int, seed: int, rank: int, world: int, position: int = 0):
-        self.size, self.seed, self.rank, self.world, self.position = size, seed, rank, world, position
-        self._epoch, self._perm = -1, None
-
-    def take(self, n: int) -> np.ndarray:
-        out = []
-        for _ in range(n):
-            g = self.position * self.world + self.rank  # global index in the concatenated epochs
-            epoch, offset = divmod(g, self.size)
-            if epoch != self._epoch:
-                self._epoch, self._perm = epoch, np.random.RandomState([self.seed, epoch]).permutation(self.size)
-            out.append(self._perm[offset])
-            self.position += 1
-        return np.asarray(out, dtype=np.int64)
 
 
 def _load_batch(dataset, idx: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -58,17 +35,6 @@ def _load_batch(dataset, idx: np.ndarray, device: torch.device) -> tuple[torch.T
     x = model_space(torch.from_numpy(np.stack([a for a, _ in items]))).to(device)
     labels = torch.from_numpy(np.stack([b for _, b in items])).to(device)
     return x, (labels if labels.shape[1] > 0 else None)
-
-
-def _rng_state(sigma_gen: torch.Generator, stream: DataStream) -> dict:
-    state = {
-        "torch": torch.get_rng_state(),
-        "sigma": sigma_gen.get_state(),
-        "data_position": torch.tensor(stream.position),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
 
 
 def _ema_update(ema: torch.nn.Module, net: torch.nn.Module, beta: float) -> None:
@@ -149,32 +115,16 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
     torch.manual_seed(seed * 1000003 + rank)
     sigma_gen = torch.Generator().manual_seed(seed * 1000003 + rank + 7919)
     stream = DataStream(len(dataset), seed, rank, world)
-    cur_nimg, cur_tick, global_step = 0, 0, 0
+    st = TrainingState(net, ema_net, optimizer, sched, sigma_gen, stream)
 
     resume = checkpoint.latest_snapshot(run_dir)
     if resume is not None:
-        snap_data = checkpoint.load(resume)
-        net.load_state_dict(snap_data["net"])
-        ema_net.load_state_dict(snap_data["ema"])
-        optimizer.load_state_dict(snap_data["optimizer"])
-        sched_states = snap_data.get("scheduler_ranks") or [snap_data["scheduler"]]
-        sched.load_state_dict(sched_states[rank] if len(sched_states) == world else snap_data["scheduler"])
-        progress = snap_data["progress"]
-        cur_nimg, cur_tick, global_step = (int(progress[k]) for k in ("cur_nimg", "cur_tick", "global_step"))
-        rngs = snap_data["rng"]
-        if len(rngs) == world:
-            torch.set_rng_state(rngs[rank]["torch"])
-            sigma_gen.set_state(rngs[rank]["sigma"])
-            if "cuda" in rngs[rank] and dev.type == "cuda":
-                torch.cuda.set_rng_state(rngs[rank]["cuda"])
-            stream.position = int(rngs[rank]["data_position"])
-        else:  # another world size: same model and schedule, fresh per-rank streams
+        if not st.load_state_dict(checkpoint.load(resume), batch_gpu_total):
             du.print0(
-                f"Resuming with {world} processes from a {len(rngs)}-process snapshot: "
+                f"Resuming with {world} processes from a snapshot of another number of processes: "
                 f"random streams are re-seeded, so the run will not match bit for bit."
             )
-            stream.position = global_step * batch_gpu_total
-        du.print0(f"Resuming from {resume} at {cur_nimg / 1e3:.1f} kimg (step {global_step}).")
+        du.print0(f"Resuming from {resume} at {st.cur_nimg / 1e3:.1f} kimg (step {st.global_step}).")
 
     total_nimg = round(duration * 1e6)
     ema_halflife_nimg = ema * 1e6
@@ -187,31 +137,16 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
                 f.write(msg + "\n")
 
     def save_snapshot() -> Path:
-        rng_all = du.gather(_rng_state(sigma_gen, stream))
-        sched_all = du.gather(sched.state_dict())
-        path = run_dir / f"network-snapshot-{cur_nimg // 1000:06d}.pt"
+        state = st.state_dict()
+        path = run_dir / f"network-snapshot-{st.cur_nimg // 1000:06d}.pt"
         if rank == 0:
             saved_options = json.loads((run_dir / "training_options.json").read_text())
-            checkpoint.atomic_save(
-                {
-                    "format": checkpoint.FORMAT,
-                    "options": saved_options,
-                    "net": net.state_dict(),
-                    "ema": ema_net.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": sched_all[0],
-                    "scheduler_ranks": sched_all,
-                    "profile": sched.profile(),
-                    "progress": {"cur_nimg": cur_nimg, "cur_tick": cur_tick, "global_step": global_step},
-                    "rng": rng_all,
-                },
-                path,
-            )
+            checkpoint.atomic_save({"format": checkpoint.FORMAT, "options": saved_options, **state}, path)
             try:
                 _write_samples(
                     ema_net,
                     run_dir,
-                    f"samples-{cur_nimg // 1000:06d}",
+                    f"samples-{st.cur_nimg // 1000:06d}",
                     sample_grid,
                     seed,
                     dev,
@@ -227,10 +162,10 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
         f"scheduler {sched!r}, weighting {g['loss']['weighting']}, endpoint {context['endpoint']}, batch {batch} "
         f"({rounds} round(s) of {batch_gpu}/process), for {duration * 1e3:g} kimg."
     )
-    tick_start_nimg, tick_start_time, start_time = cur_nimg, time.time(), time.time()
+    tick_start_nimg, tick_start_time, start_time = st.cur_nimg, time.time(), time.time()
     tick_loss = torch.zeros(3, dtype=torch.float64)  # sum weighted loss, sum error, count
     steps_this_call, last_snapshot = 0, resume
-    done = cur_nimg >= total_nimg
+    done = st.cur_nimg >= total_nimg
 
     while not done:
         # One optimizer step over `rounds` micro-batches.
@@ -258,7 +193,7 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
                 offset += g.numel()
         if not torch.isfinite(flat).all():  # after the reduce, so every rank decides alike
             msg = (
-                f"Non-finite loss/gradient at step {global_step} ({cur_nimg / 1e3:.1f} kimg): training "
+                f"Non-finite loss/gradient at step {st.global_step} ({st.cur_nimg / 1e3:.1f} kimg): training "
                 f"stopped. The last good snapshot is {last_snapshot or 'none (no snapshot yet)'}; lower "
                 f"--lr or check the data, then re-run the same command to resume from it."
             )
@@ -267,33 +202,33 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
         if grad_clip:
             torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
         for group in optimizer.param_groups:
-            group["lr"] = lr * min(cur_nimg / max(lr_rampup * 1e6, 1e-8), 1)
+            group["lr"] = lr * min(st.cur_nimg / max(lr_rampup * 1e6, 1e-8), 1)
         optimizer.step()
 
-        cur_nimg += batch
-        global_step += 1
+        st.cur_nimg += batch
+        st.global_step += 1
         steps_this_call += 1
-        halflife = ema_halflife_nimg if ema_rampup is None else min(ema_halflife_nimg, cur_nimg * ema_rampup)
+        halflife = ema_halflife_nimg if ema_rampup is None else min(ema_halflife_nimg, st.cur_nimg * ema_rampup)
         _ema_update(ema_net, net, 0.5 ** (batch / max(halflife, 1e-8)))
 
-        record = sched.step(global_step)
+        record = sched.step(st.global_step)
         if record is not None and rank == 0:
             with open(sched_path, "a") as f:
-                f.write(json.dumps({"step": global_step, "kimg": cur_nimg / 1e3, **record}) + "\n")
+                f.write(json.dumps({"step": st.global_step, "kimg": st.cur_nimg / 1e3, **record}) + "\n")
 
-        done = cur_nimg >= total_nimg
+        done = st.cur_nimg >= total_nimg
         stopping = stop_after_steps is not None and steps_this_call >= stop_after_steps
-        if not done and not stopping and cur_nimg < tick_start_nimg + tick * 1e3:
+        if not done and not stopping and st.cur_nimg < tick_start_nimg + tick * 1e3:
             continue
 
         # Tick: status line and stats.
         totals = du.all_reduce_sum(tick_loss)
         now = time.time()
-        tick_kimg = (cur_nimg - tick_start_nimg) / 1e3
+        tick_kimg = (st.cur_nimg - tick_start_nimg) / 1e3
         stats = {
-            "tick": cur_tick,
-            "kimg": cur_nimg / 1e3,
-            "step": global_step,
+            "tick": st.cur_tick,
+            "kimg": st.cur_nimg / 1e3,
+            "step": st.global_step,
             "loss": (totals[0] / totals[2]).item(),
             "error": (totals[1] / totals[2]).item(),
             "sec_per_tick": now - tick_start_time,
@@ -307,23 +242,23 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
         prof = sched.profile()
         sigma_p = f" sigma_p {prof['sigma_p']:.3g}" if prof and prof.get("sigma_p") is not None else ""
         log(
-            f"tick {cur_tick:<5d} kimg {cur_nimg / 1e3:<9.1f} step {global_step:<7d} loss {stats['loss']:<9.4g} "
-            f"error {stats['error']:<9.4g} sec/tick {stats['sec_per_tick']:<7.1f} "
+            f"tick {st.cur_tick:<5d} kimg {st.cur_nimg / 1e3:<9.1f} step {st.global_step:<7d} "
+            f"loss {stats['loss']:<9.4g} error {stats['error']:<9.4g} sec/tick {stats['sec_per_tick']:<7.1f} "
             f"sec/kimg {stats['sec_per_kimg']:<7.2f}{sigma_p}"
         )
-        if done or stopping or (snap and cur_tick % snap == 0):
+        if done or stopping or (snap and st.cur_tick % snap == 0):
             last_snapshot = save_snapshot()
-        cur_tick += 1
-        tick_start_nimg, tick_start_time = cur_nimg, time.time()
+        st.cur_tick += 1
+        tick_start_nimg, tick_start_time = st.cur_nimg, time.time()
         tick_loss.zero_()
         if stopping:
             break
 
     if done:
-        log(f"Done: {cur_nimg / 1e3:.1f} kimg in {global_step} steps.")
+        log(f"Done: {st.cur_nimg / 1e3:.1f} kimg in {st.global_step} steps.")
     return {
-        "cur_nimg": cur_nimg,
-        "global_step": global_step,
+        "cur_nimg": st.cur_nimg,
+        "global_step": st.global_step,
         "snapshot": str(last_snapshot) if last_snapshot else None,
         "done": done,
         "net": net,
