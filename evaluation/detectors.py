@@ -72,7 +72,8 @@ TEST_FRACTION = 0.2
 
 
 def names() -> list[str]:
-    return ["inception", *LENET_FILES]
+    """The detectors by name (`get_detector` also takes a path to a LeNet .pt file)."""
+    return list(DETECTORS)
 
 
 class Detector(nn.Module):
@@ -343,12 +344,20 @@ def weights_fingerprint(state_dict: dict) -> str:
     return h.hexdigest()[:16]
 
 
+# The detectors by name → loader(device, inception_weights).
+DETECTORS = {
+    "inception": lambda device, weights: load_inception(weights, device),
+    **{
+        name: (lambda device, weights, name=name, file=file: load_lenet(DETECTOR_DIR / file, device, name=name))
+        for name, file in LENET_FILES.items()
+    },
+}
+
+
 def get_detector(name: str, device: torch.device | str = "cpu", inception_weights: str | None = None) -> Detector:
-    """Registry: 'inception', 'lenet-mnist', 'lenet-digits', or a path to a LeNet .pt file."""
-    if name == "inception":
-        return load_inception(inception_weights, device)
-    if name in LENET_FILES:
-        return load_lenet(DETECTOR_DIR / LENET_FILES[name], device, name=name)
+    """A registered detector ('inception', 'lenet-mnist', 'lenet-digits'), or a path to a LeNet .pt file."""
+    if name in DETECTORS:
+        return DETECTORS[name](device, inception_weights)
     if name.endswith(".pt") or os.sep in name:
         return load_lenet(name, device)
     raise ValueError(f"unknown detector '{name}'; choose one of {', '.join(names())} or a LeNet .pt path")

@@ -16,8 +16,6 @@ import math
 
 import torch
 
-GRID_KINDS = ("edm", "infogrid", "loguniform")
-
 
 def _finish(sigmas: torch.Tensor) -> torch.Tensor:
     """Append the final 0 and check the grid contract (strictly decreasing, positive before the 0)."""
@@ -145,21 +143,29 @@ def infogrid_from_profile(
     return infogrid(n, sigma, hdot, sigma_min, sigma_max, floor)
 
 
+def _infogrid(n: int, sigma_min: float, sigma_max: float, rho: float, profile: dict | None) -> torch.Tensor:
+    if profile is None:
+        raise ValueError(
+            "--grid infogrid needs an information profile, but the snapshot has none "
+            "(it was trained with a fixed schedule). Add --probe-data PATH (a data set) "
+            "to estimate one by probing the network."
+        )
+    return infogrid_from_profile(n, profile, sigma_min, sigma_max)
+
+
+# The grids by name (generate.py's --grid): each takes (n, σ_min, σ_max, ρ, profile) and uses what it needs.
+GRIDS = {
+    "edm": lambda n, lo, hi, rho, profile: edm_grid(n, lo, hi, rho),
+    "infogrid": _infogrid,
+    "loguniform": lambda n, lo, hi, rho, profile: loguniform_grid(n, lo, hi),
+}
+GRID_KINDS = tuple(GRIDS)
+
+
 def make_grid(
     kind: str, n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0, profile: dict | None = None
 ) -> torch.Tensor:
-    """Dispatch by name (generate.py's --grid). InfoGrid without a profile is an error that says how
-    to get one."""
-    if kind == "edm":
-        return edm_grid(n, sigma_min, sigma_max, rho)
-    if kind == "loguniform":
-        return loguniform_grid(n, sigma_min, sigma_max)
-    if kind == "infogrid":
-        if profile is None:
-            raise ValueError(
-                "--grid infogrid needs an information profile, but the snapshot has none "
-                "(it was trained with a fixed schedule). Add --probe-data PATH (a data set) "
-                "to estimate one by probing the network."
-            )
-        return infogrid_from_profile(n, profile, sigma_min, sigma_max)
-    raise ValueError(f"Unknown grid '{kind}'. Valid grids: {', '.join(GRID_KINDS)}")
+    """The grid `kind` from the registry. InfoGrid without a profile is an error that says how to get one."""
+    if kind not in GRIDS:
+        raise ValueError(f"Unknown grid '{kind}'. Valid grids: {', '.join(GRIDS)}")
+    return GRIDS[kind](n, sigma_min, sigma_max, rho, profile)
