@@ -2,10 +2,10 @@
 
 Spec §7 "Empirical Bayes" (paper App. A.2, D.1). For the empirical prior X0 ~ Uniform{x_1..x_N} the
 Bayes denoiser is a softmax over squared distances, so its MMSE — and through the I–MMSE identity
-(spec §2) the entropy rate ḣ = mmse/σ³ and the allocation it implies (spec §3) — is computable
+(docs/method.md §2) the entropy rate ḣ = mmse/σ³ and the allocation it implies (docs/method.md §3) — is computable
 exactly up to Monte-Carlo error. It is the reference the online scheduler is compared against
 (paper Fig. 4 left; issue 3 item 4). Memorisation makes it differ from a generalising model's profile
-at low σ (spec §7), which is why a probed checkpoint is the other reference.
+at low σ (docs/method.md §7), which is why a probed checkpoint is the other reference.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ class EmpiricalBayes:
         generator: torch.Generator | None = None,
         progress: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Monte-Carlo mmse(σ) = E‖D*(x_j + σε; σ) − x_j‖² (summed over dims, spec §2) on a σ grid.
+        """Monte-Carlo mmse(σ) = E‖D*(x_j + σε; σ) − x_j‖² (summed over dims, docs/method.md §2) on a σ grid.
 
         Returns (mmse, standard error), float64 [M]. Variance reduction: the K draws (j, ε) are common
         to every σ, so the profile's *shape* carries far less noise than each point; and j is
@@ -137,7 +137,7 @@ def load_data(path: str | Path, max_images: int | None = None, seed: int = 0, pr
 
 
 def resolve_endpoint(endpoint: str, data: torch.Tensor) -> str:
-    """'auto' → 'discrete' when the data take only two values (spec §4, issue 3 item 2), else 'continuous'."""
+    """'auto' → 'discrete' when the data take only two values (docs/method.md §4, issue 3 item 2), else 'continuous'."""
     if endpoint != "auto":
         return endpoint
     return "discrete" if torch.unique(data).numel() <= 2 else "continuous"
@@ -146,7 +146,7 @@ def resolve_endpoint(endpoint: str, data: torch.Tensor) -> str:
 def build_scheduler(context: dict, scheduler_kwargs: dict) -> NoiseScheduler:
     """An InfoNoise scheduler with the run's configuration whose first refresh fires at step 1 on one
     error per bin: feeding it an MMSE profile turns that profile into ḣ, σ_p, ρ and π by exactly the
-    online pipeline (spec §5, §7: "drive the scheduler with this denoiser's errors"), with no second copy
+    online pipeline (docs/method.md §5, §7: "drive the scheduler with this denoiser's errors"), with no second copy
     of the maths. The FIFO/cadence options it overrides do not affect a first refresh (m̂ = ℓ)."""
     return schedulers.build("infonoise", context, **{**scheduler_kwargs, **_DRIVE})
 
@@ -163,14 +163,14 @@ def scheduler_view(mmse: torch.Tensor, context: dict, scheduler_kwargs: dict) ->
 
 def bin_masses(sigma: torch.Tensor, per_sigma_density: torch.Tensor) -> torch.Tensor:
     """Probability per bin of a per-unit-σ density tabulated at the centres of a uniform ln σ grid:
-    ∝ σ_k·f_k (the Jacobian, spec §3.5). The atoms `information.total_variation` compares."""
+    ∝ σ_k·f_k (the Jacobian, docs/method.md §3.5). The atoms `information.total_variation` compares."""
     return torch.as_tensor(sigma, dtype=torch.float64) * torch.as_tensor(per_sigma_density, dtype=torch.float64)
 
 
 def probe_checkpoint(
     checkpoint: str | Path, data: torch.Tensor, sigma: torch.Tensor, n_samples: int, generator: torch.Generator
 ) -> torch.Tensor:
-    """mmse(σ) of a trained network with fixed weights (spec §7, the paper's offline diagnostic), by
+    """mmse(σ) of a trained network with fixed weights (docs/method.md §7, the paper's offline diagnostic), by
     `sampling.grids.probe_profile` on the same data and grid."""
     from sampling.probe import probe_profile
     from training.networks import from_snapshot

@@ -1,4 +1,4 @@
-"""Pictures of what InfoNoise learned, from a run directory (issue 3 item 3; spec §5 "Observable").
+"""Pictures of what InfoNoise learned, from a run directory (issue 3 item 3; docs/method.md §5 "Observable").
 
 `python -m analysis.plot RUN_DIR [--out DIR]` reads `schedule.jsonl` (one line per refresh, written
 by the training loop from `InfoNoise.step`'s record) and `training_options.json`, and draws
@@ -6,7 +6,7 @@ by the training loop from `InfoNoise.step`'s record) and `training_options.json`
       overlaid (paper Fig. 5);
   (b) schedule-emphasis.png — the latest effective emphasis π·w beside the fixed schedules' emphasis,
       log-normal with EDM's λ and log-uniform with the run's weighting (paper Fig. 4 left, Fig. 6 right).
-Every curve is normalised per unit ln σ (spec §3.5) so schedules with different weightings compare on
+Every curve is normalised per unit ln σ (docs/method.md §3.5) so schedules with different weightings compare on
 one axis. The Agg canvas is used directly: no display, no pyplot global state.
 """
 
@@ -77,12 +77,12 @@ def load_options(run_dir: str | Path) -> dict:
 
 
 def emphasis(sigma: torch.Tensor, pi: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """φ = π·w (spec §1) as a density per unit ln σ, normalised on the grid (spec §3.5)."""
+    """φ = π·w (docs/method.md §1) as a density per unit ln σ, normalised on the grid (docs/method.md §3.5)."""
     return info.log_density(torch.as_tensor(pi) * torch.as_tensor(weight), sigma)
 
 
 def fixed_emphasis(sigma: torch.Tensor, weighting: str, sigma_data: float) -> dict[str, torch.Tensor]:
-    """The fixed baselines' emphasis on `sigma` (spec §1), keyed 'lognormal' (EDM's log-normal with its
+    """The fixed baselines' emphasis on `sigma` (docs/method.md §1), keyed 'lognormal' (EDM's log-normal with its
     λ) and 'loguniform' (over the grid's range, with the run's weighting)."""
     sigma = torch.as_tensor(sigma, dtype=torch.float64)
     edges = info.edges_from_grid(sigma).exp()

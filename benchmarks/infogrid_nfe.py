@@ -1,7 +1,7 @@
 """InfoGrid vs the EDM ρ-grid at equal NFE: FD of one checkpoint's samples as the number of steps grows.
 
 Why: the paper claims the learned information profile is also a better *inference* discretisation
-(spec §6): place the N sampling levels uniformly in Φ(σ) ∝ ∫ s·ḣ(s) ds instead of EDM's ρ = 7 grid,
+(docs/method.md §6): place the N sampling levels uniformly in Φ(σ) ∝ ∫ s·ḣ(s) ds instead of EDM's ρ = 7 grid,
 with the same solver (Heun) and the same NFE. The gap matters most at small NFE, so the default sweep
 is N = 3, 5, 9, 18 levels (NFE 5, 9, 17, 35). Three grids per N:
 

@@ -1,6 +1,6 @@
 """Compute to target: how many processed examples each noise schedule needs to reach a quality target.
 
-Why: the project's claim (spec §8) is that InfoNoise reaches a baseline's quality with fewer examples
+Why: the project's claim (docs/method.md §8) is that InfoNoise reaches a baseline's quality with fewer examples
 (discrete data 1.5–3×, continuous MNIST-like ≈ 1.0×). Seconds on this shared machine drift several-fold,
 so the clock here is processed examples (kEx = thousands of training images/sequences seen).
 

@@ -1,12 +1,12 @@
-"""Inference σ-grids: EDM's ρ-grid, log-uniform, and InfoGrid (spec §6), as small pure functions.
+"""Inference σ-grids: EDM's ρ-grid, log-uniform, and InfoGrid (docs/method.md §6), as small pure functions.
 
 Every grid is a float64 tensor of length N+1: N sampling levels, strictly decreasing from σ_max to
 σ_min, then a final 0 (the sampler's last step lands on clean data). Samplers take the grid as is,
 so a new discretisation is one function here plus one line in `make_grid`.
 
 InfoGrid needs an information profile (σ, ḣ): either the one InfoNoise saved in the snapshot
-(`snapshot['profile']`, spec §5 "Exportable"), or, for checkpoints trained with a fixed schedule, one
-estimated by `sampling.probe` from the network's own denoising error on data (spec §7, "probed from a
+(`snapshot['profile']`, docs/method.md §5 "Exportable"), or, for checkpoints trained with a fixed schedule, one
+estimated by `sampling.probe` from the network's own denoising error on data (docs/method.md §7, "probed from a
 well-trained checkpoint").
 """
 
@@ -106,7 +106,7 @@ def infogrid(
     sigma_max: float = 80.0,
     floor: float = 1e-6,
 ) -> torch.Tensor:
-    """InfoGrid (spec §6): N levels uniform in Φ(σ) = ∫_{σ_min}^{σ} s·ḣ(s) ds / ∫_{σ_min}^{σ_max} s·ḣ(s) ds,
+    """InfoGrid (docs/method.md §6): N levels uniform in Φ(σ) = ∫_{σ_min}^{σ} s·ḣ(s) ds / ∫_{σ_min}^{σ_max} s·ḣ(s) ds,
     from σ_max (Φ = 1) down to σ_min (Φ = 0), then 0. `sigma`/`hdot` tabulate ḣ = dH/dσ = mmse/σ³ on
     an increasing grid (a scheduler profile; any spacing). Φ is integrated exactly on a piecewise
     power-law interpolant and inverted exactly per piece (see `_entropic_table`), so a dense
@@ -130,7 +130,7 @@ def infogrid_from_profile(
     n: int, profile: dict | None, sigma_min: float = 0.002, sigma_max: float = 80.0, floor: float = 1e-6
 ) -> torch.Tensor:
     """InfoGrid from a scheduler's `profile()` dict (or `probe_profile`'s): uses 'hdot', or derives it
-    from 'mmse' as ḣ = mmse/σ³ (spec §2) if only that is present."""
+    from 'mmse' as ḣ = mmse/σ³ (docs/method.md §2) if only that is present."""
     if not profile or "sigma" not in profile or not ("hdot" in profile or "mmse" in profile):
         raise ValueError("InfoGrid needs an information profile with 'sigma' and 'hdot' (or 'mmse'); this one has none")
     sigma = torch.as_tensor(profile["sigma"], dtype=torch.float64)

@@ -55,9 +55,9 @@ def probe_profile(
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
 ) -> dict[str, torch.Tensor]:
-    """Estimate a profile for InfoGrid from a trained network with fixed weights (spec §7 "probed from a
+    """Estimate a profile for InfoGrid from a trained network with fixed weights (docs/method.md §7 "probed from a
     well-trained checkpoint"): m̂(σ_k) = mean_j ‖D(x0_j + σ_k·ε_j; σ_k) − x0_j‖² (the *unweighted* error,
-    summed over dimensions — the same statistic InfoNoise collects online, spec §2), ḣ = m̂/σ³.
+    summed over dimensions — the same statistic InfoNoise collects online, docs/method.md §2), ḣ = m̂/σ³.
 
     The same data and the same noise ε_j are used at every σ_k (common random numbers), so the
     sampling noise is shared across levels and the profile is smooth in σ even for few samples.
@@ -95,7 +95,7 @@ def _probe_data(
 ) -> dict:
     """Profile for InfoGrid of a checkpoint without one (fixed training schedule): probe the network's
     unweighted error on `num_samples` seeded-random examples of the data set over `num_bins` log-σ bins
-    (the scheduler's grid, spec §5), with fixed weights (spec §7, grids.probe_profile)."""
+    (the scheduler's grid, docs/method.md §5), with fixed weights (docs/method.md §7, grids.probe_profile)."""
     from training.dataset import open_dataset
 
     kw = {"length": net.data_shape[-1]} if len(net.data_shape) == 2 else {}

@@ -3,7 +3,7 @@
 Pure functions in the k-diffusion style: a denoiser callable, the starting point x at the first
 noise level (x = latents·σ_0 with latents ~ N(0, I), as in k-diffusion — *not* EDM's unit latents), and
 a σ-grid (schedulers/grids.py: N levels then 0). The grid decides *where* the NFE go (EDM ρ-grid vs InfoGrid,
-spec §6); the solver is shared so the comparison is at equal NFE (Heun: 2N − 1 evaluations).
+docs/method.md §6); the solver is shared so the comparison is at equal NFE (Heun: 2N − 1 evaluations).
 
 Randomness (only the churn noise here) comes from `randn_like`, so a per-seed generator makes every
 sample a function of its seed alone — see `StackedRandomGenerator`.

@@ -1,11 +1,11 @@
-"""InfoNoise: the training schedule that follows the online entropy-rate estimate (spec §3–§5).
+"""InfoNoise: the training schedule that follows the online entropy-rate estimate (docs/method.md §3–§5).
 
 Per step the loop draws σ (`sample`), pushes each sample's unweighted error ‖D − x0‖² into a per-bin
 FIFO (`observe`), and calls `step`. At a refresh the FIFO means, combined over ranks, update the
 running MMSE estimate m̂; ḣ = m̂/σ³ gives the pivot, the allocation ρ, the schedule π ∝ ρ/w and
 the CDF table that `sample` inverts. All maths lives in `information.py`.
 
-Warm-up (spec §5): the sampler π0 must fill every bin so the first refresh can come at the end of
+Warm-up (docs/method.md §5): the sampler π0 must fill every bin so the first refresh can come at the end of
 warm-up. Discrete endpoints warm up log-uniformly (each of the M bins gets 1/M of the draws: n_min is
 reached after ≈ n_min·M/batch steps). Continuous ones use EDM's log-normal with the same coverage floor
 ε as every table: a pure log-normal practically never visits the end bins of [0.002, 80] (≈1e-6 per
@@ -38,7 +38,7 @@ def _is_int(x) -> bool:
 
 
 class InfoNoise(NoiseScheduler):
-    """Defaults are spec §5's. `smooth_std` smooths the allocation across bins. Discrete pivot (spec §4):
+    """Defaults are docs/method.md §5's. `smooth_std` smooths the allocation across bins. Discrete pivot (docs/method.md §4):
     `pivot_rule` 'valley' (v2: the most prominent valley of ln(m̂/σ²) smoothed over
     `valley_smooth_decades`, if its prominence ≥ ln `valley_kappa`, else `sigma_p_fallback`) or
     'powerlaw' (v1, kept for comparison: `powerlaw_tol`, `powerlaw_min_decades`, and `slope_smooth_std`
@@ -47,7 +47,7 @@ class InfoNoise(NoiseScheduler):
     a bump hovering at κ would otherwise flip σ_p between the valley and the fallback every refresh (a
     recorded binarized-MNIST profile fell from 1.72× to 1.48× while its valley stayed put).
     `warmup_sampler` 'auto' picks log-uniform for discrete endpoints and the floored log-normal for
-    continuous ones (spec §5)."""
+    continuous ones (docs/method.md §5)."""
 
     name = "infonoise"
 
@@ -212,7 +212,7 @@ class InfoNoise(NoiseScheduler):
 
     def step(self, global_step: int) -> dict | None:
         """Refresh at step ≥ N_warm, step % K == 0, once every bin holds ≥ n_min errors over all ranks
-        (spec §5). Must be called with the same step on every rank: it runs a collective then.
+        (docs/method.md §5). Must be called with the same step on every rank: it runs a collective then.
         Returns the refresh's log record, else None."""
         if global_step < self.warmup_steps or global_step % self.refresh_every or global_step == self.last_refresh_step:
             return None
@@ -223,7 +223,7 @@ class InfoNoise(NoiseScheduler):
         return self._refresh(sums / counts, global_step, int(counts.min()))
 
     def _refresh(self, ell: torch.Tensor, global_step: int, min_count: int) -> dict:
-        """ℓ → m̂ (EMA) → ḣ → σ_p → ρ → π → floored per-ln σ density → CDF table (spec §5)."""
+        """ℓ → m̂ (EMA) → ḣ → σ_p → ρ → π → floored per-ln σ density → CDF table (docs/method.md §5)."""
         self.mhat = ell.clone() if self.mhat is None else self.ema_beta * self.mhat + (1 - self.ema_beta) * ell
         self.hdot = info.entropy_rate(self.mhat, self.sigma)
         kappa = self.valley_kappa ** (self.valley_hysteresis if self.pivot_set_by == "valley" else 1.0)

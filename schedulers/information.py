@@ -1,7 +1,7 @@
 """InfoNoise mathematics: I–MMSE entropy rate, low-noise gate, pivots, log-σ tables and inverse-CDF
-sampling (spec §2–§5). Pure, stateless, vectorised float64 torch; the scheduler owns the state.
+sampling (docs/method.md §2–§5). Pure, stateless, vectorised float64 torch; the scheduler owns the state.
 
-Grid convention (spec §3.5–§3.6, §5). [σ_min, σ_max] is cut into M bins of equal width
+Grid convention (docs/method.md §3.5–§3.6, §5). [σ_min, σ_max] is cut into M bins of equal width
 Δ = ln(σ_max/σ_min)/M in ln σ. Profiles (m̂, ḣ, ρ, π) are tabulated at the bin *centres*
 σ_k = σ_min·exp((k + ½)Δ); errors are routed to the bin that contains their σ. A sampling density
 is piecewise constant in ln σ within each bin; its CDF is tabulated at the M+1 bin *edges*, so linear

@@ -1,4 +1,4 @@
-"""EDM's training schedule: ln σ ~ N(P_mean, P_std²) (Karras et al. 2022; spec §1)."""
+"""EDM's training schedule: ln σ ~ N(P_mean, P_std²) (Karras et al. 2022; docs/method.md §1)."""
 
 from __future__ import annotations
 

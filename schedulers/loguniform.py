@@ -1,4 +1,4 @@
-"""Log-uniform schedule: ln σ ~ U(ln σ_min, ln σ_max) (spec §1)."""
+"""Log-uniform schedule: ln σ ~ U(ln σ_min, ln σ_max) (docs/method.md §1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The offline oracle against exact answers (spec §7): the two-point toy ±μ in closed form and by
+"""The offline oracle against exact answers (docs/method.md §7): the two-point toy ±μ in closed form and by
 quadrature, and the empirical-Bayes denoiser against brute force and its σ → 0 / σ → ∞ limits."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def _expect_given_plus(f, sigma: float, mu: float = MU) -> float:
 
 
 def two_point_mmse(sigma: float, mu: float = MU) -> float:
-    """mmse(σ) = E_x[μ²(1 − tanh²(μx/σ²))], the posterior variance averaged over x (spec §7)."""
+    """mmse(σ) = E_x[μ²(1 − tanh²(μx/σ²))], the posterior variance averaged over x (docs/method.md §7)."""
     return _expect_given_plus(lambda x: mu**2 / math.cosh(mu * x / sigma**2) ** 2, sigma, mu)
 
 
@@ -147,7 +147,7 @@ def test_rejects_empty_data():
 
 @pytest.fixture
 def binary_data(tmp_path) -> Path:
-    """A folder of 40 random two-valued 8×8 PNGs: 'discrete' data for endpoint 'auto' (spec §4)."""
+    """A folder of 40 random two-valued 8×8 PNGs: 'discrete' data for endpoint 'auto' (docs/method.md §4)."""
     root = tmp_path / "binary"
     root.mkdir()
     images = np.random.RandomState(0).randint(0, 2, size=(40, 8, 8)).astype(np.uint8) * 255
@@ -201,7 +201,7 @@ def test_cli_prints_tv_and_writes_outputs(tmp_path, binary_data):
 
 def test_probed_checkpoint(tmp_path, binary_data):
     """--checkpoint: the probed profile (sampling.grids.probe_profile) goes through the same pipeline
-    and is compared with the oracle (spec §7: report the distance to both references)."""
+    and is compared with the oracle (docs/method.md §7: report the distance to both references)."""
     from torch_utils import checkpoint
 
     build_network = pytest.importorskip("training.networks").build_network

@@ -58,7 +58,7 @@ def _snapshot(path: Path, profile: dict | None = None, seed: int = 0, arch: str 
 def snaps(tmp_path_factory):
     d = tmp_path_factory.mktemp("snaps")
     sigma = log_sigma_grid(0.002, 80.0, 128)
-    hdot = 192 * 0.25 / (sigma * (0.25 + sigma**2))  # Gaussian data, c = 0.5 (spec §7)
+    hdot = 192 * 0.25 / (sigma * (0.25 + sigma**2))  # Gaussian data, c = 0.5 (docs/method.md §7)
     return {
         "uncond": _snapshot(
             d / "uncond.pt",

@@ -1,4 +1,4 @@
-"""σ-grids (spec §6): closed forms, the grid contract, InfoGrid's Gaussian oracle, probing (spec §7)."""
+"""σ-grids (docs/method.md §6): closed forms, the grid contract, InfoGrid's Gaussian oracle, probing (docs/method.md §7)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ SMIN, SMAX, C, D = 0.002, 80.0, 0.5, 8
 
 
 def gaussian_hdot(sigma):
-    """ḣ = mmse/σ³ for X0 ~ N(0, c² I_D): D c²/(σ(c² + σ²)) (spec §7)."""
+    """ḣ = mmse/σ³ for X0 ~ N(0, c² I_D): D c²/(σ(c² + σ²)) (docs/method.md §7)."""
     return D * C**2 / (sigma * (C**2 + sigma**2))
 
 
@@ -117,7 +117,7 @@ def test_make_grid_dispatch_and_errors():
 
 def test_probe_profile_recovers_gaussian_mmse():
     """The exact Gaussian denoiser D = c²x/(c²+σ²) on Gaussian data: the probed error is the MMSE
-    D c²σ²/(c²+σ²) (spec §7) up to Monte-Carlo noise, and its InfoGrid is the arctan grid."""
+    D c²σ²/(c²+σ²) (docs/method.md §7) up to Monte-Carlo noise, and its InfoGrid is the arctan grid."""
     gen = torch.Generator().manual_seed(0)
     x0 = C * torch.randn(2000, D, generator=gen)
     batches = [(x0[i : i + 500], torch.ones(500, 3)) for i in range(0, 2000, 500)]  # (data, labels) batches

@@ -1,4 +1,4 @@
-"""The InfoNoise scheduler (spec §5) against the Gaussian oracle (§7), its own state machine, the
+"""The InfoNoise scheduler (docs/method.md §5) against the Gaussian oracle (§7), its own state machine, the
 checkpoint round trip, and two ranks under torchrun."""
 
 import collections
@@ -42,7 +42,7 @@ def feed_grid(sched, errors_fn, reps):
 
 
 def onset_scan(r, tau=0.002, k=3):
-    """Independent spec §4 onset rule: first σ from the top with r ≥ τ on k consecutive bins."""
+    """Independent docs/method.md §4 onset rule: first σ from the top with r ≥ τ on k consecutive bins."""
     return next(i for i in range(len(r) - 1, k - 2, -1) if all(r[i - d] >= tau for d in range(k)))
 
 
@@ -278,7 +278,7 @@ def test_discrete_endpoint_v1_and_pinned_pivot():
 
 
 def valley_mmse(sigma, ratio, s_valley=0.3, s_bump=1.0, s1=0.02):
-    """m̂ of a learned-looking ±1 profile (spec §7): y = ln(m̂/σ²) flat below s1, slope −2 to the valley,
+    """m̂ of a learned-looking ±1 profile (docs/method.md §7): y = ln(m̂/σ²) flat below s1, slope −2 to the valley,
     rising ln(ratio) to the bump, slope −2 above (as tests/test_information.py's `learned_profile`)."""
     x = sigma.log()
     xv, xb = math.log(s_valley), math.log(s_bump)

@@ -1,4 +1,4 @@
-"""schedulers/information.py against closed forms and independent implementations (spec §2–§5, §7)."""
+"""schedulers/information.py against closed forms and independent implementations (docs/method.md §2–§5, §7)."""
 
 import math
 
@@ -187,7 +187,7 @@ def test_pivot_v1_reports_run_or_knee():
 
 
 def learned_profile(grid=GRID, s1=0.02, s_valley=0.3, s_bump=1.0, ratio=4.0, noise=0.0, seed=0):
-    """ḣ of a synthetic learned-looking ±1 profile (spec §7), built in y = ln(m̂/σ²) = ln(σ·ḣ), piecewise
+    """ḣ of a synthetic learned-looking ±1 profile (docs/method.md §7), built in y = ln(m̂/σ²) = ln(σ·ḣ), piecewise
     linear in x = ln σ: m̂ = a·σ² below s1 (y flat); an error floor m̂ = const above (slope −2) down to
     the valley at s_valley; the information bump rising to `ratio`× the valley at s_bump; m̂ → const
     again above it (slope −2). Times i.i.d. log-normal noise of relative size `noise` per bin. Returns

@@ -1,5 +1,5 @@
 """`python -m analysis.plot`: PNGs from a schedule.jsonl written from real InfoNoise refresh records,
-clear errors without one, and the fixed schedules' emphasis against closed forms (spec §1, §3.5)."""
+clear errors without one, and the fixed schedules' emphasis against closed forms (docs/method.md §1, §3.5)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from schedulers import information as info
 
 def write_run(run_dir: Path, refreshes: int = 4, weighting: str = "unit") -> Path:
     """A run directory as the training loop leaves it: InfoNoise driven with Gaussian-data MMSE
-    D·c²σ²/(c²+σ²) (spec §7) whose scale c moves between refreshes, one JSON line per refresh."""
+    D·c²σ²/(c²+σ²) (docs/method.md §7) whose scale c moves between refreshes, one JSON line per refresh."""
     run_dir.mkdir(parents=True, exist_ok=True)
     kwargs = dict(num_bins=32, fifo_size=4, min_count=1, warmup_steps=0, refresh_every=1)
     sched = build("infonoise", dict(weighting=weighting), **kwargs)
@@ -109,7 +109,7 @@ def test_fixed_emphasis_closed_forms():
 
 def test_warmup_column_is_the_lognormal_in_ln_sigma(tmp_path):
     """The heat map's first column, from the run's own InfoNoise config with floor 0: the EDM log-normal,
-    i.e. a Gaussian in ln σ per unit ln σ (spec §3.5, §5 warm-up sampler π0)."""
+    i.e. a Gaussian in ln σ per unit ln σ (docs/method.md §3.5, §5 warm-up sampler π0)."""
     run = write_run(tmp_path / "run")
     options = load_options(run)
     sigma = torch.tensor(load_schedule(run)[-1]["sigma"], dtype=torch.float64)

@@ -1,4 +1,4 @@
-"""Samplers against exact denoisers (spec §7): the empirical-Bayes denoiser of a few points, and
+"""Samplers against exact denoisers (docs/method.md §7): the empirical-Bayes denoiser of a few points, and
 Gaussian data, whose probability-flow ODE has the closed-form solution x(σ) = x_T·√(c²+σ²)/√(c²+σ_T²)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ C = 0.5  # Gaussian data std
 
 
 def empirical_bayes(points: torch.Tensor):
-    """D*(x;σ) = Σ_i softmax_i(−‖x − x_i‖²/(2σ²)) x_i, distances as ‖x‖² − 2xᵀx_i + ‖x_i‖² (spec §7)."""
+    """D*(x;σ) = Σ_i softmax_i(−‖x − x_i‖²/(2σ²)) x_i, distances as ‖x‖² − 2xᵀx_i + ‖x_i‖² (docs/method.md §7)."""
 
     def denoise(x, sigma, class_labels=None):
         s = sigma.reshape(-1, 1).to(torch.float64)

@@ -205,7 +205,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
     @property
     def is_binary(self) -> bool:
         """True when every pixel of a sample of images is 0 or 255: the data are two-valued (±1),
-        the "discrete" endpoint type of spec §4."""
+        the "discrete" endpoint type of docs/method.md §4."""
         idx = np.linspace(0, self._raw_shape[0] - 1, num=min(64, self._raw_shape[0])).astype(int)
         return all(np.isin(self._load_raw_image(int(i)), (0, 255)).all() for i in idx)
 

@@ -1,7 +1,7 @@
-"""The denoising loss (spec §1): per-sample ‖D(x0+σε; σ) − x0‖², weighted by w(σ).
+"""The denoising loss (docs/method.md §1): per-sample ‖D(x0+σε; σ) − x0‖², weighted by w(σ).
 
 It returns both the weighted per-sample loss (what is optimised) and the *unweighted* error the
-noise scheduler estimates the MMSE from (spec §2) — the same forward pass, no extra cost. σ comes
+noise scheduler estimates the MMSE from (docs/method.md §2) — the same forward pass, no extra cost. σ comes
 from the caller (the scheduler), so the loss never knows which schedule it is trained under.
 """
 
