@@ -122,7 +122,8 @@ def _x_edges(t: torch.Tensor, starts_at_zero: bool) -> torch.Tensor:
 
 def plot_evolution(records: list[dict], path: Path, title: str = "", warmup: torch.Tensor | None = None) -> Path:
     """(a) Heat map of the per-ln σ sampling density over kimg (paper Fig. 5), each table drawn from its
-    refresh to the next and, if given, the `warmup` density from 0 to the first refresh; σ_p overlaid."""
+    refresh to the next and, if given, the `warmup` density from 0 to the first refresh; σ_p overlaid,
+    with the refreshes whose σ_p came from the fallback (no qualifying valley) marked."""
     time_key = "kimg" if all("kimg" in r for r in records) else "step"
     t = torch.tensor([float(r[time_key]) for r in records], dtype=torch.float64)
     sigma = torch.tensor(records[-1]["sigma"], dtype=torch.float64)
@@ -150,6 +151,16 @@ def plot_evolution(records: list[dict], path: Path, title: str = "", warmup: tor
         ls="--",
         label="σ_p (pivot)",
     )
+    # Which rule set σ_p at each refresh (docs/method.md §4): the fallback is marked apart, so a profile that
+    # had no bump yet (or lost it) is visible at a glance. Records from before v2 name no rule.
+    rules = [r.get("pivot_rule") for r in records]
+    for rule, style in (
+        ("fallback", dict(marker="x", color="tab:red", s=36)),
+        ("valley", dict(marker="o", color="white", s=14)),
+    ):
+        at = [i for i, r in enumerate(rules) if r == rule]
+        if at:
+            ax.scatter(t[at].numpy(), [sigma_p[i] for i in at], zorder=3, label=f"σ_p set by: {rule}", **style)
     ax.set(yscale="log", xlabel=time_key, ylabel="σ", title=title or "InfoNoise schedule over training")
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()

@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import PIL.Image
 import pytest
 import torch
@@ -118,3 +119,21 @@ def test_warmup_column_is_the_lognormal_in_ln_sigma(tmp_path):
     expected = expected / (expected.sum() * info.log_step(sigma))
     assert torch.allclose(warmup_log_density(options, sigma), expected, rtol=1e-12)
     assert warmup_log_density(options, sigma[:-1]) is None  # another grid: no column rather than a wrong one
+
+
+def test_evolution_marks_fallback_refreshes(tmp_path):
+    """Discrete v2 records name the rule that set σ_p; the heat map marks them (the fallback apart). The same
+    records without rule names (pre-v2 files) still plot, without the marks: the two PNGs differ."""
+    from analysis.plot import plot_evolution
+
+    records = [json.loads(line) for line in (write_run(tmp_path / "run").joinpath("schedule.jsonl")).open()]
+    for i, r in enumerate(records):
+        r["pivot_rule"], r["sigma_p"] = ("fallback", 0.2) if i < 2 else ("valley", 0.3)
+    marked = plot_evolution(records, tmp_path / "marked.png")
+    plain = plot_evolution([{k: v for k, v in r.items() if k != "pivot_rule"} for r in records], tmp_path / "plain.png")
+    a, b = (
+        torch.from_numpy(np.asarray(PIL.Image.open(p).convert("RGB")).reshape(-1, 3).copy()) for p in (marked, plain)
+    )
+    assert a.shape == b.shape and (a != b).any(dim=1).sum() > 50
+    reds = ((a[:, 0] > 180) & (a[:, 1] < 80) & (a[:, 2] < 80)).sum()  # tab:red crosses only in the marked one
+    assert reds > ((b[:, 0] > 180) & (b[:, 1] < 80) & (b[:, 2] < 80)).sum()
