@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 DEMO   ?= demo-run
 
-.PHONY: install test test-slow lint demo clean
+.PHONY: install test lint demo clean
 install: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
@@ -24,9 +24,6 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-
-test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow
 
 # Train InfoNoise on scikit-learn's 8x8 digits (ships with the package: no download), then plot the
 # learned schedule, sample with InfoGrid, and score the samples (FD, LeNet features). One torch thread by
