@@ -258,3 +258,17 @@ def test_conv_1d_resampling_is_average_pool_down_and_nearest_up():
     assert conv.weight.shape == (5, 3, 3) and conv(x).shape == (2, 5, 16)
     block = networks.UNetBlock(3, 8, emb_channels=4, down=True, attention=True, channels_per_head=4, dims=1)
     assert block(x, torch.randn(2, 4)).shape == (2, 8, 8)
+
+
+@pytest.mark.parametrize("arch", ["ddpmpp", "adm"])
+def test_attn_resolution_matching_no_level_is_an_error(arch):
+    """attn_resolutions [7] inherited by a 16×16 data set used to build a network without attention."""
+    kw = dict(model_channels=16, channel_mult=[1, 2, 2], num_blocks=1)
+    with pytest.raises(ValueError, match=r"attn_resolutions \[7\] name no level .* its levels are 16, 8, 4"):
+        build_network(arch, "edm", data_shape=[1, 16, 16], attn_resolutions=[7], **kw)
+
+    def attention_layers(attn):  # the bottleneck always attends (EDM); attn_resolutions adds layers at 8×8
+        net = build_network(arch, "edm", data_shape=[1, 16, 16], attn_resolutions=attn, **kw)
+        return sum(name.endswith("qkv.weight") for name, _ in net.named_parameters())
+
+    assert attention_layers([8]) > attention_layers([])

@@ -273,6 +273,19 @@ def level_resolutions(img_resolution: int, num_levels: int, what: str = "U-Net")
     return out
 
 
+def check_attn_resolutions(attn_resolutions, resolutions: list[int], what: str = "U-Net") -> set[int]:
+    """Every resolution in `attn_resolutions` names a level of the network; one that matches none would
+    silently give a network without that attention (e.g. [7] inherited by a 16×16 data set)."""
+    attn = {int(r) for r in attn_resolutions}
+    stray = sorted(attn - set(resolutions))
+    if stray:
+        raise ValueError(
+            f"{what}: attn_resolutions {sorted(attn)} name no level of this network at {stray}; its levels are "
+            f"{', '.join(map(str, resolutions))}. Fix: list some of those, or [] for no attention."
+        )
+    return attn
+
+
 # ----------------------------------------------------------------------------------------------------
 # U-Nets.
 
@@ -322,7 +335,7 @@ class SongUNet(nn.Module, _LabelMixin):
         resolutions = level_resolutions(img_resolution, len(channel_mult), "SongUNet")
         self.img_resolution, self.in_channels, self.out_channels = img_resolution, in_channels, out_channels
         self.label_dim, self.label_dropout = label_dim, label_dropout
-        attn_resolutions = set(attn_resolutions)
+        attn_resolutions = check_attn_resolutions(attn_resolutions, resolutions, "SongUNet")
 
         emb_ch = model_channels * channel_mult_emb
         noise_ch = model_channels * channel_mult_noise
@@ -570,7 +583,7 @@ class DhariwalUNet(ADMUNet):
         resolutions = level_resolutions(img_resolution, len(channel_mult), "DhariwalUNet")
         super().__init__(
             [f"{r}x{r}" for r in resolutions],
-            [r in set(attn_resolutions) for r in resolutions],
+            [r in check_attn_resolutions(attn_resolutions, resolutions, "DhariwalUNet") for r in resolutions],
             in_channels,
             out_channels,
             label_dim,
