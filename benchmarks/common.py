@@ -172,13 +172,17 @@ def reference_stats(
     max_size: int | None = None,
     log: Callable[[str], None] = print,
 ) -> Path:
-    """Reference statistics of a data set for `detector`, computed once and cached in `cache_dir`
-    (the file name carries the data set, its subset size and the detector)."""
+    """Reference statistics of a data set for `detector`, computed once and cached in `cache_dir`. The
+    cache key is the data file's whole name, its size and modification time (a data set rebuilt in place
+    is a new key), the subset size and the detector."""
     from evaluation.detectors import get_detector
     from evaluation.frechet import dataset_stats, open_images, save_stats
 
     cache_dir = Path(cache_dir)
-    dest = cache_dir / f"ref-{Path(data).name.split('.')[0]}-{max_size or 'all'}-{Path(detector).stem}.npz"
+    st = os.stat(data)
+    dest = (
+        cache_dir / f"ref-{Path(data).name}-{st.st_size}-{st.st_mtime_ns}-{max_size or 'all'}-{Path(detector).stem}.npz"
+    )
     if dest.is_file():
         return dest
     log(f"reference statistics: {data} with {detector} → {dest}")

@@ -49,6 +49,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+import torch
 import tqdm
 
 from benchmarks import common
@@ -95,6 +96,7 @@ FROZEN = (
     "dna_classifier",
     "overrides",
     "method_overrides",
+    "metrics",
 )
 
 
@@ -191,15 +193,26 @@ class Evaluator:
         dna_classifier: str | None,
         device: str | None,
         first_seed: int = 0,
+        metrics: tuple[str, ...] = ("auto",),
     ):
-        from training.dataset import open_dataset
+        from evaluation.metrics import resolve
+        from training.dataset import model_space, open_dataset
 
         self.seeds = list(range(first_seed, first_seed + samples))
         self.steps, self.grid, self.solver, self.batch, self.device = steps, grid, solver, batch, device
         shape = opts["network_kwargs"]["data_shape"]
         self.is_image = len(shape) == 3
         ds = open_dataset(opts["data"], max_size=opts["max_size"])
-        if self.is_image:
+        try:
+            self.custom = [(spec, resolve(spec)) for spec in metrics if spec not in ("auto", "none")]
+        except ValueError as e:
+            raise click.ClickException(str(e)) from None
+        self.auto, self.directions = "auto" in metrics, {}
+        if self.custom:  # the run's training set in model space, what every custom metric compares with
+            self.data = model_space(torch.as_tensor(np.stack([ds[i][0] for i in range(len(ds))])))
+        if not self.auto:
+            self.name = "+".join(spec for spec, _ in self.custom) or "none"
+        elif self.is_image:
             from evaluation.detectors import get_detector
 
             self.detector_name = common.auto_detector(shape) if detector == "auto" else detector
@@ -209,6 +222,8 @@ class Evaluator:
             self.name = f"fd_{Path(self.detector_name).stem}" + ("_binarized" if self.binarize else "")
         else:
             self._setup_dna(opts, ds, dna_metric, dna_classifier)
+        if self.auto:
+            self.directions[self.name] = True
 
     def _setup_dna(self, opts: dict, ds, dna_metric: str, classifier: str | None) -> None:
         try:
@@ -237,7 +252,33 @@ class Evaluator:
         elif dna_metric != "kmer_js":
             raise click.ClickException(f"unknown --dna-metric '{dna_metric}'; valid: kmer_js, classifier_fd")
 
-    def __call__(self, snapshot: str) -> float:
+    def __call__(self, snapshot: str) -> dict[str, float]:
+        """{metric name: value} of one snapshot: the automatic metric (FD of images, k-mer JS of sequences)
+        unless left out, then every custom metric on one shared sample set ({'none': nan} for --metric none)."""
+        from evaluation.metrics import lower_is_better
+
+        out = {self.name: self._auto(snapshot)} if self.auto else {}
+        if self.custom:
+            samples = self._samples(snapshot)
+            for spec, fn in self.custom:
+                values = fn(samples, self.data)
+                if not isinstance(values, dict) or not values:
+                    raise click.ClickException(f"metric {spec} returned {values!r}, not a dict of name: value")
+                for name, value in values.items():
+                    out[str(name)] = float(value)
+                    self.directions[str(name)] = lower_is_better(fn)
+        return out or {"none": math.nan}
+
+    def _samples(self, snapshot: str) -> torch.Tensor:
+        """The evaluation seeds' samples in model space (the same seeds and grid as the automatic metric)."""
+        from sampling.generation import build_sigmas, generate_batches, load_network
+
+        net, profile = load_network(snapshot, self.device or "cpu")
+        sigmas = build_sigmas(net, self.grid, self.steps, profile=profile, device=self.device or "cpu")
+        batches = generate_batches(net, self.seeds, self.batch, sigmas, self.solver, device=self.device or "cpu")
+        return torch.cat([x for _, _, x, _ in batches])
+
+    def _auto(self, snapshot: str) -> float:
         if self.is_image:
             from evaluation.evaluate import evaluate_snapshot
 
@@ -301,61 +342,60 @@ def rescore(outdir: Path, settings: dict, samples: int, first_seed: int, batch: 
         settings["dna_classifier"],
         device,
         first_seed=first_seed,
+        metrics=tuple(settings.get("metrics") or ("auto",)),
     )
     path, fields = (
         outdir / "rescore.csv",
         ["method", "seed", "kex", "metric", "metric_name", "samples", "first_seed", "snapshot"],
     )
     key = lambda r: (r["method"], int(r["seed"]), r["snapshot"], int(r["samples"]), int(r["first_seed"]))  # noqa: E731
-    done = {key(r): {**r, "kex": float(r["kex"]), "metric": float(r["metric"])} for r in common.read_rows(path)}
+    done: dict[tuple, list[dict]] = {}
+    for r in common.read_rows(path):
+        done.setdefault(key(r), []).append({**r, "kex": float(r["kex"]), "metric": float(r["metric"])})
     rows: list[dict] = []
 
     def save() -> None:  # after every run, so a killed rescoring keeps what it finished
         visited = {(r["method"], int(r["seed"])) for r in rows}
-        common.write_rows(path, rows + [r for k, r in done.items() if k[:2] not in visited], fields)
+        kept = [r for k, rs in done.items() if k[:2] not in visited for r in rs]
+        common.write_rows(path, rows + kept, fields)
 
     for run in tqdm.tqdm(runs, desc="rescoring", unit="run"):
         method, _, seed = run.name.rpartition("-s")
         snap = latest[run][-1]
         row = dict(method=method, seed=int(seed), snapshot=snap.name, samples=samples, first_seed=first_seed)
         if key(row) in done:  # resumable: a finished run is not scored twice
-            rows.append(done[key(row)])
+            rows.extend(done[key(row)])
             continue
         state = checkpoint.load(snap)
-        rows.append(
-            {
-                **row,
-                "kex": int(state["progress"]["cur_nimg"]) / 1e3,
-                "metric": evaluate(str(snap)),
-                "metric_name": evaluate.name,
-            }
-        )
+        kex = int(state["progress"]["cur_nimg"]) / 1e3
+        for name, value in evaluate(str(snap)).items():
+            rows.append({**row, "kex": kex, "metric": value, "metric_name": name})
+            tqdm.tqdm.write(f"{run.name}: {kex:g} kEx, {name} {value:.4g}")
         save()
-        tqdm.tqdm.write(f"{run.name}: {rows[-1]['kex']:g} kEx, {evaluate.name} {rows[-1]['metric']:.4g}")
     common.write_rows(path, rows, fields)
-    body = []
-    for m in dict.fromkeys(r["method"] for r in rows):
-        v = np.array([r["metric"] for r in rows if r["method"] == m])
-        body.append(
-            [
-                METHODS.get(m, {}).get("label", m),
-                len(v),
-                f"{np.mean([r['kex'] for r in rows if r['method'] == m]):.4g}",
-                f"{v.mean():.4g} ± {v.std():.2g}",
-                " / ".join(f"{x:.4g}" for x in v),
-            ]
-        )
-    text = "\n".join(
-        [
-            f"# Final snapshots re-scored: {settings.get('family')}",
-            "",
-            f"{evaluate.name} on {samples} seeds {first_seed}–{first_seed + samples - 1} (Heun "
+    lines = [f"# Final snapshots re-scored: {settings.get('family')}", ""]
+    for name in dict.fromkeys(r["metric_name"] for r in rows):
+        body = []
+        for m in dict.fromkeys(r["method"] for r in rows):
+            sel = [r for r in rows if r["method"] == m and r["metric_name"] == name]
+            v = np.array([r["metric"] for r in sel])
+            body.append(
+                [
+                    METHODS.get(m, {}).get("label", m),
+                    len(v),
+                    f"{np.mean([r['kex'] for r in sel]):.4g}",
+                    f"{v.mean():.4g} ± {v.std():.2g}",
+                    " / ".join(f"{x:.4g}" for x in v),
+                ]
+            )
+        lines += [
+            f"{name} on {samples} seeds {first_seed}–{first_seed + samples - 1} (Heun "
             f"{settings['eval_steps']} levels, {settings['eval_grid']} grid). Mean ± std over training seeds.",
             "",
             common.markdown_table(["method", "seeds", "kEx", "score", "per seed"], body),
             "",
         ]
-    )
+    text = "\n".join(lines)
     (outdir / "rescore.md").write_text(text)
     return text
 
@@ -394,18 +434,23 @@ def crossing_kex(curve: list[dict], target: float) -> float | None:
     the curve never reaches it; the first evaluation if that already does (no earlier point to
     interpolate from)."""
     for i, p in enumerate(curve):
-        if p["mean"] <= target * (1 + 1e-12):
-            if i == 0 or p["mean"] >= target or min(p["mean"], curve[i - 1]["mean"]) <= 0:
+        if p["mean"] <= target + abs(target) * 1e-12:
+            if i == 0 or p["mean"] >= target:
                 return p["kex"]
             a, b = curve[i - 1], p
-            t = math.log(a["mean"] / target) / math.log(a["mean"] / b["mean"])
+            if min(a["mean"], b["mean"], target) > 0:
+                t = math.log(a["mean"] / target) / math.log(a["mean"] / b["mean"])
+            else:  # scores that can be ≤ 0 (e.g. a negated higher-is-better metric): linear
+                t = (a["mean"] - target) / (a["mean"] - b["mean"])
             return a["kex"] + t * (b["kex"] - a["kex"])
     return None
 
 
-def summarize(rows: list[dict]) -> dict:
-    """Target, kEx@target (`crossing_kex`) and speedups from the seed-mean curves (lower metric is better)."""
-    cur = curves(rows)
+def summarize(rows: list[dict], lower_is_better: bool = True) -> dict:
+    """Target, kEx@target (`crossing_kex`) and speedups from the seed-mean curves of one metric. A
+    higher-is-better metric is summarised as its negation, and reported with its own sign."""
+    sign = 1.0 if lower_is_better else -1.0
+    cur = curves([{**r, "metric": sign * float(r["metric"])} for r in rows])
     fixed = [m for m in cur if METHODS.get(m, {}).get("fixed")]
     best = {m: min(p["mean"] for p in c) for m, c in cur.items()}
     summary = dict(curves=cur, target=None, target_method=None, methods={})
@@ -423,6 +468,14 @@ def summarize(rows: list[dict]) -> dict:
             best=best[m],
             kex_at_target=reach,
         )
+    if sign < 0:  # back to the metric's own sign (min/max swap with the negation)
+        for c in cur.values():
+            for p in c:
+                p["mean"], p["min"], p["max"] = -p["mean"], -p["max"], -p["min"]
+        for s in summary["methods"].values():
+            s["final"], s["best"] = -s["final"], -s["best"]
+        summary["target"] = None if summary["target"] is None else -summary["target"]
+    summary["lower_is_better"] = lower_is_better
     ref = summary["target_method"] and summary["methods"][summary["target_method"]]["kex_at_target"]
     for m, s in summary["methods"].items():
         if ref and s["kex_at_target"]:
@@ -435,11 +488,13 @@ def summarize(rows: list[dict]) -> dict:
 
 
 def table(summary: dict, rows: list[dict], settings: dict) -> str:
+    """One metric's block of table.md."""
     metric = rows[0]["metric_name"] if rows else "metric"
+    direction = "lower" if summary.get("lower_is_better", True) else "higher"
     lines = [
-        f"# Time to target: {settings.get('family')}",
+        f"## {metric}",
         "",
-        f"Metric: {metric} (lower is better), {settings.get('eval_samples')} samples, Heun "
+        f"Metric: {metric} ({direction} is better), {settings.get('eval_samples')} samples, Heun "
         f"{settings.get('eval_steps')} levels on the {settings.get('eval_grid')} grid, every "
         f"{settings.get('eval_every_kex')} kEx. Mean ± std over seeds.",
         "",
@@ -480,13 +535,23 @@ def table(summary: dict, rows: list[dict], settings: dict) -> str:
     return "\n".join(lines + [common.markdown_table(header, body), ""])
 
 
-def plot(summary: dict, rows: list[dict], path: Path, title: str) -> None:
+def plot(blocks: list[tuple[dict, list[dict]]], path: Path, title: str) -> None:
+    """One panel per metric: seed-mean curves with min..max bands and the target line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, axes = plt.subplots(len(blocks), 1, figsize=(7, 4.5 * len(blocks)), squeeze=False)
+    for (summary, rows), ax in zip(blocks, axes[:, 0]):
+        _plot_metric(ax, summary, rows)
+    axes[0, 0].set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_metric(ax, summary: dict, rows: list[dict]) -> None:
     for m, c in summary["curves"].items():
         x = [p["kex"] for p in c]
         (line,) = ax.plot(x, [p["mean"] for p in c], marker="o", ms=3, label=METHODS.get(m, {}).get("label", m))
@@ -496,14 +561,11 @@ def plot(summary: dict, rows: list[dict], path: Path, title: str) -> None:
     values = [float(r["metric"]) for r in rows]
     if values and min(values) > 0 and max(values) / min(values) > 20:
         ax.set_yscale("log")
+    direction = "lower" if summary.get("lower_is_better", True) else "higher"
     ax.set_xlabel("processed examples (kEx)")
-    ax.set_ylabel(f"{rows[0]['metric_name'] if rows else 'metric'} (lower is better)")
-    ax.set_title(title, fontsize=10)
+    ax.set_ylabel(f"{rows[0]['metric_name'] if rows else 'metric'} ({direction} is better)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def report(outdir: Path, settings: dict) -> str:
@@ -511,14 +573,18 @@ def report(outdir: Path, settings: dict) -> str:
     longer benchmark into the same folder, are left out)."""
     budget = settings.get("budget_kex", math.inf)
     rows = [r for r in common.read_rows(outdir / "results.csv") if float(r["target_kex"]) <= budget * (1 + 1e-9)]
+    rows = [r for r in rows if r["metric_name"] != "none"]  # --metric none: trained, not scored
     if not rows:
         raise click.ClickException(f"{outdir / 'results.csv'}: no results yet")
-    summary = summarize(rows)
-    text = table(summary, rows, settings)
+    directions = settings.get("metric_directions") or {}
+    blocks = []
+    for name in dict.fromkeys(r["metric_name"] for r in rows):
+        sel = [r for r in rows if r["metric_name"] == name]
+        blocks.append((summarize(sel, directions.get(name, True)), sel))
+    text = "\n".join([f"# Time to target: {settings.get('family')}", ""] + [table(s, r, settings) for s, r in blocks])
     (outdir / "table.md").write_text(text)
     plot(
-        summary,
-        rows,
+        blocks,
         outdir / "quality_vs_kex.png",
         f"{settings.get('family')}: quality vs processed examples (mean, band = min..max over seeds)",
     )
@@ -533,6 +599,7 @@ def check_settings(outdir: Path, settings: dict) -> dict:
     path = outdir / "benchmark.json"
     if path.is_file():
         old = json.loads(path.read_text())
+        old.setdefault("metrics", ["auto"])  # benchmarks from before --metric scored the automatic metric
         differ = [k for k in FROZEN if old.get(k) != settings.get(k)]
         if differ:
             changes = ", ".join(f"{k}: {old.get(k)!r} → {settings.get(k)!r}" for k in differ)
@@ -540,9 +607,14 @@ def check_settings(outdir: Path, settings: dict) -> dict:
                 f"{outdir} holds a benchmark with other settings ({changes}). "
                 f"Use another --outdir, or the same settings to resume (budget, seeds and methods may change)."
             )
-    with atomic_write(path) as f:
-        f.write(json.dumps(settings, indent=2))
+        settings = {"metric_directions": old.get("metric_directions", {}), **settings}
+    save_settings(outdir, settings)
     return settings
+
+
+def save_settings(outdir: Path, settings: dict) -> None:
+    with atomic_write(outdir / "benchmark.json") as f:
+        f.write(json.dumps(settings, indent=2))
 
 
 def prepare_run(opts: dict, runs_dir: Path) -> Path:
@@ -557,13 +629,14 @@ def prepare_run(opts: dict, runs_dir: Path) -> Path:
 
 
 def eval_points(budget_kex: float, every_kex: float) -> list[int]:
-    """Evaluation points in whole examples: every `every_kex`, the last one at the budget. Integers, so
-    3 × 25.6 kEx is 76,800 examples, not 76.80000000000001 kEx (a float target past the examples a run
-    had processed stopped the harness)."""
-    budget, every = round(budget_kex * 1e3), round(every_kex * 1e3)
-    if every < 1:
+    """Evaluation points in whole examples: the k-th at round(k·E), the last at the budget. Each is rounded
+    on its own, never accumulated in floats: 3 × 25.6 kEx is 76,800 examples, not 76.80000000000001 kEx
+    (a float target past the examples a run had processed stopped the harness)."""
+    budget = round(budget_kex * 1e3)
+    if round(every_kex * 1e3) < 1:
         raise click.ClickException(f"--eval-every-kex {every_kex} is less than one example")
-    return [min(k * every, budget) for k in range(1, -(-budget // every) + 1)]
+    count = max(1, math.ceil(budget_kex / every_kex - 1e-9))
+    return [min(round(k * every_kex * 1e3), budget) for k in range(1, count + 1)]
 
 
 def method_opts(pairs: tuple[str, ...]) -> dict:
@@ -610,6 +683,14 @@ def method_opts(pairs: tuple[str, ...]) -> dict:
 @click.option("--dna-metric", type=click.Choice(["kmer_js", "classifier_fd"]), default="kmer_js", help="DNA metric")
 @click.option("--dna-classifier", default=None, help="Classifier .pt for --dna-metric classifier_fd")
 @click.option(
+    "--metric",
+    "metric_specs",
+    multiple=True,
+    default=("auto",),
+    help="Metrics (repeatable): auto (FD of images, k-mer JS of sequences), none (train only), "
+    "binary-stats, train-copies, or module:function (evaluation/metrics.py says how to write one)",
+)
+@click.option(
     "--opt",
     "opt_pairs",
     multiple=True,
@@ -636,6 +717,7 @@ def method_opts(pairs: tuple[str, ...]) -> dict:
     "--rescore-first-seed", type=click.IntRange(min=0), default=10000, help="First seed for --rescore-samples"
 )
 def main(
+    metric_specs,
     family,
     methods,
     seeds,
@@ -726,6 +808,7 @@ def main(
             binarize=binarize,
             dna_metric=dna_metric,
             dna_classifier=dna_classifier,
+            metrics=list(metric_specs),
             overrides=overrides,
             method_overrides=per_method,
             machine=common.machine_note(),
@@ -745,6 +828,7 @@ def main(
         dna_metric,
         dna_classifier,
         device,
+        metrics=tuple(metric_specs),
     )
     csv_path = outdir / "results.csv"
     key = lambda n: f"{n / 1e3:.6g}"  # noqa: E731  (rows are keyed by their target kEx as written)
@@ -780,13 +864,11 @@ def main(
                 f"the run is at {nimg} ({snapshot}); was the folder used with other settings?"
             )
         t0 = time.time()
-        metric = evaluate(snapshot)
+        scores = evaluate(snapshot)
         row = dict(
             method=m,
             seed=s,
             kex=f"{nimg / 1e3:.6g}",
-            metric=f"{metric:.8g}",
-            metric_name=evaluate.name,
             target_kex=key(target),
             step=step,
             preset=opts["preset"],
@@ -796,16 +878,27 @@ def main(
             train_seconds=f"{t_train:.1f}",
             eval_seconds=f"{time.time() - t0:.1f}",
         )
-        common.append_row(csv_path, row, FIELDS)
+        new = [{**row, "metric": f"{v:.8g}", "metric_name": name} for name, v in scores.items()]
+        if len(new) == 1:
+            common.append_row(csv_path, new[0], FIELDS)
+        else:  # a point's rows land together, so a killed benchmark never holds half a point
+            common.write_rows(csv_path, common.read_rows(csv_path) + new, FIELDS)
+        if evaluate.directions != settings.get("metric_directions"):
+            settings["metric_directions"] = {**settings.get("metric_directions", {}), **evaluate.directions}
+            save_settings(outdir, settings)
         tqdm.tqdm.write(
-            f"{m} seed {s}: {nimg / 1e3:g} kEx, {evaluate.name} {metric:.4g} "
-            f"(train {t_train:.0f} s, eval {float(row['eval_seconds']):.0f} s)"
+            f"{m} seed {s}: {nimg / 1e3:g} kEx, "
+            + ", ".join(f"{name} {v:.4g}" for name, v in scores.items())
+            + f" (train {t_train:.0f} s, eval {float(row['eval_seconds']):.0f} s)"
         )
         if not keep_snapshots:
             for old in checkpoint.list_snapshots(run_dir)[:-1]:
                 old.unlink()
     if diverged:
         click.echo(f"Diverged (non-finite loss; rows stop at the last good evaluation): {sorted(diverged)}")
+    if list(metric_specs) == ["none"]:
+        click.echo(f"Trained every run to {budget_kex:g} kEx without scoring (--metric none): {outdir / 'runs'}")
+        return
     click.echo(report(outdir, settings))
     click.echo(f"Wrote {csv_path}, {outdir / 'table.md'}, {outdir / 'quality_vs_kex.png'}")
 

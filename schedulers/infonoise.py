@@ -38,8 +38,8 @@ def _is_int(x) -> bool:
 
 
 class InfoNoise(NoiseScheduler):
-    """Defaults are docs/method.md §5's. `smooth_std` smooths the allocation across bins. Discrete pivot (docs/method.md §4):
-    `pivot_rule` 'valley' (v2: the most prominent valley of ln(m̂/σ²) smoothed over
+    """Defaults are docs/method.md §5's. `smooth_std` smooths the allocation across bins.
+    Discrete pivot (docs/method.md §4): `pivot_rule` 'valley' (v2: the most prominent valley of ln(m̂/σ²) smoothed over
     `valley_smooth_decades`, if its prominence ≥ ln `valley_kappa`, else `sigma_p_fallback`) or
     'powerlaw' (v1, kept for comparison: `powerlaw_tol`, `powerlaw_min_decades`, and `slope_smooth_std`
     bins of smoothing on the log–log slopes it reads). Once a refresh has found a valley, the next one

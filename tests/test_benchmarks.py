@@ -183,7 +183,7 @@ def test_time_to_target_resumes_without_retraining(bench, monkeypatch):
 
 def test_evaluate_snapshot_deterministic(bench):
     out, _ = bench
-    snap, ref = latest(out, "edm"), out / "ref-tiny-all-lenet-digits.npz"
+    snap, ref = latest(out, "edm"), next(out.glob("ref-tiny.zip-*-all-lenet-digits.npz"))
     fd_a = evaluate.evaluate_snapshot(snap, ref, range(16), steps=2, batch=16)
     fd_again = evaluate.evaluate_snapshot(snap, ref, "0-15", steps=2, batch=16)
     fd_b = evaluate.evaluate_snapshot(snap, ref, range(16), steps=2, batch=5)
@@ -220,7 +220,7 @@ def test_infogrid_nfe(bench, tmp_path):
         "--outdir",
         tmp_path,
         "--ref",
-        out / "ref-tiny-all-lenet-digits.npz",
+        next(out.glob("ref-tiny.zip-*-all-lenet-digits.npz")),
         "--binarize",
         "off",
     ]

@@ -1,4 +1,5 @@
-"""σ-grids (docs/method.md §6): closed forms, the grid contract, InfoGrid's Gaussian oracle, probing (docs/method.md §7)."""
+"""σ-grids (docs/method.md §6): closed forms, the grid contract, InfoGrid's Gaussian oracle, probing
+(docs/method.md §7)."""
 
 from __future__ import annotations
 
