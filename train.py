@@ -44,6 +44,7 @@ from training import options as opt
 @click.option("--batch-gpu", type=int, help="Per-process micro-batch (gradient accumulation)")
 @click.option("--lr", type=float, help="Learning rate")
 @click.option("--lr-rampup", type=float, help="Learning-rate ramp-up in Mimg")
+@click.option("--grad-clip", type=float, help="Clip the gradient norm to this value (may change on resume)")
 @click.option("--ema", type=float, help="EMA half-life in Mimg")
 @click.option("--tick", type=float, help="Status interval in kimg")
 @click.option("--snap", type=int, help="Snapshot interval in ticks")
@@ -52,11 +53,17 @@ from training import options as opt
 @click.option("--device", type=str, help="cpu | cuda (default: cuda if available)")
 @click.option("--desc", type=str, help="Run directory name (default from preset/data, scheduler, weighting)")
 @click.option("--dry-run", is_flag=True, help="Print the options and exit")
+@click.option(
+    "--dist-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Seconds a rank may wait for the others before the job fails (default: 600 on CPU, 1800 on CUDA)",
+)
 @click.option("--stop-after-steps", type=int, hidden=True, help="Stop (with a snapshot) after N steps in this call")
-def main(outdir, preset, dry_run, stop_after_steps, cbase, cres, net_opt, sched_opt, **flags):
+def main(outdir, preset, dry_run, dist_timeout, stop_after_steps, cbase, cres, net_opt, sched_opt, **flags):
     """Train a diffusion model; re-run the same command to resume."""
-    du.init(flags.get("device"))
     try:
+        du.init(flags.get("device"), dist_timeout)
         net_kw = opt.parse_kv(net_opt, "--net-opt")
         if cbase is not None:
             net_kw["model_channels"] = cbase
@@ -68,7 +75,7 @@ def main(outdir, preset, dry_run, stop_after_steps, cbase, cres, net_opt, sched_
             click.echo(json.dumps(opts, indent=2))
             return
         run_dir = opt.prepare_run_dir(outdir, opts, log=du.print0)
-    except opt.OptionError as e:
+    except ValueError as e:  # OptionError and device errors: one line naming the option and the fix
         raise click.ClickException(str(e)) from None
     if du.get_rank() == 0:
         with atomic_write(run_dir / "training_options.json") as f:
@@ -79,7 +86,7 @@ def main(outdir, preset, dry_run, stop_after_steps, cbase, cres, net_opt, sched_
 
     try:
         training_loop.run(run_dir, opts, stop_after_steps=stop_after_steps)
-    except training_loop.NonFiniteLossError as e:
+    except training_loop.TrainingError as e:
         raise click.ClickException(str(e)) from None
     finally:
         du.shutdown()

@@ -12,19 +12,33 @@ import os
 import torch
 import torch.distributed as dist
 
+# How long a collective may wait for a rank before the job fails (a stopped or hung rank otherwise holds
+# the others for torch's 30-minute default): ours, generous for a rank-0 snapshot and sample grid.
+DEFAULT_TIMEOUT_S = {"cpu": 600, "cuda": 1800}
 
-def init(device: str | None = None) -> torch.device:
-    """Initialise the process group if launched by torchrun; return this rank's device."""
+
+def init(device: str | None = None, timeout_s: float | None = None) -> torch.device:
+    """Initialise the process group if launched by torchrun; return this rank's device. `timeout_s` bounds
+    every collective (default DEFAULT_TIMEOUT_S by device type). A device that is not there is a
+    ValueError naming it."""
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device '{device}'; use cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device '{device}' is not supported here; use cpu, cuda or cuda:N")
     if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device '{device}' was requested but this machine has no usable CUDA GPU; use cpu")
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local_rank)
         dev = torch.device("cuda", local_rank)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30))
+        seconds = timeout_s if timeout_s is not None else DEFAULT_TIMEOUT_S[dev.type]
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=seconds))
     return dev
 
 

@@ -12,10 +12,13 @@ one line naming the option and the fix; the command line prints it as is.
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
 import yaml
+
+from torch_utils import checkpoint
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
@@ -53,10 +56,22 @@ DEFAULTS = dict(
 )
 # Keys `resolve` adds to the options (not settable): which preset, and the data set's class names.
 DERIVED = ("preset", "label_names")
-# Options that may change between the runs of one run directory (the rest must match to resume).
-# scheduler_kwargs may be retuned mid-run (e.g. refresh interval); the scheduler itself refuses changes
-# to its state's layout (grid, FIFO size).
-RESUMABLE_CHANGES = {"duration", "tick", "snap", "sample_grid", "device", "batch_gpu", "scheduler_kwargs"}
+# Options that may change between the runs of one run directory (the rest must match to resume): the
+# length and the bookkeeping of a run, and what a restart after a failure needs (a lower learning rate
+# after a NaN, clipping). scheduler_kwargs may be retuned mid-run (e.g. refresh interval); the scheduler
+# itself refuses changes to its state's layout (grid, FIFO size). Each change is logged old → new.
+RESUMABLE_CHANGES = {
+    "duration",
+    "tick",
+    "snap",
+    "sample_grid",
+    "device",
+    "batch_gpu",
+    "scheduler_kwargs",
+    "lr",
+    "lr_rampup",
+    "grad_clip",
+}
 
 _NUMBER = (int, float)
 # Expected types of the options a preset or a flag can set (None is allowed where the default is None).
@@ -112,6 +127,7 @@ def load_preset(name: str, _seen: tuple = ()) -> dict:
         raise OptionError(f"{path}: not valid YAML ({str(e).splitlines()[0]}).") from None
     if not isinstance(preset, dict):
         raise OptionError(f"{path}: a preset is a mapping of option: value, not a {type(preset).__name__}.")
+    check_types(preset, str(path))
     unknown = sorted(set(preset) - set(DEFAULTS) - {"extends"})
     if unknown:
         raise OptionError(f"{path}: unknown option(s) {', '.join(unknown)}. Valid: {', '.join(sorted(DEFAULTS))}")
@@ -161,6 +177,49 @@ def check_types(opts: dict, where: str = "options") -> None:
         raise OptionError(f"{where}: option '{key}' must be {names}, got {value!r} ({type(value).__name__}).")
 
 
+# Ranges of the numeric options: (lowest, highest, whether the lowest is allowed). None = unbounded.
+_RANGES = dict(
+    max_size=(1, None, True),
+    dropout=(0, 1, True),
+    sigma_data=(0, None, False),
+    sigma_min=(0, None, False),
+    sigma_max=(0, None, False),
+    duration=(0, None, False),
+    batch=(1, None, True),
+    batch_gpu=(1, None, True),
+    lr=(0, None, False),
+    lr_rampup=(0, None, True),
+    ema=(0, None, False),
+    ema_rampup=(0, None, True),
+    grad_clip=(0, None, False),
+    tick=(0, None, False),
+    snap=(0, None, True),
+    sample_grid=(0, None, True),
+    seed=(0, 2**32 - 1, True),
+)
+
+
+def check_ranges(opts: dict, world_size: int = 1) -> None:
+    """Numbers in range, finite, and consistent with each other (batch over processes and micro-batches)."""
+    for key, (lo, hi, lo_ok) in _RANGES.items():
+        v = opts.get(key)
+        if v is None:
+            continue
+        if not math.isfinite(v) or (v < lo if lo_ok else v <= lo) or (hi is not None and v > hi):
+            bound = f"{'≥' if lo_ok else '>'} {lo}" + (f" and ≤ {hi}" if hi is not None else "")
+            raise OptionError(f"option '{key}' must be {bound}, got {v!r}.")
+    if opts["sigma_min"] >= opts["sigma_max"]:
+        raise OptionError(f"sigma_min ({opts['sigma_min']}) must be below sigma_max ({opts['sigma_max']}).")
+    if opts["batch"] % world_size:
+        raise OptionError(f"--batch {opts['batch']} is not divisible by {world_size} processes.")
+    per_rank = opts["batch"] // world_size
+    if opts["batch_gpu"] is not None and per_rank % opts["batch_gpu"]:
+        raise OptionError(
+            f"--batch-gpu {opts['batch_gpu']} does not divide the per-process batch {per_rank} "
+            f"(--batch {opts['batch']} over {world_size} process(es)); use a divisor of {per_rank}."
+        )
+
+
 def network_kwargs(opts: dict, data_shape, label_dim: int) -> dict:
     """The network's constructor options: architecture and preconditioning, the data's shape and label
     count, the σ range, and the preset's network_kwargs (plus --dropout)."""
@@ -198,6 +257,7 @@ def resolve(preset: str | None, flags: dict, world_size: int = 1) -> dict:
 
     opts = merge(preset, flags)
     check_types(opts, f"preset {preset}" if preset else "options")
+    check_ranges(opts, world_size)
     if not opts["data"]:
         raise OptionError(
             "No training data: pass --data PATH (a dataset .zip/folder or sequence file) or a --preset that names one."
@@ -220,8 +280,6 @@ def resolve(preset: str | None, flags: dict, world_size: int = 1) -> dict:
         schedulers.build(opts["scheduler"], scheduler_context(opts, "continuous"), **opts["scheduler_kwargs"])
     except (ValueError, TypeError) as e:
         raise OptionError(f"Scheduler: {e}") from None
-    if opts["batch"] % world_size:
-        raise OptionError(f"--batch {opts['batch']} is not divisible by {world_size} processes.")
     if not opts["desc"]:  # the preset's name, plus what the flags changed of its recipe
         if opts.get("preset"):
             parts = [Path(opts["preset"]).stem] + [str(flags[k]) for k in ("scheduler", "weighting") if flags.get(k)]
@@ -280,8 +338,11 @@ def prepare_run_dir(outdir: str | Path, opts: dict, log=print) -> Path:
     except OSError as e:
         raise OptionError(f"{run_dir}: cannot write there ({e.strerror}). Choose another --outdir.") from None
     opts_path = run_dir / "training_options.json"
-    if opts_path.exists():
-        old = json.loads(opts_path.read_text())
+    if opts_path.exists() and checkpoint.list_snapshots(run_dir):  # without a snapshot nothing is locked yet
+        try:
+            old = json.loads(opts_path.read_text())
+        except json.JSONDecodeError:
+            raise OptionError(f"{opts_path}: not valid JSON; delete it (the snapshots keep their options)") from None
         differ = sorted(
             k for k in set(old) | set(opts) if k not in RESUMABLE_CHANGES | {"run_dir"} and old.get(k) != opts.get(k)
         )
@@ -290,8 +351,7 @@ def prepare_run_dir(outdir: str | Path, opts: dict, log=print) -> Path:
                 f"{run_dir} holds a run with other options ({', '.join(differ)} differ). "
                 f"Use another --desc or --outdir, or re-run with the same options to resume it."
             )
-        if old.get("scheduler_kwargs") != opts["scheduler_kwargs"]:
-            log(
-                f"Note: scheduler options change on resume: {old.get('scheduler_kwargs')} -> {opts['scheduler_kwargs']}"
-            )
+        for key in sorted(RESUMABLE_CHANGES):
+            if key in old and old[key] != opts.get(key):
+                log(f"Note: {key} changes on resume: {old[key]!r} -> {opts.get(key)!r}")
     return run_dir

@@ -9,6 +9,7 @@ position and every RNG, so a stopped-and-restarted run continues the same trajec
 from __future__ import annotations
 
 import copy
+import errno
 import json
 import time
 from pathlib import Path
@@ -19,14 +20,22 @@ import torch
 import schedulers
 from torch_utils import checkpoint
 from torch_utils import distributed as du
-from training import networks
+from training import networks, run_files
 from training import options as opt
 from training.dataset import model_space, open_dataset
 from training.loss import DenoisingLoss
 from training.state import DataStream, TrainingState
 
 
-class NonFiniteLossError(RuntimeError):
+class TrainingError(RuntimeError):
+    """A run that cannot go on; the message is one line naming the cause and the way out."""
+
+
+class NonFiniteLossError(TrainingError):
+    pass
+
+
+class DiskFullError(TrainingError):
     pass
 
 
@@ -117,17 +126,6 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
     stream = DataStream(len(dataset), seed, rank, world)
     st = TrainingState(net, ema_net, optimizer, sched, sigma_gen, stream)
 
-    resume = checkpoint.latest_snapshot(run_dir)
-    if resume is not None:
-        if not st.load_state_dict(checkpoint.load(resume), batch_gpu_total):
-            du.print0(
-                f"Resuming with {world} processes from a snapshot of another number of processes: "
-                f"random streams are re-seeded, so the run will not match bit for bit."
-            )
-        du.print0(f"Resuming from {resume} at {st.cur_nimg / 1e3:.1f} kimg (step {st.global_step}).")
-
-    total_nimg = round(duration * 1e6)
-    ema_halflife_nimg = ema * 1e6
     stats_path, sched_path, log_path = run_dir / "stats.jsonl", run_dir / "schedule.jsonl", run_dir / "log.txt"
 
     def log(msg: str) -> None:
@@ -136,12 +134,67 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
             with open(log_path, "a") as f:
                 f.write(msg + "\n")
 
+    # Resume: the newest snapshot that loads (unreadable ones are moved aside), then the run's files cut
+    # back to it, so a killed-and-resumed run leaves the same files as one that never stopped.
+    if rank == 0:
+        for path in run_files.remove_stale_tmp(run_dir):
+            du.print0(f"Removed {path.name}, left by an interrupted write.")
+    exact = []
+    resume, resumed, bad = run_files.load_latest_good(
+        run_dir, lambda data: exact.append(st.load_state_dict(data, batch_gpu_total)), du.print0
+    )
+    du.barrier()
+    if rank == 0:
+        run_files.move_aside(bad, du.print0)
+        if resume is None and bad:
+            raise TrainingError(
+                f"{run_dir}: no snapshot there can be resumed from (moved aside as *.corrupt); "
+                f"re-run the same command to start the run afresh."
+            )
+    if resume is not None:
+        if rank == 0:
+            cut = run_files.trim_log(log_path, resumed.get("log_bytes"))
+            notes = [f"{cut} bytes of log.txt"] if cut else []
+            for path in (stats_path, sched_path):
+                dropped, torn = run_files.trim_jsonl(path, st.global_step)
+                if dropped:
+                    notes.append(
+                        f"{dropped} line(s) of {path.name}" + (" (one torn by the interruption)" if torn else "")
+                    )
+            if notes:
+                log(f"Resume: dropped {', '.join(notes)} written after {resume.name}; they are written again.")
+        if not exact[-1]:
+            du.print0(
+                f"Resuming with {world} processes from a snapshot of another number of processes: "
+                f"random streams are re-seeded, so the run will not match bit for bit."
+            )
+        du.print0(f"Resuming from {resume} at {st.cur_nimg / 1e3:.1f} kimg (step {st.global_step}).")
+
+    total_nimg = round(duration * 1e6)
+    ema_halflife_nimg = ema * 1e6
+
     def save_snapshot() -> Path:
         state = st.state_dict()
         path = run_dir / f"network-snapshot-{st.cur_nimg // 1000:06d}.pt"
         if rank == 0:
             saved_options = json.loads((run_dir / "training_options.json").read_text())
-            checkpoint.atomic_save({"format": checkpoint.FORMAT, "options": saved_options, **state}, path)
+            log_bytes = log_path.stat().st_size if log_path.is_file() else 0
+            try:
+                checkpoint.atomic_save(
+                    {"format": checkpoint.FORMAT, "options": saved_options, "log_bytes": log_bytes, **state}, path
+                )
+            except OSError as e:
+                if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                need = last_snapshot.stat().st_size if last_snapshot and last_snapshot.is_file() else None
+                msg = (
+                    f"{path}: the disk is full (a snapshot needs about "
+                    f"{f'{need / 2**20:.0f} MiB' if need else 'as much as the last one'} free in {run_dir}). "
+                    f"The previous snapshot {last_snapshot or '(none)'} is intact: free space and re-run the "
+                    f"same command."
+                )
+                log(msg)
+                raise DiskFullError(msg) from None
             try:
                 _write_samples(
                     ema_net,
@@ -194,8 +247,8 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
         if not torch.isfinite(flat).all():  # after the reduce, so every rank decides alike
             msg = (
                 f"Non-finite loss/gradient at step {st.global_step} ({st.cur_nimg / 1e3:.1f} kimg): training "
-                f"stopped. The last good snapshot is {last_snapshot or 'none (no snapshot yet)'}; lower "
-                f"--lr or check the data, then re-run the same command to resume from it."
+                f"stopped. The last good snapshot is {last_snapshot or 'none (no snapshot yet)'}; re-run the "
+                f"same command with a lower --lr (it may change on resume), or check the data."
             )
             log(msg)
             raise NonFiniteLossError(msg)
@@ -246,9 +299,10 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
             f"loss {stats['loss']:<9.4g} error {stats['error']:<9.4g} sec/tick {stats['sec_per_tick']:<7.1f} "
             f"sec/kimg {stats['sec_per_kimg']:<7.2f}{sigma_p}"
         )
-        if done or stopping or (snap and st.cur_tick % snap == 0):
+        tick_done = st.cur_tick
+        st.cur_tick += 1  # before a snapshot: it holds the counter of the next tick, as a resumed run needs
+        if done or stopping or (snap and tick_done % snap == 0):
             last_snapshot = save_snapshot()
-        st.cur_tick += 1
         tick_start_nimg, tick_start_time = st.cur_nimg, time.time()
         tick_loss.zero_()
         if stopping:
