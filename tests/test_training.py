@@ -302,3 +302,105 @@ def test_preset_extends_merges_dicts(tmp_path):
         "lr": 0.1,
         "scheduler_kwargs": {"refresh_every": 7, "floor": 0.3},
     }
+
+
+def _run_files(run_dir):
+    """What a resumed run must reproduce: snapshot names, schedule.jsonl, stats.jsonl without wall times."""
+    timing = ("sec_per_tick", "sec_per_kimg", "time")
+    stats = [
+        {k: v for k, v in json.loads(line).items() if k not in timing} for line in (run_dir / "stats.jsonl").open()
+    ]
+    schedule = (run_dir / "schedule.jsonl").read_text().splitlines()
+    return [p.name for p in checkpoint.list_snapshots(run_dir)], stats, schedule
+
+
+@pytest.mark.parametrize("kill_at", ["step:5", "in-write:6", "after-write:10"])
+def test_killed_run_resumes_to_identical_files(tmp_path, tiny_zip, kill_at):
+    """kill -9 mid-tick, during a snapshot write and right after one; a torn last line in schedule.jsonl on top.
+    Re-running the same command leaves the same snapshots, the same stats and schedule lines, the same
+    weights as a run never stopped, and no temporary file."""
+    extra = [
+        "--scheduler",
+        "infonoise",
+        "--tick",
+        "0.016",
+        "--snap",
+        "2",
+        "--sample-grid",
+        "0",
+        "--duration",
+        "0.000096",
+        "--sched-opt",
+        "warmup_steps=2",
+        "--sched-opt",
+        "refresh_every=2",
+        "--sched-opt",
+        "min_count=1",
+        "--sched-opt",
+        "num_bins=4",
+        "--sched-opt",
+        "floor=0.5",
+    ]
+    run_train(base_args(tiny_zip, tmp_path / "a", *extra))
+    args = [str(a) for a in base_args(tiny_zip, tmp_path / "b", *extra)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    killed = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "kill_train_worker.py"), kill_at, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert killed.returncode == 137, killed.stderr
+    a_dir, b_dir = tmp_path / "a" / "tiny-infonoise-edm", tmp_path / "b" / "tiny-infonoise-edm"
+    if kill_at.startswith("in-write"):
+        assert list(b_dir.glob(".*.tmp"))
+    with open(b_dir / "schedule.jsonl", "a") as f:
+        f.write('{"step": 99, "kimg": 0.7')  # a line cut by the kill
+    result = run_train(args)
+    assert "Resuming from" in result.output and "torn" in result.output
+    assert _run_files(a_dir) == _run_files(b_dir)
+    assert not list(b_dir.glob(".*.tmp"))
+    a, b = (checkpoint.load(checkpoint.latest_snapshot(d)) for d in (a_dir, b_dir))
+    assert a["progress"] == b["progress"]
+    assert all(torch.equal(a["net"][k], b["net"][k]) for k in a["net"])
+
+
+def test_unreadable_newest_snapshot_falls_back(tmp_path, tiny_zip):
+    """A truncated newest snapshot, then one of another architecture: each is moved aside in one line, the
+    previous good snapshot is used; with none left that loads, one line says so."""
+    args = base_args(tiny_zip, tmp_path / "o", "--duration", "0.000032", "--tick", "0.016", "--snap", "1")
+    run_train(args)
+    run_dir = tmp_path / "o" / "tiny-lognormal-edm"
+    good = checkpoint.list_snapshots(run_dir)
+    newest = run_dir / "network-snapshot-000099.pt"
+    newest.write_bytes(good[-1].read_bytes()[:1000])
+    result = run_train(base_args(tiny_zip, tmp_path / "o", "--duration", "0.000048", "--tick", "0.016", "--snap", "1"))
+    assert "network-snapshot-000099.pt cannot be resumed from" in result.output
+    assert (run_dir / "network-snapshot-000099.pt.corrupt").is_file() and "Resuming from" in result.output
+    for p in checkpoint.list_snapshots(run_dir):  # every snapshot replaced by one of another network
+        other = checkpoint.load(p)
+        other["net"] = {k: torch.zeros(1) for k in other["net"]}
+        torch.save(other, p)
+    result = run_train(args, expect_ok=False)
+    assert result.exit_code != 0 and "no snapshot there can be resumed from" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_disk_full_is_one_line_and_keeps_the_previous_snapshot(tmp_path, tiny_zip, monkeypatch):
+    import errno
+
+    args = base_args(tiny_zip, tmp_path / "o", "--duration", "0.000032", "--tick", "0.016", "--snap", "1")
+    run_train(args)
+    run_dir = tmp_path / "o" / "tiny-lognormal-edm"
+    before = {p.name: p.read_bytes() for p in checkpoint.list_snapshots(run_dir)}
+
+    def full(obj, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(checkpoint, "atomic_save", full)
+    result = run_train(
+        base_args(tiny_zip, tmp_path / "o", "--duration", "0.000048", "--tick", "0.016", "--snap", "1"), expect_ok=False
+    )
+    assert result.exit_code != 0 and "the disk is full" in result.output and "is intact" in result.output
+    assert {p.name: p.read_bytes() for p in checkpoint.list_snapshots(run_dir)} == before
