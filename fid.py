@@ -15,6 +15,7 @@ evaluation.evaluate's.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -27,9 +28,30 @@ from evaluation.evaluate import evaluate_snapshot
 from evaluation.frechet import dataset_stats, frechet_distance, load_stats, open_images, save_stats
 from sampling.generation import parse_int_list
 from torch_utils import distributed as dist
+from torch_utils.files import COMPLETION_MARKER, check_writable
 
 # ----------------------------------------------------------------------------------------------
 # Command line
+
+
+def check_complete(path: str, found: int, num: int | None) -> None:
+    """A PNG folder is scored only when generate.py finished it (its completion marker) and holds the
+    images the marker records: a killed generate.py leaves a partial folder that would score as if whole."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return  # .npz and .zip files are written whole (atomically) or not at all
+    marker = folder / COMPLETION_MARKER
+    if not marker.is_file():
+        raise ValueError(
+            f"{folder}: no {COMPLETION_MARKER} (generate.py writes it after the last image), so the folder may be "
+            f"partial; re-run generate.py, or pass --allow-partial to score it anyway"
+        )
+    expected = json.loads(marker.read_text())["count"]
+    if found != expected and (num is None or found < num):
+        raise ValueError(
+            f"{folder}: {found} images but generate.py wrote {expected}; the folder changed since — re-run "
+            f"generate.py, or pass --allow-partial"
+        )
 
 
 def _fail(e: Exception) -> click.ClickException:
@@ -99,7 +121,10 @@ def ref(data_path, dest, detector_name, max_size, batch, workers, inception_weig
     """Reference statistics (mu, sigma) of a data set's features."""
     device = dist.init()
     try:
+        check_writable(dest, "--dest statistics file")  # before any work
         ds = open_images(data_path, max_size=max_size, seed=seed)
+        if len(ds) < 2:
+            raise ValueError(f"{data_path}: {len(ds)} image(s); reference statistics need at least 2 (a covariance)")
     except (FileNotFoundError, ValueError) as e:
         raise _fail(e) from None
     detector = _detector(detector_name, device, inception_weights)
@@ -119,8 +144,13 @@ def ref(data_path, dest, detector_name, max_size, batch, workers, inception_weig
 @click.option("--ref", "ref_path", required=True, type=str, help="Reference statistics .npz (from `ref` or EDM).")
 @click.option("--detector", "detector_name", default=None, help="Detector; default: the one the reference used.")
 @click.option("--num", type=click.IntRange(min=2), default=None, help="Use this many images; fewer is an error.")
+@click.option(
+    "--allow-partial",
+    is_flag=True,
+    help="Score a PNG folder without generate.py's completion marker, or with fewer images than it records.",
+)
 @common_options
-def calc(image_path, ref_path, detector_name, num, batch, workers, inception_weights, seed):
+def calc(image_path, ref_path, detector_name, num, allow_partial, batch, workers, inception_weights, seed):
     """Print the Fréchet distance between images and reference statistics."""
     device = dist.init()
     try:
@@ -131,6 +161,8 @@ def calc(image_path, ref_path, detector_name, num, batch, workers, inception_wei
                 f"{detector_name} was requested; statistics from different detectors are not comparable"
             )
         ds = open_images(image_path, max_size=num, seed=seed)
+        if not allow_partial:
+            check_complete(image_path, len(ds), num)
         if num is not None and len(ds) < num:
             raise ValueError(f"{image_path}: found {len(ds)} images but --num {num} were requested")
     except (FileNotFoundError, ValueError) as e:

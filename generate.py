@@ -10,6 +10,7 @@ takes the information profile saved in the snapshot, or one probed from data wit
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -31,8 +32,10 @@ from sampling.image_grid import save_image_grid
 from sampling.probe import probe_network
 from sampling.solvers import SOLVERS, nfe
 from torch_utils import distributed as dist
+from torch_utils.files import COMPLETION_MARKER, atomic_write, check_writable, check_writable_dir
 
 GRID_PNG_MAX = 1024  # a contact sheet shows at most this many samples (the first seeds)
+COMPLETE = COMPLETION_MARKER  # written into --outdir after its last PNG
 
 
 def _image_path(outdir: Path, seed: int, subdirs: bool) -> Path:
@@ -138,9 +141,14 @@ def main(
     """Generate samples from a snapshot's EMA network. Run under torchrun to shard seeds over ranks."""
     if not (outdir or grid_png or npz_path):
         raise click.UsageError("nothing to write: give --outdir, --npz and/or --grid-png")
-    dev = dist.init(device)
-    rank = dist.get_rank()
     try:
+        dev = dist.init(device)
+        for path, what in ((npz_path, "--npz file"), (grid_png, "--grid-png image")):
+            if path:  # before any work: a bad path fails now, not after the sampling
+                check_writable(path, what)
+        if outdir:
+            check_writable_dir(outdir, "--outdir folder")
+            (Path(outdir) / COMPLETE).unlink(missing_ok=True)  # the folder is being (re)written
         net, profile = load_network(network_path, dev)
         is_seq = len(net.data_shape) == 2
         if is_seq and grid_png:
@@ -155,6 +163,7 @@ def main(
         sigmas = build_sigmas(net, grid_kind, steps, rho, lo, hi, profile, dev)
     except (FileNotFoundError, ValueError) as e:
         raise click.ClickException(str(e)) from None
+    rank = dist.get_rank()
     dist.print0(
         f"{len(seeds)} seeds, {dist.get_world_size()} rank(s), {solver} on the {grid_kind} grid, "
         f"{steps} steps = {nfe(solver, steps)} NFE"
@@ -190,13 +199,15 @@ def main(
                 label_names=getattr(net, "label_names", None),
             )
         if npz_path:
-            Path(npz_path).parent.mkdir(parents=True, exist_ok=True)
             samples = np.stack([it[2] for it in items])
             key, samples = ("samples", samples) if is_seq else ("images", samples.transpose(0, 2, 3, 1))
-            np.savez(npz_path, **{key: samples}, seeds=seeds_arr, labels=labels_arr)
+            with atomic_write(npz_path, "wb") as f:  # a killed run leaves no truncated .npz under the name
+                np.savez(f, **{key: samples}, seeds=seeds_arr, labels=labels_arr)
         if grid_png:
-            Path(grid_png).parent.mkdir(parents=True, exist_ok=True)
             save_image_grid(np.stack([it[2] for it in items if it[0] in sheet]), grid_png)
+        if outdir and not is_seq:  # every PNG is in place: say so, and how many (fid.py calc checks it)
+            with atomic_write(outdir / COMPLETE) as f:
+                f.write(json.dumps({"count": len(seeds), "seeds": [int(seeds[0]), int(seeds[-1])]}) + "\n")
         written = [str(p) for p in (outdir, npz_path, grid_png) if p]
         dist.print0(f"Wrote {len(seeds)} samples: {', '.join(written)}")
     dist.barrier()

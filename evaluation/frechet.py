@@ -171,6 +171,8 @@ def load_stats(path: str | os.PathLike) -> dict:
     mu, sigma = data["mu"].astype(np.float64), data["sigma"].astype(np.float64)
     if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
         raise ValueError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not form [D] and [D, D]")
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise ValueError(f"{path}: mu or sigma holds NaN/Inf; recompute the reference with `fid.py ref`")
     return dict(
         mu=mu,
         sigma=sigma,

@@ -9,6 +9,8 @@ import numpy as np
 import PIL.Image
 import torch
 
+from torch_utils.files import atomic_write
+
 
 def save_image_grid(
     images: torch.Tensor | np.ndarray,
@@ -32,4 +34,5 @@ def save_image_grid(
     for i, img in enumerate(images):
         r, q = divmod(i, cols)
         sheet[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w] = img
-    PIL.Image.fromarray(sheet[0] if c == 1 else sheet.transpose(1, 2, 0)).save(path)
+    with atomic_write(path, "wb") as f:
+        PIL.Image.fromarray(sheet[0] if c == 1 else sheet.transpose(1, 2, 0)).save(f, format="png")

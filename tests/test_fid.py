@@ -125,6 +125,7 @@ def digit_pngs(tmp_path_factory):
     for i, img in enumerate(images):
         PIL.Image.fromarray(img[0], "L").save(folder / ("sub" if i % 2 else "") / f"{i:06d}.png")
     np.savez(root / "images.npz", images=images.transpose(0, 2, 3, 1))
+    (folder / ".complete.json").write_text('{"count": 60, "seeds": [0, 59]}')  # as generate.py leaves a folder
     return root, folder
 
 
@@ -216,3 +217,36 @@ def test_cli_torchrun_two_ranks_match_one(digit_pngs, tmp_path):
     assert a["count"] == b["count"] == 60
     np.testing.assert_allclose(a["mu"], b["mu"], rtol=1e-12)
     np.testing.assert_allclose(a["sigma"], b["sigma"], rtol=1e-9, atol=1e-12)
+
+
+def test_calc_refuses_partial_folders(digit_pngs, tmp_path):
+    """A folder a killed generate.py left (no completion marker), or one whose image count differs from the
+    marker's, is refused in one line; --allow-partial scores it anyway."""
+    import shutil
+
+    root, folder = digit_pngs
+    ref = tmp_path / "ref.npz"
+    assert _run("ref", "--data", root / "images.npz", "--dest", ref, "--detector", "lenet-digits").exit_code == 0
+    partial = tmp_path / "partial"
+    shutil.copytree(folder, partial)
+    (partial / ".complete.json").unlink()
+    r = _run("calc", "--images", partial, "--ref", ref, "--workers", 0)
+    assert r.exit_code != 0 and "no .complete.json" in r.output and "--allow-partial" in r.output
+    assert _run("calc", "--images", partial, "--ref", ref, "--workers", 0, "--allow-partial").exit_code == 0
+    (partial / ".complete.json").write_text('{"count": 61, "seeds": [0, 60]}')
+    r = _run("calc", "--images", partial, "--ref", ref, "--workers", 0)
+    assert r.exit_code != 0 and "60 images but generate.py wrote 61" in r.output
+
+
+def test_ref_checks_its_output_and_input_before_work(digit_pngs, tmp_path):
+    root, folder = digit_pngs
+    r = _run("ref", "--data", folder, "--dest", tmp_path, "--detector", "lenet-digits")
+    assert r.exit_code != 0 and "is a folder" in r.output
+    one = tmp_path / "one.npz"
+    np.savez(one, images=np.zeros((1, 8, 8, 1), np.uint8))
+    r = _run("ref", "--data", one, "--dest", tmp_path / "r.npz", "--detector", "lenet-digits")
+    assert r.exit_code != 0 and "1 image(s)" in r.output and "at least 2" in r.output
+    nan = tmp_path / "nan.npz"
+    save_stats(nan, np.full(128, np.nan), np.eye(128), "lenet-digits", 10)
+    r = _run("calc", "--images", root / "images.npz", "--ref", nan)
+    assert r.exit_code != 0 and "NaN" in r.output

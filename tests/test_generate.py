@@ -314,5 +314,6 @@ def test_torchrun_two_ranks_match_one_rank(snaps, tmp_path):
     assert two["seeds"].tolist() == list(range(7))
     for key in ("images", "labels", "seeds"):
         assert np.array_equal(one[key], two[key]), key
-    assert sorted(p.name for p in out.iterdir()) == [f"{s:06d}.png" for s in range(7)]
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".png") == [f"{s:06d}.png" for s in range(7)]
+    assert json.loads((out / ".complete.json").read_text()) == {"count": 7, "seeds": [0, 6]}
     assert (tmp_path / "g.png").is_file()

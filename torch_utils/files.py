@@ -14,6 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+# The file generate.py writes into a PNG folder after its last image: {"count": N, "seeds": [first, last]}.
+# A folder without it (a killed generate.py) is partial; fid.py calc refuses it unless told otherwise.
+COMPLETION_MARKER = ".complete.json"
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Iterator[IO]:
@@ -34,3 +38,34 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Ite
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
+    """Fail before any work if `path` cannot be written: a folder in its place, or a parent that cannot be
+    created or written. ValueError naming the path and the fix."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; the {what} is a file, give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ValueError(f"{path}: cannot write the {what} there ({e.strerror}); choose another path") from None
+    return path
+
+
+def check_writable_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Fail before any work if the folder `path` cannot be created or written."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path}: is a file; the {what} must be a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ValueError(f"{path}: cannot write the {what} there ({e.strerror}); choose another folder") from None
+    return path
