@@ -20,7 +20,7 @@ from pathlib import Path
 import click
 import torch
 
-from torch_utils.files import atomic_write
+from torch_utils.files import atomic_write, check_writable
 
 
 @click.group()
@@ -51,6 +51,7 @@ def make_benchmark(out, per_class, test_per_class, length, seed, release):
 
     kw = dict(release=release) if release else {}
     try:
+        check_writable(out, "--out table")
         info = dna_synthetic.make_benchmark(out, per_class, test_per_class, length, seed, **kw)
     except ValueError as e:
         raise click.ClickException(str(e))
@@ -87,6 +88,7 @@ def train_classifier(train_path, test_path, out, seed, epochs, batch, lr, thread
     if threads:
         torch.set_num_threads(threads)
     try:
+        check_writable(out, "--out classifier")
         train = SequenceDataset(train_path, length=None, use_labels=True)
         test = (
             SequenceDataset(test_path, length=train.seq_length, use_labels=True, label_names=train.label_names)
@@ -96,7 +98,6 @@ def train_classifier(train_path, test_path, out, seed, epochs, batch, lr, thread
     except ValueError as e:
         raise click.ClickException(str(e))
     model, info = train_fn(train, test, seed=seed, epochs=epochs, batch=batch, lr=lr, log=click.echo)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
     save_classifier(out, model, info)
     acc = f", test accuracy {info['test_accuracy']:.4f}" if "test_accuracy" in info else ""
     click.echo(f"wrote {out}: train accuracy {info['train_accuracy']:.4f}{acc}")
@@ -136,6 +137,7 @@ def metrics(generated, reference, train_path, classifier, out, motifs, pvalue, s
         torch.set_num_threads(threads)
     ids = None if motifs == "all" else [m.strip() for m in motifs.split(",") if m.strip()]
     try:
+        check_writable(out, "--out JSON")
         result = compute_metrics(generated, reference, train_path, classifier, ids, pvalue, seed=seed, log=click.echo)
     except ValueError as e:
         raise click.ClickException(str(e))

@@ -165,6 +165,8 @@ def calc(image_path, ref_path, detector_name, num, allow_partial, batch, workers
             check_complete(image_path, len(ds), num)
         if num is not None and len(ds) < num:
             raise ValueError(f"{image_path}: found {len(ds)} images but --num {num} were requested")
+        if len(ds) < 2:
+            raise ValueError(f"{image_path}: {len(ds)} image(s); a Fréchet distance needs at least 2 (a covariance)")
     except (FileNotFoundError, ValueError) as e:
         raise _fail(e) from None
     detector = _detector(refstats["detector"], device, inception_weights)
@@ -255,9 +257,9 @@ def gen(
 ):
     """Sample a snapshot's EMA network and print the FD of the samples against a reference (no PNGs).
     Run under torchrun to deal the seeds over ranks."""
-    dist.init(device)
     start = time.time()
     try:
+        dist.init(device)
         n = len(parse_int_list(seeds))
         _log(
             f"{network_path}: {n} seeds, {solver} on the {grid_kind} grid, {steps} steps, "
@@ -308,6 +310,11 @@ def train_detector(dataset, out, seed, epochs, limit, quiet):
     """Train a LeNet digit classifier whose penultimate features serve as an FD detector."""
     from evaluation.detectors import train_lenet
     from torch_utils.checkpoint import atomic_save
+
+    try:
+        check_writable(out, "--out detector")
+    except ValueError as e:
+        raise _fail(e) from None
 
     ckpt = train_lenet(
         dataset,

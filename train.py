@@ -68,7 +68,10 @@ def main(outdir, preset, dry_run, dist_timeout, stop_after_steps, cbase, cres, n
         if cbase is not None:
             net_kw["model_channels"] = cbase
         if cres is not None:
-            net_kw["channel_mult"] = [int(c) for c in cres.split(",")]
+            try:
+                net_kw["channel_mult"] = [int(c) for c in cres.split(",")]
+            except ValueError:
+                raise opt.OptionError(f"--cres '{cres}': give comma-separated integers, e.g. 1,2,2") from None
         flags.update(network_kwargs=net_kw, scheduler_kwargs=opt.parse_kv(sched_opt, "--sched-opt"))
         opts = opt.resolve(preset, flags, du.get_world_size())
         if dry_run:
@@ -83,10 +86,11 @@ def main(outdir, preset, dry_run, dist_timeout, stop_after_steps, cbase, cres, n
     du.barrier()
 
     from training import training_loop
+    from training.dataset import DatasetError
 
     try:
         training_loop.run(run_dir, opts, stop_after_steps=stop_after_steps)
-    except training_loop.TrainingError as e:
+    except (training_loop.TrainingError, DatasetError) as e:  # a cause named in one line, not a traceback
         raise click.ClickException(str(e)) from None
     finally:
         du.shutdown()

@@ -214,10 +214,19 @@ def save_classifier(path: str | os.PathLike, model: SequenceClassifier, info: di
 
 
 def load_classifier(path: str | os.PathLike) -> tuple[SequenceClassifier, dict]:
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    model = SequenceClassifier(**data["config"])
-    model.load_state_dict(data["state_dict"])
-    return model.eval(), data["info"]
+    """A classifier written by `save_classifier`, opened without running code from the file (ValueError
+    naming the file otherwise)."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        model = SequenceClassifier(**data["config"])
+        model.load_state_dict(data["state_dict"])
+        info = data["info"]
+    except Exception as e:  # not a file of ours: a snapshot, a tensor dict, a pickle with code in it
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(
+            f"{path}: not a sequence classifier written by `dna_tool.py train-classifier` ({reason[:160]})"
+        ) from None
+    return model.eval(), info
 
 
 @torch.no_grad()

@@ -64,6 +64,12 @@ class ImageFolderDataset(torch.utils.data.Dataset):
                 raise ValueError(
                     f"{self.path}: not a readable zip archive ({e}). Re-create it with dataset_tool.py."
                 ) from None
+            unsafe = [f for f in self._all_fnames if f.startswith("/") or ".." in f.split("/") or "\\" in f]
+            if unsafe:  # a member outside the archive's own tree: refuse, never drop it silently
+                raise ValueError(
+                    f"{self.path}: member '{unsafe[0]}' has an absolute or '..' path; re-create the archive "
+                    f"with dataset_tool.py (members must be relative paths inside it)."
+                )
         elif not os.path.exists(self.path):
             raise FileNotFoundError(
                 f"{self.path}: dataset not found. Pass a folder or .zip of PNGs (make one with dataset_tool.py)."
@@ -125,13 +131,13 @@ class ImageFolderDataset(torch.utils.data.Dataset):
             if image.dtype != np.uint8:
                 raise ValueError(f"{pil.mode} pixels ({image.dtype}); only 8-bit images are supported")
         except Exception as e:
-            raise ValueError(
+            raise DatasetError(
                 f"{self.path}: cannot decode image '{fname}' ({e}). The file is corrupt; "
                 f"re-create the dataset with dataset_tool.py."
             ) from None
         image = image[:, :, np.newaxis] if image.ndim == 2 else image  # HW => HWC
         if hasattr(self, "_raw_shape") and [image.shape[2], *image.shape[:2]] != self._raw_shape[1:]:
-            raise ValueError(
+            raise DatasetError(
                 f"{self.path}: image '{fname}' has shape {image.shape} (HWC) but the data "
                 f"set's first image is CHW {tuple(self._raw_shape[1:])}; all images must match."
             )
@@ -208,6 +214,10 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         the "discrete" endpoint type of docs/method.md §4."""
         idx = np.linspace(0, self._raw_shape[0] - 1, num=min(64, self._raw_shape[0])).astype(int)
         return all(np.isin(self._load_raw_image(int(i)), (0, 255)).all() for i in idx)
+
+
+class DatasetError(ValueError):
+    """A data set that cannot be read as it is (a corrupt or mismatched item); the message names the file."""
 
 
 def _ext(fname: str) -> str:
