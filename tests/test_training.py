@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -404,3 +405,23 @@ def test_disk_full_is_one_line_and_keeps_the_previous_snapshot(tmp_path, tiny_zi
     )
     assert result.exit_code != 0 and "the disk is full" in result.output and "is intact" in result.output
     assert {p.name: p.read_bytes() for p in checkpoint.list_snapshots(run_dir)} == before
+
+
+def test_dist_timeout_bounds_a_hung_rank(tmp_path):
+    """A rank that stops answering fails the others after the timeout (here 3 s), not torch's 30 minutes."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port",
+        str(free_port()),
+        str(REPO / "tests" / "dist_timeout_worker.py"),
+        "3",
+    ]
+    start = time.time()
+    proc = subprocess.run(
+        cmd, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode != 0 and "rank 0 gave up after" in proc.stdout, proc.stdout + proc.stderr
+    assert time.time() - start < 60
