@@ -33,6 +33,7 @@ from sampling.probe import probe_network
 from sampling.solvers import SOLVERS, nfe
 from torch_utils import distributed as dist
 from torch_utils.files import COMPLETION_MARKER, atomic_write, check_writable, check_writable_dir
+from training.edm_cli import EDMCommand
 
 GRID_PNG_MAX = 1024  # a contact sheet shows at most this many samples (the first seeds)
 COMPLETE = COMPLETION_MARKER  # written into --outdir after its last PNG
@@ -62,7 +63,23 @@ def _seeds_option(ctx, param, value):
     return seeds
 
 
-@click.command(context_settings={"show_default": True})
+# EDM's generate.py spellings (training/edm_cli.py). EDM's sampler ablations (--disc vp/ve/iddpm, --schedule
+# vp/ve, --scaling vp) have no counterpart: this sampler is EDM's own (σ(t) = t, s(t) = 1).
+EDM_SPELLINGS = dict(
+    aliases={
+        "--sigma_min": "--sigma-min",
+        "--sigma_max": "--sigma-max",
+        "--S_churn": "--S-churn",
+        "--S_min": "--S-min",
+        "--S_max": "--S-max",
+        "--S_noise": "--S-noise",
+        "--disc": "--grid",
+    },
+    values={"--disc": {"edm": "edm"}, "--schedule": {"linear": None}, "--scaling": {"none": None}},
+)
+
+
+@click.command(cls=EDMCommand, edm=EDM_SPELLINGS, context_settings={"show_default": True})
 @click.option("--network", "network_path", required=True, help="Snapshot (network-snapshot-*.pt) to sample from")
 @click.option("--outdir", type=click.Path(file_okay=False), help="Folder for {seed:06d}.png (FASTA for sequences)")
 @click.option("--seeds", callback=_seeds_option, default="0-63", help="Seeds, e.g. 0-63,100")
@@ -114,6 +131,9 @@ def _seeds_option(ctx, param, value):
 @click.option("--probe-samples", type=click.IntRange(min=1), default=128, help="Examples probed per σ bin")
 @click.option("--probe-bins", type=click.IntRange(min=2), default=128, help="Log-σ bins of the probed profile")
 @click.option("--device", default=None, help="cpu | cuda (default: cuda if available)")
+@click.option(
+    "-n", "--dry-run", is_flag=True, help="Load the network, print the σ-grid and what would be written; sample nothing"
+)
 def main(
     network_path,
     outdir,
@@ -137,6 +157,7 @@ def main(
     probe_samples,
     probe_bins,
     device,
+    dry_run,
 ):
     """Generate samples from a snapshot's EMA network. Run under torchrun to shard seeds over ranks."""
     if not (outdir or grid_png or npz_path):
@@ -144,9 +165,9 @@ def main(
     try:
         dev = dist.init(device)
         for path, what in ((npz_path, "--npz file"), (grid_png, "--grid-png image")):
-            if path:  # before any work: a bad path fails now, not after the sampling
+            if path and not dry_run:  # before any work: a bad path fails now, not after the sampling
                 check_writable(path, what)
-        if outdir:
+        if outdir and not dry_run:
             check_writable_dir(outdir, "--outdir folder")
             (Path(outdir) / COMPLETE).unlink(missing_ok=True)  # the folder is being (re)written
         net, profile = load_network(network_path, dev)
@@ -169,6 +190,11 @@ def main(
         f"{steps} steps = {nfe(solver, steps)} NFE"
     )
     dist.print0("σ: " + " ".join(f"{s:.4g}" for s in sigmas.tolist()))
+    if dry_run:
+        written = ", ".join(str(p) for p in (outdir, npz_path, grid_png) if p)
+        dist.print0(f"Dry run: would write {written}")
+        dist.shutdown()
+        return
 
     keep_all, sheet = bool(npz_path) or is_seq, set(range(min(len(seeds), GRID_PNG_MAX))) if grid_png else set()
     mine = []  # (position, seed, sample, label) this rank hands to rank 0

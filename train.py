@@ -18,14 +18,34 @@ import schedulers
 from torch_utils import distributed as du
 from torch_utils.files import atomic_write
 from training import options as opt
+from training.edm_cli import EDMCommand
+
+# EDM's train.py spellings (training/edm_cli.py): what means the same here, and where to go for the rest.
+EDM_SPELLINGS = dict(
+    bools=("--cond", "--xflip"),
+    ignored_false={
+        "--fp16": "mixed precision is not in this release (the GPU issue adds --precision); drop --fp16",
+    },
+    unsupported={
+        "--augment": "no augmentation pipe in this release yet (the GPU issue adds --augment); drop it",
+        "--ls": "no loss scaling option (the GPU issue's fp16 path scales the loss itself); drop it",
+        "--bench": "cuDNN benchmarking is not an option here yet; drop it",
+        "--cache": "the data set is read per item; drop --cache",
+        "--workers": "data loading runs in the training process in this release; drop --workers",
+        "--nosubdir": "runs always go to <outdir>/<desc>; use --desc to name the folder",
+        "--dump": "every snapshot holds the full training state; use --snap",
+        "--transfer": "fine-tuning from a pickle is not supported; convert it with python -m training.import_edm",
+        "--resume": "re-run the same command with the same --outdir and --desc: it resumes from the latest snapshot",
+    },
+)
 
 
-@click.command(context_settings={"show_default": True})
+@click.command(cls=EDMCommand, edm=EDM_SPELLINGS, context_settings={"show_default": True})
 @click.option("--outdir", required=True, type=str, help="Parent folder of run directories")
 @click.option("--preset", type=str, help="configs/<name>.yaml or a YAML path")
 @click.option("--data", type=str, help="Dataset: .zip/folder of PNGs, or FASTA/TSV sequences")
-@click.option("--cond/--no-cond", default=None, help="Class-conditional (needs labels)")
-@click.option("--xflip/--no-xflip", default=None, help="Add mirrored images")
+@click.option("--cond/--no-cond", default=None, help="Class-conditional (needs labels); EDM's --cond=1/0 too")
+@click.option("--xflip/--no-xflip", default=None, help="Add mirrored images; EDM's --xflip=1/0 too")
 @click.option("--max-size", type=int, help="Use a seeded subset of this many items")
 @click.option("--arch", type=str, help="ddpmpp | ncsnpp | adm | dnaunet")
 @click.option("--precond", type=click.Choice(["edm", "vp", "ve"]), help="Preconditioning")
@@ -52,7 +72,7 @@ from training import options as opt
 @click.option("--seed", type=int, help="Random seed")
 @click.option("--device", type=str, help="cpu | cuda (default: cuda if available)")
 @click.option("--desc", type=str, help="Run directory name (default from preset/data, scheduler, weighting)")
-@click.option("--dry-run", is_flag=True, help="Print the options and exit")
+@click.option("-n", "--dry-run", is_flag=True, help="Print the options and exit")
 @click.option(
     "--dist-timeout",
     type=click.FloatRange(min=0, min_open=True),

@@ -14,7 +14,12 @@ from training import networks
 from training.networks import ARCHS, PRECONDS, Arch, build_network, from_snapshot
 
 SIGMAS = [0.002, 0.0123, 0.2, 0.5, 1.0, 3.7, 25.0, 80.0]
-TINY = dict(model_channels=8, channel_mult=[1, 2, 2], num_blocks=1, attn_resolutions=[4, 7], dropout=0.0)
+TINY = dict(model_channels=8, channel_mult=[1, 2, 2], num_blocks=1, attn_resolutions=[4], dropout=0.0)  # 8×8 levels
+
+
+def tiny(res: int) -> dict:
+    """TINY with attention at the middle level of a res×res network (8 → 4, 28 → 14 → 7: 7 is the lowest)."""
+    return {**TINY, "attn_resolutions": [4] if res == 8 else [7]}
 
 
 class RecordingNet(torch.nn.Module):
@@ -119,7 +124,7 @@ def test_precond_forward_composes_inner_model(stub, precond, arch, shape):
 @pytest.mark.parametrize("channels,label_dim", [(1, 0), (3, 10)])
 def test_unet_shape_dtype_grad(arch, res, channels, label_dim):
     torch.manual_seed(0)
-    net = build_network(arch, data_shape=(channels, res, res), label_dim=label_dim, **TINY)
+    net = build_network(arch, data_shape=(channels, res, res), label_dim=label_dim, **tiny(res))
     x = torch.randn(3, channels, res, res)
     labels = torch.eye(label_dim)[[1, 4, 9]] if label_dim else None
     D = net(x, torch.tensor([0.01, 1.0, 50.0]), labels)
@@ -141,7 +146,7 @@ def test_songunet_skip_encoder_decoder_and_label_dropout():
         label_dropout=1.0,
         encoder_type="skip",
         decoder_type="skip",
-        **TINY,
+        **tiny(28),
     )
     x, s = torch.randn(2, 2, 28, 28), torch.tensor([0.3, 3.0])
     net.train()
@@ -154,12 +159,12 @@ def test_songunet_skip_encoder_decoder_and_label_dropout():
 @pytest.mark.parametrize("arch", ["ddpmpp", "ncsnpp", "adm"])
 def test_bad_resolution_names_resolution_and_levels(arch):
     with pytest.raises(ValueError, match=r"img_resolution=28.*4 levels.*3\.5.*at most 3 levels"):
-        build_network(arch, data_shape=(1, 28, 28), **{**TINY, "channel_mult": [1, 2, 2, 2]})
+        build_network(arch, data_shape=(1, 28, 28), **{**tiny(28), "channel_mult": [1, 2, 2, 2]})
 
 
 def test_shape_and_registry_errors():
     with pytest.raises(ValueError, match=r"H == W.*\(1, 28, 32\)"):
-        build_network("ddpmpp", data_shape=(1, 28, 32), **TINY)
+        build_network("ddpmpp", data_shape=(1, 28, 32), **tiny(28))
     with pytest.raises(ValueError, match=r"unknown arch 'unet'.*adm.*ddpmpp.*dnaunet.*ncsnpp"):
         build_network("unet", data_shape=(1, 8, 8))
     with pytest.raises(ValueError, match=r"unknown precond 'iddpm'.*edm, ve, vp"):
