@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -425,3 +426,18 @@ def test_dist_timeout_bounds_a_hung_rank(tmp_path):
     )
     assert proc.returncode != 0 and "rank 0 gave up after" in proc.stdout, proc.stdout + proc.stderr
     assert time.time() - start < 60
+
+
+def test_progress_bar_on_a_terminal_and_startup_messages(tmp_path, tiny_zip, monkeypatch):
+    """On a terminal: a bar over kimg with elapsed<remaining; start-up says what it is doing. Not on a
+    terminal (a log, CI): no bar, the tick lines as before."""
+    args = base_args(tiny_zip, tmp_path / "o", "--duration", "0.000032", "--tick", "0.016")
+    plain = run_train(args)
+    assert "Opening the data set" in plain.output and "Building the network" in plain.output
+    assert "kimg [" not in plain.output and "tick 0" in plain.output
+    monkeypatch.setattr(training_loop, "_interactive", lambda: True)
+    result = CliRunner().invoke(
+        train.main, [str(a) for a in base_args(tiny_zip, tmp_path / "p", "--duration", "0.000032", "--tick", "0.016")]
+    )
+    assert result.exit_code == 0, result.output
+    assert re.search(r"0\.0/0\.0 kimg \[\d\d:\d\d<\d\d:\d\d\]", result.output) and "tick 0" in result.output

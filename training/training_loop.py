@@ -11,11 +11,13 @@ from __future__ import annotations
 import copy
 import errno
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+import tqdm
 
 import schedulers
 from torch_utils import checkpoint
@@ -44,6 +46,11 @@ def _load_batch(dataset, idx: np.ndarray, device: torch.device) -> tuple[torch.T
     x = model_space(torch.from_numpy(np.stack([a for a, _ in items]))).to(device)
     labels = torch.from_numpy(np.stack([b for _, b in items])).to(device)
     return x, (labels if labels.shape[1] > 0 else None)
+
+
+def _interactive() -> bool:
+    """Whether rank 0 talks to a terminal (then the progress bar replaces plain tick lines on screen)."""
+    return sys.stderr.isatty()
 
 
 def _ema_update(ema: torch.nn.Module, net: torch.nn.Module, beta: float) -> None:
@@ -109,7 +116,9 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
     rounds = batch_gpu_total // batch_gpu
 
     # Data, network, loss, scheduler. Same seed on every rank → identical initial parameters.
+    du.print0(f"Opening the data set {g['data']['path']}...")
     dataset = open_dataset(**g["data"])
+    du.print0(f"Building the network ({g['network'].get('arch')}, {g['network'].get('precond')} preconditioning)...")
     torch.manual_seed(seed)
     net = networks.build_network(**g["network"]).to(dev).train().requires_grad_(True)
     ema_net = copy.deepcopy(net).eval().requires_grad_(False)
@@ -128,14 +137,28 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
 
     stats_path, sched_path, log_path = run_dir / "stats.jsonl", run_dir / "schedule.jsonl", run_dir / "log.txt"
 
+    # On a terminal, a progress bar over kimg with an ETA; elsewhere (a log file, a batch job) tick lines only.
+    bar = tqdm.tqdm(
+        total=round(duration * 1e3, 3),
+        unit="kimg",
+        disable=not (rank == 0 and _interactive()),
+        dynamic_ncols=True,
+        bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} kimg [{elapsed}<{remaining}]",
+    )
+
     def log(msg: str) -> None:
         if rank == 0:
-            print(msg, flush=True)
+            if bar.disable:
+                print(msg, flush=True)
+            else:
+                tqdm.tqdm.write(msg)
             with open(log_path, "a") as f:
                 f.write(msg + "\n")
 
     # Resume: the newest snapshot that loads (unreadable ones are moved aside), then the run's files cut
     # back to it, so a killed-and-resumed run leaves the same files as one that never stopped.
+    if checkpoint.list_snapshots(run_dir):
+        du.print0(f"Looking for the latest snapshot to resume from in {run_dir}...")
     if rank == 0:
         for path in run_files.remove_stale_tmp(run_dir):
             du.print0(f"Removed {path.name}, left by an interrupted write.")
@@ -170,6 +193,7 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
             )
         du.print0(f"Resuming from {resume} at {st.cur_nimg / 1e3:.1f} kimg (step {st.global_step}).")
 
+    bar.initial = bar.n = st.cur_nimg / 1e3  # a resumed run's bar starts where it stands
     total_nimg = round(duration * 1e6)
     ema_halflife_nimg = ema * 1e6
 
@@ -261,6 +285,7 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
         st.cur_nimg += batch
         st.global_step += 1
         steps_this_call += 1
+        bar.update(batch / 1e3)
         halflife = ema_halflife_nimg if ema_rampup is None else min(ema_halflife_nimg, st.cur_nimg * ema_rampup)
         _ema_update(ema_net, net, 0.5 ** (batch / max(halflife, 1e-8)))
 
@@ -308,6 +333,7 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
         if stopping:
             break
 
+    bar.close()
     if done:
         log(f"Done: {st.cur_nimg / 1e3:.1f} kimg in {st.global_step} steps.")
     return {
