@@ -149,9 +149,10 @@ class InfoNoise(NoiseScheduler):
 
         self.sigma = info.log_sigma_grid(sigma_min, sigma_max, num_bins)  # bin centres
         self.weight = info.loss_weight(self.sigma, weighting, sigma_data)
-        self.buf = torch.zeros(num_bins, fifo_size, dtype=torch.float64)  # FIFO ring buffers
-        self.ptr = torch.zeros(num_bins, dtype=torch.int64)  # next write slot
-        self.count = torch.zeros(num_bins, dtype=torch.int64)  # filled slots
+        self._buf = torch.zeros(num_bins, fifo_size, dtype=torch.float64)  # FIFO ring buffers
+        self._ptr = torch.zeros(num_bins, dtype=torch.int64)  # next write slot
+        self._count = torch.zeros(num_bins, dtype=torch.int64)  # filled slots
+        self._staged: list[tuple[torch.Tensor, torch.Tensor]] = []  # observed, not yet in the FIFOs
         self.mhat = self.hdot = self.alloc = self.log_dens = self.table = None
         self.sigma_p, self.pivot_set_by, self.prominence = None, None, None
         self.refreshes, self.last_refresh_step, self.n_observed, self.n_nonfinite, self.n_outside = 0, -1, 0, 0, 0
@@ -186,14 +187,24 @@ class InfoNoise(NoiseScheduler):
 
     # -- statistics ----------------------------------------------------------------------------
     def observe(self, sigma: torch.Tensor, error: torch.Tensor) -> None:
-        """Push per-sample errors into FIFO[bin(σ)], keeping the last B per bin (in batch order).
+        """Stage per-sample errors (detached, where they live: no copy to the host, no synchronisation in
+        the training step). They enter the FIFOs, in batch order, when a refresh or a snapshot needs them
+        (`flush`) — the same FIFO contents as pushing every batch at once."""
+        sigma, error = sigma.detach().reshape(-1), error.detach().reshape(-1)
+        if sigma.numel() != error.numel():
+            raise ValueError(f"infonoise.observe: {sigma.numel()} sigmas but {error.numel()} errors")
+        self._staged.append((sigma, error))
+
+    def flush(self) -> None:
+        """Push the staged errors into FIFO[bin(σ)], keeping the last B per bin (in batch order).
         Vectorised: stable sort by bin, rank within bin, one scatter. Non-finite entries are dropped
         and counted; so are σ outside [σ_min, σ_max] (the warm-up log-normal's rare tails), which would
         bias the end bins' estimate of m̂ at their own σ (a float32 rounding margin is kept)."""
-        sigma = sigma.detach().reshape(-1).to("cpu", torch.float64)
-        error = error.detach().reshape(-1).to("cpu", torch.float64)
-        if sigma.numel() != error.numel():
-            raise ValueError(f"infonoise.observe: {sigma.numel()} sigmas but {error.numel()} errors")
+        if not self._staged:
+            return
+        sigma = torch.cat([s.to("cpu", torch.float64) for s, _ in self._staged])
+        error = torch.cat([e.to("cpu", torch.float64) for _, e in self._staged])
+        self._staged = []
         finite = error.isfinite() & sigma.isfinite()
         inside = (sigma >= self.sigma_min * (1 - 1e-6)) & (sigma <= self.sigma_max * (1 + 1e-6))
         good = finite & inside
@@ -205,10 +216,15 @@ class InfoNoise(NoiseScheduler):
         n_k = torch.bincount(k, minlength=self.num_bins)
         rank = torch.arange(len(k)) - (n_k.cumsum(0) - n_k)[k]
         keep = rank >= n_k[k] - self.fifo_size  # a flood larger than B keeps only its last B
-        self.buf[k[keep], (self.ptr[k[keep]] + rank[keep]) % self.fifo_size] = error[keep]
-        self.ptr = (self.ptr + n_k) % self.fifo_size
-        self.count = (self.count + n_k).clamp(max=self.fifo_size)
+        self._buf[k[keep], (self._ptr[k[keep]] + rank[keep]) % self.fifo_size] = error[keep]
+        self._ptr = (self._ptr + n_k) % self.fifo_size
+        self._count = (self._count + n_k).clamp(max=self.fifo_size)
         self.n_observed += len(k)
+
+    # The FIFOs as seen from outside: every staged error folded in first.
+    buf = property(lambda self: (self.flush(), self._buf)[1])
+    ptr = property(lambda self: (self.flush(), self._ptr)[1])
+    count = property(lambda self: (self.flush(), self._count)[1])
 
     def step(self, global_step: int) -> dict | None:
         """Refresh at step ≥ N_warm, step % K == 0, once every bin holds ≥ n_min errors over all ranks
@@ -216,7 +232,7 @@ class InfoNoise(NoiseScheduler):
         Returns the refresh's log record, else None."""
         if global_step < self.warmup_steps or global_step % self.refresh_every or global_step == self.last_refresh_step:
             return None
-        local = torch.stack([self.buf.sum(1), self.count.to(torch.float64)])  # unfilled slots hold 0
+        local = torch.stack([self.buf.sum(1), self.count.to(torch.float64)])  # flushes; unfilled slots hold 0
         sums, counts = distributed.all_reduce_sum(local)  # identical on every rank
         if counts.min() < self.min_count:
             return None
@@ -330,6 +346,7 @@ class InfoNoise(NoiseScheduler):
 
     def state_dict(self) -> dict:
         """Everything needed to continue identically, as tensors and Python scalars (weights_only-safe)."""
+        self.flush()
         state = {name: getattr(self, name) for name in self._STRUCTURE + self._SCALARS}
         state.update(
             {name: None if getattr(self, name) is None else getattr(self, name).clone() for name in self._TENSORS}
@@ -344,9 +361,11 @@ class InfoNoise(NoiseScheduler):
                     f"infonoise: checkpoint has {name}={state[name]}, this scheduler "
                     f"{getattr(self, name)}; the grid/FIFO layout cannot change on resume"
                 )
+        self._staged = []
         for name in self._TENSORS:
             value = state[name]
-            setattr(self, name, None if value is None else value.detach().to("cpu").clone())
+            value = None if value is None else value.detach().to("cpu").clone()
+            setattr(self, f"_{name}" if name in ("buf", "ptr", "count") else name, value)
         for name in self._SCALARS:  # snapshots from before the v2 pivot lack its two records
             setattr(self, name, state.get(name) if name in ("pivot_set_by", "prominence") else state[name])
         self.history = [dict(h) for h in state["history"]]

@@ -199,6 +199,7 @@ def test_observe_ignores_nonfinite_and_out_of_range():
     )
     a.observe(sigma, err)
     b.observe(sigma[:32], err[:32])
+    a.flush()  # observations are staged until a refresh or a snapshot needs them (no host sync per step)
     assert a.n_nonfinite == 4 and a.n_outside == 2  # out-of-range σ: dropped, counted
     assert torch.equal(a.buf, b.buf) and torch.equal(a.count, b.count)
     assert a.step(0)["n_nonfinite"] == 4 and torch.isfinite(a.table).all()
@@ -458,3 +459,23 @@ def test_two_ranks_build_identical_tables(tmp_path):
     f0, f1 = r0["first"], r1["first"]  # first refresh: m̂ = Σsums/Σcounts
     pooled = (f0["buf"].sum(1) + f1["buf"].sum(1)) / (f0["count"] + f1["count"]).double()
     np.testing.assert_allclose(f0["mhat"], pooled, rtol=1e-14)
+
+
+def test_staged_observations_give_the_same_fifos_and_tables():
+    """Observations staged over many steps and folded in at the refresh give bitwise the FIFOs and the table
+    of pushing every batch at once (the pre-staging behaviour), floods larger than B included."""
+    gen = torch.Generator().manual_seed(3)
+    batches = [
+        (torch.exp(math.log(0.002) + math.log(40000) * torch.rand(n, generator=gen)), torch.rand(n, generator=gen))
+        for n in (64, 300, 7, 128, 1000)
+    ]
+    staged, eager = exact(num_bins=16, fifo_size=32, min_count=1), exact(num_bins=16, fifo_size=32, min_count=1)
+    for sigma, err in batches:
+        staged.observe(sigma.float(), err.float())
+        eager.observe(sigma.float(), err.float())
+        eager.flush()
+    assert staged._staged and not eager._staged
+    staged.step(0), eager.step(0)
+    for name in ("buf", "ptr", "count", "table", "mhat"):
+        assert torch.equal(getattr(staged, name), getattr(eager, name)), name
+    assert staged.n_observed == eager.n_observed == sum(len(s) for s, _ in batches)
