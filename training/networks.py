@@ -286,6 +286,12 @@ def check_attn_resolutions(attn_resolutions, resolutions: list[int], what: str =
     return attn
 
 
+def full_precision(x: torch.Tensor):
+    """Autocast off: the parts of a network that stay fp32 under mixed precision (embeddings, output
+    layers). A no-op context without autocast."""
+    return torch.autocast(x.device.type, enabled=False)
+
+
 # ----------------------------------------------------------------------------------------------------
 # U-Nets.
 
@@ -416,16 +422,17 @@ class SongUNet(nn.Module, _LabelMixin):
                 self.dec[f"{r}_aux_conv"] = Conv(c, out_channels, 3, **init_zero)
 
     def forward(self, x, noise_labels, class_labels=None, augment_labels=None):
-        emb = self.map_noise(noise_labels)
-        emb = emb.reshape(emb.shape[0], 2, -1).flip(1).reshape(emb.shape)  # [cos|sin] -> [sin|cos]
-        if self.map_label is not None:
-            if class_labels is None:
-                raise ValueError(f"SongUNet: label_dim={self.label_dim} but class_labels is None")
-            labels = self._drop_labels(class_labels, x.shape[0], x.device)
-            emb = emb + self.map_label(labels * math.sqrt(self.map_label.in_features))
-        if self.map_augment is not None and augment_labels is not None:
-            emb = emb + self.map_augment(augment_labels)
-        emb = F.silu(self.map_layer1(F.silu(self.map_layer0(emb))))
+        with full_precision(x):  # the noise/label embedding stays fp32 under mixed precision
+            emb = self.map_noise(noise_labels)
+            emb = emb.reshape(emb.shape[0], 2, -1).flip(1).reshape(emb.shape)  # [cos|sin] -> [sin|cos]
+            if self.map_label is not None:
+                if class_labels is None:
+                    raise ValueError(f"SongUNet: label_dim={self.label_dim} but class_labels is None")
+                labels = self._drop_labels(class_labels, x.shape[0], x.device)
+                emb = emb + self.map_label(labels * math.sqrt(self.map_label.in_features))
+            if self.map_augment is not None and augment_labels is not None:
+                emb = emb + self.map_augment(augment_labels)
+            emb = F.silu(self.map_layer1(F.silu(self.map_layer0(emb))))
 
         skips, aux = [], x
         for name, m in self.enc.items():
@@ -446,7 +453,8 @@ class SongUNet(nn.Module, _LabelMixin):
             elif "_aux_norm" in name:
                 tmp = m(x)
             elif "_aux_conv" in name:
-                tmp = m(F.silu(tmp))
+                with full_precision(x):  # the output layers too
+                    tmp = m(F.silu(tmp.float()))
                 out = tmp if out is None else out + tmp
             else:
                 if "_block" in name:
@@ -541,15 +549,16 @@ class ADMUNet(nn.Module, _LabelMixin):
         self.out_conv = Conv(c, out_channels, 3, dims=dims, **init_zero)
 
     def forward(self, x, noise_labels, class_labels=None, augment_labels=None):
-        emb = self.map_noise(noise_labels)
-        if self.map_augment is not None and augment_labels is not None:
-            emb = emb + self.map_augment(augment_labels)
-        emb = self.map_layer1(F.silu(self.map_layer0(emb)))
-        if self.map_label is not None:
-            if class_labels is None:
-                raise ValueError(f"{type(self).__name__}: label_dim={self.label_dim} but class_labels is None")
-            emb = emb + self.map_label(self._drop_labels(class_labels, x.shape[0], x.device).to(emb.dtype))
-        emb = F.silu(emb)
+        with full_precision(x):  # the noise/label embedding stays fp32 under mixed precision
+            emb = self.map_noise(noise_labels)
+            if self.map_augment is not None and augment_labels is not None:
+                emb = emb + self.map_augment(augment_labels)
+            emb = self.map_layer1(F.silu(self.map_layer0(emb)))
+            if self.map_label is not None:
+                if class_labels is None:
+                    raise ValueError(f"{type(self).__name__}: label_dim={self.label_dim} but class_labels is None")
+                emb = emb + self.map_label(self._drop_labels(class_labels, x.shape[0], x.device).to(emb.dtype))
+            emb = F.silu(emb)
 
         skips = []
         for m in self.enc.values():
@@ -559,7 +568,8 @@ class ADMUNet(nn.Module, _LabelMixin):
             if "_block" in name:
                 x = torch.cat([x, skips.pop()], dim=1)
             x = m(x, emb)
-        return self.out_conv(F.silu(self.out_norm(x)))
+        with full_precision(x):  # the output layers too
+            return self.out_conv(F.silu(self.out_norm(x.float())))
 
 
 class DhariwalUNet(ADMUNet):

@@ -53,7 +53,17 @@ DEFAULTS = dict(
     seed=0,
     device=None,
     desc=None,
+    # Speed: numerics (precision: fp32 | bf16 | fp16 autocast, fp16 with a gradient scaler) and switches
+    # that change no result on CPU (data-loader workers: None = 0 on CPU, 4 on CUDA; TF32 matmuls,
+    # cuDNN autotuning, channels-last memory, torch.compile — CUDA only).
+    precision="fp32",
+    workers=None,
+    tf32=True,
+    cudnn_benchmark=True,
+    channels_last=False,
+    compile=False,
 )
+PRECISIONS = ("fp32", "bf16", "fp16")
 # Keys `resolve` adds to the options (not settable): which preset, and the data set's class names.
 DERIVED = ("preset", "label_names")
 # Options that may change between the runs of one run directory (the rest must match to resume): the
@@ -71,6 +81,11 @@ RESUMABLE_CHANGES = {
     "lr",
     "lr_rampup",
     "grad_clip",
+    "workers",
+    "tf32",
+    "cudnn_benchmark",
+    "channels_last",
+    "compile",
 }
 
 _NUMBER = (int, float)
@@ -105,6 +120,12 @@ _TYPES = dict(
     seed=int,
     device=str,
     desc=str,
+    precision=str,
+    workers=int,
+    tf32=bool,
+    cudnn_benchmark=bool,
+    channels_last=bool,
+    compile=bool,
 )
 
 
@@ -196,6 +217,7 @@ _RANGES = dict(
     snap=(0, None, True),
     sample_grid=(0, None, True),
     seed=(0, 2**32 - 1, True),
+    workers=(0, None, True),
 )
 
 
@@ -208,6 +230,8 @@ def check_ranges(opts: dict, world_size: int = 1) -> None:
         if not math.isfinite(v) or (v < lo if lo_ok else v <= lo) or (hi is not None and v > hi):
             bound = f"{'≥' if lo_ok else '>'} {lo}" + (f" and ≤ {hi}" if hi is not None else "")
             raise OptionError(f"option '{key}' must be {bound}, got {v!r}.")
+    if opts["precision"] not in PRECISIONS:
+        raise OptionError(f"option 'precision' must be one of {', '.join(PRECISIONS)}, got {opts['precision']!r}.")
     if opts["sigma_min"] >= opts["sigma_max"]:
         raise OptionError(f"sigma_min ({opts['sigma_min']}) must be below sigma_max ({opts['sigma_max']}).")
     if opts["batch"] % world_size:
@@ -324,6 +348,14 @@ def groups(opts: dict) -> dict[str, dict]:
             seed=opts["seed"],
             device=opts["device"],
         ),
+        loader=dict(workers=opts["workers"]),
+        speed=dict(
+            precision=opts["precision"],
+            tf32=opts["tf32"],
+            cudnn_benchmark=opts["cudnn_benchmark"],
+            channels_last=opts["channels_last"],
+            compile=opts["compile"],
+        ),
     )
 
 
@@ -343,6 +375,7 @@ def prepare_run_dir(outdir: str | Path, opts: dict, log=print) -> Path:
             old = json.loads(opts_path.read_text())
         except json.JSONDecodeError:
             raise OptionError(f"{opts_path}: not valid JSON; delete it (the snapshots keep their options)") from None
+        old = {**{k: v for k, v in DEFAULTS.items() if k not in old}, **old}  # options added since: their default
         differ = sorted(
             k for k in set(old) | set(opts) if k not in RESUMABLE_CHANGES | {"run_dir"} and old.get(k) != opts.get(k)
         )

@@ -35,6 +35,21 @@ class DataStream:
         return np.asarray(out, dtype=np.int64)
 
 
+class StreamBatchSampler(torch.utils.data.Sampler):
+    """The DataLoader's batches are the stream's: `batch` indices at a time from a DataStream started at
+    `position`, endlessly. The loader may run ahead (workers, prefetch); what the run has *consumed* is
+    counted by the caller in its own DataStream's position, which is what a snapshot saves."""
+
+    def __init__(self, stream: DataStream, batch: int):
+        self.size, self.seed, self.rank, self.world = stream.size, stream.seed, stream.rank, stream.world
+        self.position, self.batch = stream.position, batch
+
+    def __iter__(self):
+        stream = DataStream(self.size, self.seed, self.rank, self.world, self.position)
+        while True:
+            yield stream.take(self.batch).tolist()
+
+
 class TrainingState:
     """The run's mutable state. Per-rank parts (scheduler statistics, RNGs, data position) are gathered
     into lists indexed by rank, so rank 0 can write one snapshot that restores every rank."""

@@ -8,6 +8,7 @@ position and every RNG, so a stopped-and-restarted run continues the same trajec
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import errno
 import json
@@ -15,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import tqdm
 
@@ -26,7 +26,7 @@ from training import networks, run_files
 from training import options as opt
 from training.dataset import model_space, open_dataset
 from training.loss import DenoisingLoss
-from training.state import DataStream, TrainingState
+from training.state import DataStream, StreamBatchSampler, TrainingState
 
 
 class TrainingError(RuntimeError):
@@ -41,11 +41,11 @@ class DiskFullError(TrainingError):
     pass
 
 
-def _load_batch(dataset, idx: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    items = [dataset[int(i)] for i in idx]
-    x = model_space(torch.from_numpy(np.stack([a for a, _ in items]))).to(device)
-    labels = torch.from_numpy(np.stack([b for _, b in items])).to(device)
-    return x, (labels if labels.shape[1] > 0 else None)
+def _allreduce_sum_hook(state, bucket):
+    """DDP communication hook: sum the gradients over ranks (DDP's default averages). The loss is divided
+    by the global batch already, so the sum is the batch mean, as with one process."""
+    fut = torch.distributed.all_reduce(bucket.buffer(), async_op=True).get_future()
+    return fut.then(lambda f: f.value()[0])
 
 
 def _interactive() -> bool:
@@ -104,6 +104,7 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
     opt.check_complete(options)
     g = opt.groups(options)
     duration, batch, batch_gpu, tick, snap, sample_grid, seed, device = g["run"].values()
+    precision, tf32, cudnn_benchmark, channels_last, compile_net = g["speed"].values()
     lr, lr_rampup, grad_clip = g["optimizer"].values()
     ema, ema_rampup = g["ema"].values()
     dev = du.init(device)
@@ -114,6 +115,9 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
     if batch % world or batch_gpu_total % batch_gpu:
         raise ValueError(f"--batch {batch} must split evenly over {world} processes and --batch-gpu {batch_gpu}.")
     rounds = batch_gpu_total // batch_gpu
+    if dev.type == "cuda":  # the usual switches; none of them exists on CPU
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cudnn.benchmark = cudnn_benchmark
 
     # Data, network, loss, scheduler. Same seed on every rank → identical initial parameters.
     du.print0(f"Opening the data set {g['data']['path']}...")
@@ -121,6 +125,9 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
     du.print0(f"Building the network ({g['network'].get('arch')}, {g['network'].get('precond')} preconditioning)...")
     torch.manual_seed(seed)
     net = networks.build_network(**g["network"]).to(dev).train().requires_grad_(True)
+    image_net = channels_last and dev.type == "cuda" and len(g["network"]["data_shape"]) == 3
+    if image_net:
+        net = net.to(memory_format=torch.channels_last)
     ema_net = copy.deepcopy(net).eval().requires_grad_(False)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8)
     loss_fn = DenoisingLoss(**g["loss"])
@@ -128,6 +135,18 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
     if context["endpoint"] == "auto":
         context["endpoint"] = "discrete" if getattr(dataset, "is_binary", False) else "continuous"
     sched = schedulers.build(g["scheduler"]["name"], context, **g["scheduler"]["options"])
+    # What a training step calls: the network under DDP across ranks (gradients summed over ranks while the
+    # backward pass runs; the loss is already divided by the global batch), compiled on request.
+    model = net
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[dev.index] if dev.type == "cuda" else None, broadcast_buffers=False
+        )
+        model.register_comm_hook(None, _allreduce_sum_hook)
+    if compile_net:
+        model = torch.compile(model)
+    amp = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    scaler = torch.amp.GradScaler(dev.type, enabled=precision == "fp16")  # fp16: overflowing steps skipped
 
     # Per-rank randomness: noise and dropout (global torch RNG), σ draws, data order.
     torch.manual_seed(seed * 1000003 + rank)
@@ -194,6 +213,23 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
         du.print0(f"Resuming from {resume} at {st.cur_nimg / 1e3:.1f} kimg (step {st.global_step}).")
 
     bar.initial = bar.n = st.cur_nimg / 1e3  # a resumed run's bar starts where it stands
+
+    def check_finite() -> None:
+        """Non-finite losses or weights (every rank decides alike), or an fp16 loss scale that collapsed
+        (every step overflowing): the run stops with the last good snapshot named."""
+        bad = ~torch.isfinite(tick_sums).all()
+        for p in net.parameters():
+            bad = bad | ~torch.isfinite(p).all()
+        bad = du.all_reduce_sum(bad.to(torch.float64).reshape(1).cpu()).item() > 0
+        if bad or (scaler.is_enabled() and scaler.get_scale() < 2.0**-24):
+            msg = (
+                f"Non-finite loss/gradient by step {st.global_step} ({st.cur_nimg / 1e3:.1f} kimg): training "
+                f"stopped. The last good snapshot is {last_snapshot or 'none (no snapshot yet)'}; re-run the "
+                f"same command with a lower --lr (it may change on resume), or check the data."
+            )
+            log(msg)
+            raise NonFiniteLossError(msg)
+
     total_nimg = round(duration * 1e6)
     ema_halflife_nimg = ema * 1e6
 
@@ -240,47 +276,55 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
         f"({rounds} round(s) of {batch_gpu}/process), for {duration * 1e3:g} kimg."
     )
     tick_start_nimg, tick_start_time, start_time = st.cur_nimg, time.time(), time.time()
-    tick_loss = torch.zeros(3, dtype=torch.float64)  # sum weighted loss, sum error, count
-    steps_this_call, last_snapshot = 0, resume
+    # Data: a DataLoader over the resumable stream (the same order with or without workers), created after
+    # the resume so it starts where the run stands. The step itself never waits for the host: statistics
+    # stay on the device until a tick, errors are staged by the scheduler until a refresh.
+    workers = g["loader"]["workers"] if g["loader"]["workers"] is not None else (4 if dev.type == "cuda" else 0)
+    loader = iter(
+        torch.utils.data.DataLoader(
+            dataset,
+            batch_sampler=StreamBatchSampler(stream, batch_gpu),
+            num_workers=workers,
+            pin_memory=dev.type == "cuda",
+            persistent_workers=workers > 0,
+            prefetch_factor=4 if workers > 0 else None,
+            generator=torch.Generator().manual_seed(seed),  # its own: the global RNG (noise, dropout) untouched
+        )
+    )
+    tick_sums = torch.zeros(2, dtype=torch.float64, device=dev)  # weighted loss, error: summed on the device
+    tick_count, steps_this_call, last_snapshot = 0, 0, resume
     done = st.cur_nimg >= total_nimg
 
+    def next_batch() -> tuple[torch.Tensor, torch.Tensor | None]:
+        x, labels = next(loader)
+        stream.position += batch_gpu  # consumed (the loader may have read ahead)
+        x = model_space(x.to(dev, non_blocking=True))
+        if image_net:
+            x = x.contiguous(memory_format=torch.channels_last)
+        labels = labels.to(dev, non_blocking=True)
+        return x, (labels if labels.shape[1] > 0 else None)
+
     while not done:
-        # One optimizer step over `rounds` micro-batches.
+        # One optimizer step over `rounds` micro-batches; DDP reduces the gradients on the last one only.
         optimizer.zero_grad(set_to_none=True)
-        for _ in range(rounds):
-            x0, labels = _load_batch(dataset, stream.take(batch_gpu), dev)
-            sigma = sched.sample(batch_gpu, generator=sigma_gen)
-            loss, error = loss_fn(net, x0, sigma.to(dev), labels)
-            (loss.sum() / batch).backward()
+        for r in range(rounds):
+            sync = model.no_sync() if world > 1 and r < rounds - 1 else contextlib.nullcontext()
+            with sync:
+                x0, labels = next_batch()
+                sigma = sched.sample(batch_gpu, generator=sigma_gen)
+                with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
+                    loss, error = loss_fn(model, x0, sigma.to(dev, non_blocking=True), labels)
+                scaler.scale(loss.sum() / batch).backward()
             sched.observe(sigma, error)
-            tick_loss += torch.stack(
-                [
-                    loss.detach().double().sum().cpu(),
-                    error.double().sum().cpu(),
-                    torch.tensor(float(batch_gpu), dtype=torch.float64),
-                ]
-            )
-        grads = [p.grad for p in net.parameters() if p.grad is not None]
-        flat = torch.cat([g.flatten() for g in grads])
-        if world > 1:  # one all-reduce; the loss is already divided by the global batch, so the sum is the mean
-            flat = du.all_reduce_sum(flat)
-            offset = 0
-            for g in grads:
-                g.copy_(flat[offset : offset + g.numel()].view_as(g))
-                offset += g.numel()
-        if not torch.isfinite(flat).all():  # after the reduce, so every rank decides alike
-            msg = (
-                f"Non-finite loss/gradient at step {st.global_step} ({st.cur_nimg / 1e3:.1f} kimg): training "
-                f"stopped. The last good snapshot is {last_snapshot or 'none (no snapshot yet)'}; re-run the "
-                f"same command with a lower --lr (it may change on resume), or check the data."
-            )
-            log(msg)
-            raise NonFiniteLossError(msg)
+            tick_sums += torch.stack([loss.detach().double().sum(), error.double().sum()])
+            tick_count += batch_gpu
         if grad_clip:
+            scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
         for group in optimizer.param_groups:
             group["lr"] = lr * min(st.cur_nimg / max(lr_rampup * 1e6, 1e-8), 1)
-        optimizer.step()
+        scaler.step(optimizer)  # fp16: a step whose gradients overflowed is skipped and the scale lowered
+        scaler.update()
 
         st.cur_nimg += batch
         st.global_step += 1
@@ -299,8 +343,9 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
         if not done and not stopping and st.cur_nimg < tick_start_nimg + tick * 1e3:
             continue
 
-        # Tick: status line and stats.
-        totals = du.all_reduce_sum(tick_loss)
+        # Tick: a diverged run stops here, before any snapshot of its weights; then status line and stats.
+        check_finite()
+        totals = du.all_reduce_sum(torch.cat([tick_sums.cpu(), torch.tensor([float(tick_count)], dtype=torch.float64)]))
         now = time.time()
         tick_kimg = (st.cur_nimg - tick_start_nimg) / 1e3
         stats = {
@@ -329,7 +374,8 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
         if done or stopping or (snap and tick_done % snap == 0):
             last_snapshot = save_snapshot()
         tick_start_nimg, tick_start_time = st.cur_nimg, time.time()
-        tick_loss.zero_()
+        tick_sums.zero_()
+        tick_count = 0
         if stopping:
             break
 
