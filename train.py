@@ -22,16 +22,13 @@ from training.edm_cli import EDMCommand
 
 # EDM's train.py spellings (training/edm_cli.py): what means the same here, and where to go for the rest.
 EDM_SPELLINGS = dict(
-    bools=("--cond", "--xflip"),
-    ignored_false={
-        "--fp16": "mixed precision is not in this release (the GPU issue adds --precision); drop --fp16",
-    },
+    bools={"--cond": "--cond", "--xflip": "--xflip", "--bench": "--cudnn-benchmark"},
+    aliases={"--fp16": "--precision"},
+    values={"--fp16": {"1": "fp16", "true": "fp16", "True": "fp16", "0": "fp32", "false": "fp32", "False": "fp32"}},
     unsupported={
         "--augment": "no augmentation pipe in this release yet (the GPU issue adds --augment); drop it",
-        "--ls": "no loss scaling option (the GPU issue's fp16 path scales the loss itself); drop it",
-        "--bench": "cuDNN benchmarking is not an option here yet; drop it",
+        "--ls": "no loss scaling option: --precision fp16 scales the loss dynamically; drop it",
         "--cache": "the data set is read per item; drop --cache",
-        "--workers": "data loading runs in the training process in this release; drop --workers",
         "--nosubdir": "runs always go to <outdir>/<desc>; use --desc to name the folder",
         "--dump": "every snapshot holds the full training state; use --snap",
         "--transfer": "fine-tuning from a pickle is not supported; convert it with python -m training.import_edm",
@@ -71,6 +68,12 @@ EDM_SPELLINGS = dict(
 @click.option("--sample-grid", type=int, help="EMA samples drawn at each snapshot (0 = none)")
 @click.option("--seed", type=int, help="Random seed")
 @click.option("--device", type=str, help="cpu | cuda (default: cuda if available)")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Mixed precision (autocast)")
+@click.option("--workers", type=click.IntRange(min=0), help="DataLoader worker processes (default: 0 CPU, 4 CUDA)")
+@click.option("--tf32/--no-tf32", default=None, help="TF32 matmuls and convolutions on CUDA")
+@click.option("--cudnn-benchmark/--no-cudnn-benchmark", default=None, help="cuDNN autotuning on CUDA")
+@click.option("--channels-last/--no-channels-last", default=None, help="Channels-last memory format on CUDA")
+@click.option("--compile/--no-compile", default=None, help="torch.compile the network (opt-in)")
 @click.option("--desc", type=str, help="Run directory name (default from preset/data, scheduler, weighting)")
 @click.option("-n", "--dry-run", is_flag=True, help="Print the options and exit")
 @click.option(

@@ -189,8 +189,8 @@ EDM_TRAIN = [
 ]
 EDM_TRAIN_REFUSED = [
     ("--outdir=training-runs --data={data} --cond=0 --arch=ncsnpp --augment=0.15", "--augment"),
-    ("--outdir=training-runs --data={data} --fp16=1", "--fp16=1"),
-    ("--outdir=training-runs --data={data} --workers=4", "--workers"),
+    ("--outdir=training-runs --data={data} --ls=100", "--ls"),
+    ("--outdir=training-runs --data={data} --nosubdir", "--desc"),
     ("--outdir=training-runs --data={data} --resume=training-state.pt", "same command"),
 ]
 EDM_GENERATE = [
@@ -221,6 +221,9 @@ def test_edm_command_lines_replay(ours, tmp_path, monkeypatch):
         CliRunner().invoke(train.main, EDM_TRAIN[0].format(data=data).split() + ["-n"]).output
     )
     assert opts["cond"] is True and opts["arch"] == "ddpmpp"
+    line = "--outdir=r --data={data} --fp16=1 --bench=0 --workers=3 -n".format(data=data)
+    opts = __import__("json").loads(CliRunner().invoke(train.main, line.split()).output)
+    assert (opts["precision"], opts["cudnn_benchmark"], opts["workers"]) == ("fp16", False, 3)
     for line, culprit in EDM_TRAIN_REFUSED:
         r = CliRunner().invoke(train.main, line.format(data=data).split() + ["-n"])
         assert r.exit_code != 0 and culprit in r.output and "Traceback" not in r.output, (line, r.output)

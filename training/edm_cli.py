@@ -15,7 +15,8 @@ _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 class EDMCommand(click.Command):
     """A click command that also takes EDM's spellings. `edm` (given to the decorator as `cls=EDMCommand,
-    edm=dict(...)`) holds: `bools` — EDM's `--x=1/0` of our `--x/--no-x` flags; `aliases` — EDM's name →
+    edm=dict(...)`) holds: `bools` — EDM's `--x=1/0` of our `--x/--no-x` flags (a dict when our flag has
+    another name); `aliases` — EDM's name →
     ours; `values` — per EDM option, EDM value → ours (None: this tool's only behaviour, dropped; others are
     errors listing ours); `unsupported` —
     EDM option → what to use instead; `ignored_false` — EDM booleans that may only be off here."""
@@ -53,6 +54,7 @@ def translate(args: list[str], edm: dict) -> list[str]:
         if name in edm["unsupported"]:
             raise click.UsageError(f"EDM's {name} has no counterpart here: {edm['unsupported'][name]}")
         if name in edm["bools"] or name in edm["ignored_false"]:
+            ours = edm["bools"].get(name, name) if isinstance(edm["bools"], dict) else name
             opt, value, j = _split(args, i)
             if value is None or value.lower() not in _TRUE | _FALSE:
                 out.append(arg)  # our own flag spelling (--cond), or a value click will reject
@@ -63,7 +65,7 @@ def translate(args: list[str], edm: dict) -> list[str]:
                 if on:
                     raise click.UsageError(f"EDM's {name}=1 has no counterpart here: {edm['ignored_false'][name]}")
             else:
-                out.append(name if on else f"--no-{name[2:]}")
+                out.append(ours if on else f"--no-{ours[2:]}")
             i = j
             continue
         if name in edm["aliases"] or name in edm["values"]:

@@ -217,7 +217,8 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
     def check_finite() -> None:
         """Non-finite losses or weights (every rank decides alike), or an fp16 loss scale that collapsed
         (every step overflowing): the run stops with the last good snapshot named."""
-        bad = ~torch.isfinite(tick_sums).all()
+        # fp16: an overflowing step was skipped by the scaler (its loss may be inf); the weights tell
+        bad = torch.zeros((), dtype=torch.bool, device=dev) if scaler.is_enabled() else ~torch.isfinite(tick_sums).all()
         for p in net.parameters():
             bad = bad | ~torch.isfinite(p).all()
         bad = du.all_reduce_sum(bad.to(torch.float64).reshape(1).cpu()).item() > 0
