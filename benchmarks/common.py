@@ -245,3 +245,35 @@ def machine_note() -> str:
         f"{cpu}, {os.cpu_count()} cores, load {load:.1f}, {gpu}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} thread(s)"
     )
+
+
+class HostSyncCounter:
+    """Counts the calls by which this project's code asks a tensor's value on the host (.item(), .cpu(),
+    .tolist(), .numpy(), bool/float/int of a tensor) — each one a device synchronisation on a GPU. Library
+    code (site-packages) and tests are not counted. `marks` can be taken between steps."""
+
+    NAMES = ("item", "cpu", "tolist", "numpy", "__bool__", "__float__", "__int__")
+
+    def __init__(self):
+        self.calls: list[tuple[str, str, int]] = []
+        self._originals: dict = {}
+
+    def __enter__(self) -> HostSyncCounter:
+        import sys
+
+        for name in self.NAMES:
+            original = self._originals[name] = getattr(torch.Tensor, name)
+
+            def counted(tensor, *a, _original=original, _name=name, **k):
+                frame = sys._getframe(1)
+                path = frame.f_code.co_filename
+                if path.startswith(str(REPO)) and "site-packages" not in path and "/tests/" not in path:
+                    self.calls.append((_name, path, frame.f_lineno))
+                return _original(tensor, *a, **k)
+
+            setattr(torch.Tensor, name, counted)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for name, original in self._originals.items():
+            setattr(torch.Tensor, name, original)

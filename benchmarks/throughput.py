@@ -141,6 +141,213 @@ def time_training(opts: dict, device: torch.device, repeats: int, steps: int, wa
     )
 
 
+# ----------------------------------------------------------------------------------------------------
+# The real training loop, per precision (--precisions): steps/s, the loader's share, host syncs per step.
+
+LOOP_FIELDS = [
+    "device",
+    "threads",
+    "presets",
+    "precision",
+    "params_M",
+    "batch",
+    "steps_per_s",
+    "img_per_s",
+    "loader_share_pct",
+    "host_syncs_per_step",
+    "ticks",
+]
+
+
+def synthetic_data(shape, root: Path, n: int = 512) -> Path:
+    """An EDM-format zip of random images of `shape` (the step's cost does not depend on the pixels)."""
+    import io
+    import zipfile
+
+    import numpy as np
+    import PIL.Image
+
+    path = root / f"synthetic-{'x'.join(map(str, shape))}.zip"
+    if not path.exists():
+        rnd = np.random.RandomState(0)
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:
+            for i in range(n):
+                img = rnd.randint(0, 256, (shape[1], shape[2], shape[0])).astype(np.uint8)
+                buf = io.BytesIO()
+                PIL.Image.fromarray(img[..., 0] if shape[0] == 1 else img).save(buf, format="png")
+                z.writestr(f"{i:06d}.png", buf.getvalue())
+    return path
+
+
+def time_loop(
+    preset: str, device: str, precision: str, batch: int | None, steps: int, repeats: int, root: Path
+) -> dict:
+    """`training_loop.run` itself for (1 + repeats) ticks of `steps` steps (the first, with warm-up and
+    compilation, untimed): medians of the tick times and of the loader's share from stats.jsonl; host syncs
+    per step counted between steps (HostSyncCounter)."""
+    import json
+
+    from training import options, training_loop
+
+    compile_net = precision.endswith("+compile")
+    precision = precision.removesuffix("+compile")
+    base = options.merge(preset, {})
+    data = base["data"] and (common.REPO / base["data"] if not Path(base["data"]).is_absolute() else Path(base["data"]))
+    shape = common.ASSUMED_SHAPES.get(next((k for k in common.ASSUMED_SHAPES if preset.startswith(k)), ""), None)
+    if not (data and Path(data).exists()):
+        if shape is None or len(shape) != 3:
+            raise click.ClickException(f"{preset}: its data is not here and no image shape is known to stand in")
+        data = synthetic_data(shape, root)
+    batch = batch or base["batch"]
+    opts = options.resolve(
+        preset,
+        dict(
+            data=str(data),
+            batch=batch,
+            duration=1e3,
+            tick=steps * batch / 1e3,
+            snap=0,
+            sample_grid=0,
+            device=device,
+            precision=precision,
+            compile=compile_net,
+            desc=f"{Path(preset).stem}-{precision}{'-compile' * compile_net}",
+        ),
+    )
+    run_dir = options.prepare_run_dir(root / "runs", opts, log=lambda m: None)
+    for old in run_dir.iterdir():
+        old.unlink()
+    (run_dir / "training_options.json").write_text(json.dumps(opts))
+    marks, real_build = [], training_loop.schedulers.build
+
+    def build(*a, **k):
+        sched = real_build(*a, **k)
+        inner = sched.step
+        sched.step = lambda step: (marks.append(len(counter.calls)), inner(step))[1]
+        return sched
+
+    training_loop.schedulers.build = build
+    try:
+        with common.HostSyncCounter() as counter:
+            training_loop.run(run_dir, opts, stop_after_steps=(1 + repeats) * steps)
+    finally:
+        training_loop.schedulers.build = real_build
+    ticks = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()][1:]
+    per_step = [marks[i + 1] - marks[i] for i in range(len(marks) - 1) if (i + 2) % steps]  # not across a tick
+    sec = common.median([t["sec_per_tick"] for t in ticks]) / steps
+    return dict(
+        precision=precision + "+compile" * compile_net,
+        batch=batch,
+        steps_per_s=1 / sec,
+        img_per_s=batch / sec,
+        loader_share_pct=100 * common.median([t["loader_share"] for t in ticks]),
+        host_syncs_per_step=common.median(per_step) if per_step else 0,
+        ticks=len(ticks),
+        params_M=sum(v.numel() for v in training_loop.networks.build_network(**opts["network_kwargs"]).parameters())
+        / 1e6,
+    )
+
+
+EDM_STEP = """
+import sys, time, statistics, torch
+torch.set_num_threads({threads})
+from training.networks import EDMPrecond
+from training.loss import EDMLoss
+torch.manual_seed(0)
+kw = dict(model_type='SongUNet', embedding_type='positional', encoder_type='standard', decoder_type='standard',
+          channel_mult_noise=1, resample_filter=[1, 1], model_channels=128, channel_mult=[2, 2, 2], dropout=0.13)
+net = EDMPrecond(img_resolution={res}, img_channels={ch}, label_dim=0, **kw).train().requires_grad_(True)
+opt = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+loss_fn, x = EDMLoss(), torch.rand({batch}, {ch}, {res}, {res}) * 2 - 1
+def step():
+    opt.zero_grad(set_to_none=True)
+    loss_fn(net=net, images=x).sum().mul(1 / {batch}).backward()
+    opt.step()
+for _ in range({warmup}):
+    step()
+times = []
+for _ in range({repeats}):
+    t0 = time.perf_counter()
+    for _ in range({steps}):
+        step()
+    times.append((time.perf_counter() - t0) / {steps})
+print(statistics.median(times))
+"""
+
+
+def time_edm(edm_repo: str, shape, batch: int, threads: int, steps: int, repeats: int, warmup: int) -> float:
+    """Seconds per step of NVIDIA EDM's own DDPM++ training step (EDMPrecond + EDMLoss + Adam) on the same
+    config, run from the given checkout in its own interpreter (its packages share our names; never vendored)."""
+    import subprocess
+    import sys
+
+    code = EDM_STEP.format(
+        threads=threads, res=shape[1], ch=shape[0], batch=batch, steps=steps, repeats=repeats, warmup=warmup
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=edm_repo,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": edm_repo, "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": str(threads)},
+    )
+    if proc.returncode:
+        raise click.ClickException(f"EDM's step failed in {edm_repo}: {proc.stderr.strip().splitlines()[-1:]}")
+    return float(proc.stdout.strip().splitlines()[-1])
+
+
+def loop_report(rows: list[dict], out_dir: Path, edm: dict | None) -> str:
+    body = [
+        [
+            r["device"],
+            r["presets"],
+            r["precision"],
+            f"{r['params_M']:.1f}",
+            r["batch"],
+            f"{r['steps_per_s']:.3g}",
+            f"{r['img_per_s']:.4g}",
+            f"{r['loader_share_pct']:.2f} %",
+            f"{r['host_syncs_per_step']:g}",
+        ]
+        for r in rows
+    ]
+    text = [
+        "# Training loop throughput",
+        "",
+        common.machine_note(),
+        "",
+        common.markdown_table(
+            [
+                "device",
+                "preset",
+                "precision",
+                "params (M)",
+                "batch",
+                "steps/s",
+                "img/s",
+                "loader share",
+                "host syncs/step",
+            ],
+            body,
+        ),
+        "",
+    ]
+    if edm:
+        text += [
+            f"NVIDIA EDM's own step, same DDPM++ config ({edm['shape']}, batch {edm['batch']}, {edm['threads']} "
+            f"thread(s)): {edm['edm_s']:.3f} s; ours {edm['ours_s']:.3f} s → ratio ours/EDM = "
+            f"{edm['ours_s'] / edm['edm_s']:.3f}",
+            "",
+        ]
+    (out_dir / "throughput.md").write_text("\n".join(text))
+    common.write_rows(
+        out_dir / "throughput_loop.csv",
+        [{k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
+        LOOP_FIELDS,
+    )
+    return "\n".join(text)
+
+
 @torch.no_grad()
 def time_sampling(
     opts: dict, device: torch.device, levels: list[int], batch: int, repeats: int, seed: int = 0
@@ -277,7 +484,20 @@ def report(rows: list[dict], out_dir: Path) -> None:
 @click.option("--out-dir", default="benchmarks/results", help="Writes throughput.csv and throughput.png here")
 @click.option("--quick", is_flag=True, help="digits only, 1 thread, tiny repeats (smoke test; rough numbers)")
 @click.option("--replot", is_flag=True, help="Only redraw the plot and tables from --out-dir's throughput.csv")
+@click.option(
+    "--precisions",
+    default=None,
+    help="Time the real training loop instead, per precision: e.g. fp32,bf16,bf16+compile (throughput.md)",
+)
+@click.option(
+    "--edm-repo",
+    default=None,
+    type=click.Path(file_okay=False, exists=True),
+    help="A checkout of NVIDIA EDM: time its own DDPM++ step on the same config beside ours (CPU)",
+)
 def main(
+    precisions,
+    edm_repo,
     presets,
     batch,
     threads,
@@ -310,6 +530,19 @@ def main(
         return
     explicit = presets is not None
     names = common.parse_list(presets) if explicit else sorted(p.stem for p in (common.REPO / "configs").glob("*.yaml"))
+    if precisions or edm_repo:
+        return loop_main(
+            names if explicit else ["digits"],
+            precisions or "fp32",
+            edm_repo,
+            devices,
+            batch,
+            common.parse_list(threads, int)[0],
+            steps,
+            repeats,
+            warmup,
+            Path(out_dir),
+        )
     thread_list = common.parse_list(threads, int)
     device_list = common.parse_list(devices) if devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     levels = common.parse_list(sample_steps, int)
@@ -353,6 +586,36 @@ def main(
     fmt = [{k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
     common.write_rows(out_dir / "throughput.csv", fmt, FIELDS)
     report(rows, out_dir)
+
+
+def loop_main(names, precisions, edm_repo, devices, batch, threads, steps, repeats, warmup, out_dir: Path) -> None:
+    import tempfile
+
+    threads = common.set_threads(threads)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows, edm = [], None
+    with tempfile.TemporaryDirectory() as tmp:
+        for dev in common.parse_list(devices) if devices else ["cuda" if torch.cuda.is_available() else "cpu"]:
+            for name in names:
+                for precision in common.parse_list(precisions):
+                    r = time_loop(name, dev, precision, batch, steps, repeats, Path(tmp))
+                    rows.append(dict(device=dev, threads=threads, presets=name, **r))
+                    click.echo(
+                        f"  {dev} {name} {r['precision']}: {r['steps_per_s']:.3g} steps/s, loader "
+                        f"{r['loader_share_pct']:.2f} %, {r['host_syncs_per_step']:g} host syncs/step",
+                        err=True,
+                    )
+        if edm_repo:  # the same DDPM++ config on the CPU, ours through the real loop, EDM's through its own code
+            shape, b = (3, 32, 32), batch or 32
+            ours = time_loop("cifar10", "cpu", "fp32", b, steps, repeats, Path(tmp))
+            edm = dict(
+                shape="x".join(map(str, shape)),
+                batch=b,
+                threads=threads,
+                ours_s=1 / ours["steps_per_s"],
+                edm_s=time_edm(edm_repo, shape, b, threads, steps, repeats, warmup),
+            )
+    click.echo(loop_report(rows, out_dir, edm))
 
 
 if __name__ == "__main__":

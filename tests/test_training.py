@@ -308,7 +308,7 @@ def test_preset_extends_merges_dicts(tmp_path):
 
 def _run_files(run_dir):
     """What a resumed run must reproduce: snapshot names, schedule.jsonl, stats.jsonl without wall times."""
-    timing = ("sec_per_tick", "sec_per_kimg", "time")
+    timing = ("sec_per_tick", "sec_per_kimg", "time", "loader_share")
     stats = [
         {k: v for k, v in json.loads(line).items() if k not in timing} for line in (run_dir / "stats.jsonl").open()
     ]

@@ -296,8 +296,13 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
     tick_count, steps_this_call, last_snapshot = 0, 0, resume
     done = st.cur_nimg >= total_nimg
 
+    loader_seconds = 0.0  # host time spent waiting for the loader this tick (its share of the step)
+
     def next_batch() -> tuple[torch.Tensor, torch.Tensor | None]:
+        nonlocal loader_seconds
+        t0 = time.perf_counter()
         x, labels = next(loader)
+        loader_seconds += time.perf_counter() - t0
         stream.position += batch_gpu  # consumed (the loader may have read ahead)
         x = model_space(x.to(dev, non_blocking=True))
         if image_net:
@@ -358,6 +363,7 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
             "sec_per_tick": now - tick_start_time,
             "sec_per_kimg": (now - tick_start_time) / max(tick_kimg, 1e-8),
             "lr": optimizer.param_groups[0]["lr"],
+            "loader_share": loader_seconds / max(now - tick_start_time, 1e-9),
             "time": now - start_time,
         }
         if rank == 0:
@@ -376,7 +382,7 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
             last_snapshot = save_snapshot()
         tick_start_nimg, tick_start_time = st.cur_nimg, time.time()
         tick_sums.zero_()
-        tick_count = 0
+        tick_count, loader_seconds = 0, 0.0
         if stopping:
             break
 
