@@ -26,7 +26,6 @@ EDM_SPELLINGS = dict(
     aliases={"--fp16": "--precision"},
     values={"--fp16": {"1": "fp16", "true": "fp16", "True": "fp16", "0": "fp32", "false": "fp32", "False": "fp32"}},
     unsupported={
-        "--augment": "no augmentation pipe in this release yet (the GPU issue adds --augment); drop it",
         "--ls": "no loss scaling option: --precision fp16 scales the loss dynamically; drop it",
         "--cache": "the data set is read per item; drop --cache",
         "--nosubdir": "runs always go to <outdir>/<desc>; use --desc to name the folder",
@@ -68,6 +67,7 @@ EDM_SPELLINGS = dict(
 @click.option("--sample-grid", type=int, help="EMA samples drawn at each snapshot (0 = none)")
 @click.option("--seed", type=int, help="Random seed")
 @click.option("--device", type=str, help="cpu | cuda (default: cuda if available)")
+@click.option("--augment", type=click.FloatRange(0, 1), help="EDM's augmentation pipe probability (images; 0 = off)")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Mixed precision (autocast)")
 @click.option("--workers", type=click.IntRange(min=0), help="DataLoader worker processes (default: 0 CPU, 4 CUDA)")
 @click.option("--tf32/--no-tf32", default=None, help="TF32 matmuls and convolutions on CUDA")

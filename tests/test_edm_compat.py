@@ -186,9 +186,10 @@ EDM_TRAIN = [
     "--outdir=training-runs --data={data} --cond=1 --arch=ddpmpp",
     "--outdir=training-runs --data={data} --cond=0 --arch=ncsnpp --batch-gpu=32 --cres=1,2,2 --lr=2e-4 --dropout=0.25",
     "--outdir=training-runs --data={data} --cond=0 --arch=ddpmpp --xflip=1 --precond=vp --fp16=0 -n",
+    "--outdir=training-runs --data={data} --cond=0 --arch=ncsnpp --batch-gpu=32 --cres=1,2,2 --lr=2e-4 --dropout=0.25 "
+    "--augment=0.15",
 ]
 EDM_TRAIN_REFUSED = [
-    ("--outdir=training-runs --data={data} --cond=0 --arch=ncsnpp --augment=0.15", "--augment"),
     ("--outdir=training-runs --data={data} --ls=100", "--ls"),
     ("--outdir=training-runs --data={data} --nosubdir", "--desc"),
     ("--outdir=training-runs --data={data} --resume=training-state.pt", "same command"),

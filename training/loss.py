@@ -15,10 +15,18 @@ WEIGHTINGS = ("edm", "unit")
 
 
 class DenoisingLoss:
-    def __init__(self, weighting: str = "edm", sigma_data: float = 0.5):
+    """`augment` > 0: EDM's augmentation pipe at that probability (training/augment.py); the network then
+    sees the augment labels and learns the augmented images."""
+
+    def __init__(self, weighting: str = "edm", sigma_data: float = 0.5, augment: float = 0.0):
         if weighting not in WEIGHTINGS:
             raise ValueError(f"Unknown weighting '{weighting}'. Valid weightings: {', '.join(WEIGHTINGS)}")
         self.weighting, self.sigma_data = weighting, float(sigma_data)
+        self.augment_pipe = None
+        if augment:
+            from training.augment import edm_pipe
+
+            self.augment_pipe = edm_pipe(augment)
 
     def weight(self, sigma: torch.Tensor) -> torch.Tensor:
         return loss_weight(sigma, self.weighting, self.sigma_data)
@@ -33,9 +41,12 @@ class DenoisingLoss:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (weighted loss [N], unweighted error [N], detached), both summed over dimensions."""
         sigma = sigma.to(x0.device, torch.float32)
+        extra = {}
+        if self.augment_pipe is not None:
+            x0, extra["augment_labels"] = self.augment_pipe(x0)
         if noise is None:
             noise = torch.randn_like(x0)
         x = x0 + noise * sigma.reshape(-1, *[1] * (x0.ndim - 1))
-        denoised = net(x, sigma, labels)
+        denoised = net(x, sigma, labels, **extra)
         error = (denoised.float() - x0).square().flatten(1).sum(1)
         return self.weight(sigma).to(error.dtype) * error, error.detach()

@@ -56,6 +56,7 @@ DEFAULTS = dict(
     # Speed: numerics (precision: fp32 | bf16 | fp16 autocast, fp16 with a gradient scaler) and switches
     # that change no result on CPU (data-loader workers: None = 0 on CPU, 4 on CUDA; TF32 matmuls,
     # cuDNN autotuning, channels-last memory, torch.compile — CUDA only).
+    augment=0.0,
     precision="fp32",
     workers=None,
     tf32=True,
@@ -120,6 +121,7 @@ _TYPES = dict(
     seed=int,
     device=str,
     desc=str,
+    augment=(int, float),
     precision=str,
     workers=int,
     tf32=bool,
@@ -218,6 +220,7 @@ _RANGES = dict(
     sample_grid=(0, None, True),
     seed=(0, 2**32 - 1, True),
     workers=(0, None, True),
+    augment=(0, 1, True),
 )
 
 
@@ -250,6 +253,14 @@ def network_kwargs(opts: dict, data_shape, label_dim: int) -> dict:
     kw = dict(opts["network_kwargs"])
     if opts["dropout"] is not None:
         kw["dropout"] = opts["dropout"]
+    if opts.get("augment"):  # the augment labels condition the network (training/augment.py)
+        if len(data_shape) != 3:
+            raise OptionError(
+                f"--augment {opts['augment']}: augmentation is for images; this data is {list(data_shape)}"
+            )
+        from training.augment import edm_pipe
+
+        kw["augment_dim"] = edm_pipe(opts["augment"]).label_dim
     return dict(
         arch=opts["arch"],
         precond=opts["precond"],
@@ -334,7 +345,7 @@ def groups(opts: dict) -> dict[str, dict]:
     return dict(
         data=dict(path=opts["data"], use_labels=opts["cond"], xflip=opts["xflip"], max_size=opts["max_size"]),
         network=dict(opts["network_kwargs"]),
-        loss=dict(weighting=opts["weighting"], sigma_data=opts["sigma_data"]),
+        loss=dict(weighting=opts["weighting"], sigma_data=opts["sigma_data"], augment=opts["augment"]),
         scheduler=dict(name=opts["scheduler"], context=scheduler_context(opts), options=dict(opts["scheduler_kwargs"])),
         optimizer=dict(lr=opts["lr"], lr_rampup=opts["lr_rampup"], grad_clip=opts["grad_clip"]),
         ema=dict(halflife=opts["ema"], rampup=opts["ema_rampup"]),
