@@ -17,6 +17,7 @@ _REGISTRY: dict[str, str] = {
     "lognormal": "schedulers.lognormal:LogNormal",
     "loguniform": "schedulers.loguniform:LogUniform",
     "infonoise": "schedulers.infonoise:InfoNoise",
+    "lossvar": "schedulers.lossvar:LossVar",
 }
 
 

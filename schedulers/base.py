@@ -40,6 +40,11 @@ class NoiseScheduler:
         plots; None for fixed schedules."""
         return None
 
+    def importance(self, sigma: torch.Tensor) -> torch.Tensor | None:
+        """Per-sample weights the loss is multiplied by, for schedules that importance-sample (lossvar),
+        so the objective is the one of a reference density; None (no reweighting) for the others."""
+        return None
+
     def density(self, sigma: torch.Tensor) -> torch.Tensor:
         """π(σ), the sampling density per unit σ, where known in closed form (plots, tests)."""
         raise NotImplementedError

@@ -232,11 +232,15 @@ class InfoNoise(NoiseScheduler):
         Returns the refresh's log record, else None."""
         if global_step < self.warmup_steps or global_step % self.refresh_every or global_step == self.last_refresh_step:
             return None
-        local = torch.stack([self.buf.sum(1), self.count.to(torch.float64)])  # flushes; unfilled slots hold 0
+        local = torch.stack([self._bin_sums(self.buf), self.count.to(torch.float64)])  # flushes; empty slots hold 0
         sums, counts = distributed.all_reduce_sum(local)  # identical on every rank
         if counts.min() < self.min_count:
             return None
         return self._refresh(sums / counts, global_step, int(counts.min()))
+
+    def _bin_sums(self, buf: torch.Tensor) -> torch.Tensor:
+        """Per-bin sum of the statistic a refresh averages: the errors themselves (m̂, docs/method.md §5)."""
+        return buf.sum(1)
 
     def _refresh(self, ell: torch.Tensor, global_step: int, min_count: int) -> dict:
         """ℓ → m̂ (EMA) → ḣ → σ_p → ρ → π → floored per-ln σ density → CDF table (docs/method.md §5)."""

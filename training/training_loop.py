@@ -320,6 +320,8 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
                 sigma = sched.sample(batch_gpu, generator=sigma_gen)
                 with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
                     loss, error = loss_fn(model, x0, sigma.to(dev, non_blocking=True), labels)
+                if (weight := sched.importance(sigma)) is not None:  # an importance-sampling schedule
+                    loss = loss * weight.to(dev, non_blocking=True)
                 scaler.scale(loss.sum() / batch).backward()
             sched.observe(sigma, error)
             tick_sums += torch.stack([loss.detach().double().sum(), error.double().sum()])

@@ -1,0 +1,90 @@
+"""`lossvar` (Improved DDPM's loss-second-moment importance sampling on the log-σ grid): the allocation is
+√mean(e²) per bin plus the uniform share, the importance weights make the objective exactly the log-uniform
+one, warm-up lasts until every bin holds its history, and it trains through the registry."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from click.testing import CliRunner
+
+import schedulers
+import train
+from schedulers import information as info
+from tests.conftest import TINY_NET, write_image_dataset
+
+M = 16
+
+
+def fed(errors_per_bin, history=10):
+    s = schedulers.build("lossvar", num_bins=M, history=history)
+    for _ in range(history):
+        s.observe(s.sigma, errors_per_bin)
+    return s
+
+
+def test_allocation_is_rms_error_plus_uniform_share():
+    e = torch.linspace(1, 4, M, dtype=torch.float64)
+    s = fed(e)
+    s.step(1)
+    masses = info.bin_masses(s.table)
+    expect = 0.999 * e / e.sum() + 0.001 / M  # every entry of bin k is e_k: √mean(e²) = e_k
+    torch.testing.assert_close(masses, expect, rtol=1e-12, atol=1e-15)
+
+
+def test_importance_weights_make_the_objective_log_uniform():
+    """Σ_k P(bin k)·w_k·ℓ_k = (1/M)·Σ_k ℓ_k for any per-bin loss ℓ: E_p[w·ℓ] = E_q[ℓ], exactly."""
+    s = fed(torch.rand(M, generator=torch.Generator().manual_seed(0), dtype=torch.float64) + 0.1)
+    s.step(1)
+    loss = torch.rand(M, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 7
+    w = s.importance(s.sigma.float()).double()
+    p = info.bin_masses(s.table)
+    assert math.isclose(float((p * w * loss).sum()), float(loss.mean()), rel_tol=1e-6)
+    draws = s.sample(200000, torch.Generator().manual_seed(2))  # and by sampling
+    k = info.bin_index(draws, 0.002, 80.0, M)
+    mc = (s.importance(draws).double() * loss[k]).mean()
+    assert abs(float(mc) - float(loss.mean())) / float(loss.mean()) < 0.02
+
+
+def test_warmup_until_every_bin_holds_its_history():
+    s = schedulers.build("lossvar", num_bins=M, history=10)
+    assert s.importance(torch.tensor([1.0])) is None
+    for step in range(1, 10):
+        s.observe(s.sigma, torch.ones(M))
+        assert s.step(step) is None
+    s.observe(s.sigma, torch.ones(M))
+    assert s.step(10)["refresh"] == 1 and s.profile() is None
+
+
+def test_trains_through_the_registry(tmp_path):
+    assert "lossvar" in schedulers.names()
+    data = write_image_dataset(tmp_path / "d.zip", n=16, res=8)[0]
+    r = CliRunner().invoke(
+        train.main,
+        [
+            "--outdir",
+            str(tmp_path),
+            "--data",
+            str(data),
+            *TINY_NET,
+            "--batch",
+            "32",
+            "--duration",
+            "0.000640",
+            "--tick",
+            "0.32",
+            "--sample-grid",
+            "0",
+            "--scheduler",
+            "lossvar",
+            "--sched-opt",
+            "num_bins=8",
+            "--sched-opt",
+            "history=2",
+            "--weighting",
+            "unit",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert "LossVar(M=8" in r.output
