@@ -180,7 +180,7 @@ def synthetic_data(shape, root: Path, n: int = 512) -> Path:
 
 
 def time_loop(
-    preset: str, device: str, precision: str, batch: int | None, steps: int, repeats: int, root: Path
+    preset: str, device: str, precision: str, batch: int | None, steps: int, repeats: int, root: Path, **overrides
 ) -> dict:
     """`training_loop.run` itself for (1 + repeats) ticks of `steps` steps (the first, with warm-up and
     compilation, untimed): medians of the tick times and of the loader's share from stats.jsonl; host syncs
@@ -212,6 +212,7 @@ def time_loop(
             precision=precision,
             compile=compile_net,
             desc=f"{Path(preset).stem}-{precision}{'-compile' * compile_net}",
+            **overrides,
         ),
     )
     run_dir = options.prepare_run_dir(root / "runs", opts, log=lambda m: None)
@@ -607,7 +608,7 @@ def loop_main(names, precisions, edm_repo, devices, batch, threads, steps, repea
                     )
         if edm_repo:  # the same DDPM++ config on the CPU, ours through the real loop, EDM's through its own code
             shape, b = (3, 32, 32), batch or 32
-            ours = time_loop("cifar10", "cpu", "fp32", b, steps, repeats, Path(tmp))
+            ours = time_loop("cifar10", "cpu", "fp32", b, steps, repeats, Path(tmp), augment=0.0)  # as EDM's step
             edm = dict(
                 shape="x".join(map(str, shape)),
                 batch=b,
