@@ -49,7 +49,11 @@ EDM_SPELLINGS = dict(
 @click.option("--cres", type=str, help="Channel multipliers per resolution, e.g. 1,2,2")
 @click.option("--dropout", type=float, help="Dropout probability")
 @click.option("--net-opt", multiple=True, help="Extra network option key=value (repeatable)")
-@click.option("--weighting", type=click.Choice(["edm", "unit"]), help="Loss weight w(σ): EDM λ(σ) or 1")
+@click.option(
+    "--weighting",
+    type=click.Choice(["edm", "unit", "edm2"]),
+    help="Loss weight w(σ): EDM λ(σ), 1, or edm2 = λ(σ)/exp(u(σ)) + u(σ) with u learned (EDM2)",
+)
 @click.option("--endpoint", type=click.Choice(["auto", "continuous", "discrete"]), help="Data type for the pivot rule")
 @click.option("--scheduler", type=str, help=f"Noise scheduler: {', '.join(schedulers.names())}")
 @click.option("--sched-opt", multiple=True, help="Scheduler option key=value (repeatable)")

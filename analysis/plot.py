@@ -13,6 +13,7 @@ one axis. The Agg canvas is used directly: no display, no pyplot global state.
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -230,7 +231,36 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
             out / "schedule-emphasis.png",
             f"Effective emphasis — {run_dir.name} (w={weighting})",
         ),
-    ]
+    ] + ([plot_uncertainty(run_dir, out / "uncertainty.png")] if weighting == "edm2" else [])
+
+
+def plot_uncertainty(run_dir: Path, path: Path) -> Path:
+    """EDM2's learned u(σ) of the latest snapshot (--weighting edm2): where the network expects its weighted
+    error to be large; the loss divides by exp(u)."""
+    from torch_utils import checkpoint
+    from training.networks import from_snapshot
+
+    snap = checkpoint.latest_snapshot(run_dir)
+    if snap is None:
+        raise FileNotFoundError(f"{run_dir}: no snapshot to read u(σ) from")
+    net = from_snapshot(snap, which="ema")
+    sigma = torch.logspace(math.log10(net.sigma_min), math.log10(net.sigma_max), 200)
+    with torch.no_grad():
+        u = net.logvar(sigma)
+    fig = Figure(figsize=(7, 4.2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot(sigma, u, lw=2)
+    ax.set(
+        xscale="log",
+        xlabel="σ",
+        ylabel="u(σ) = learned log of the weighted error",
+        title=f"EDM2 uncertainty — {snap.name}",
+    )
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return path
 
 
 @click.command()

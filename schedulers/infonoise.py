@@ -115,7 +115,7 @@ class InfoNoise(NoiseScheduler):
         )
         _check(endpoint in ("continuous", "discrete"), f"unknown endpoint '{endpoint}'. Valid: continuous, discrete")
         _check(sigma_p is None or 0 < sigma_p < math.inf, f"sigma_p (pinned pivot) must be None or > 0, got {sigma_p}")
-        _check(weighting in ("edm", "unit"), f"unknown weighting '{weighting}'. Valid: edm, unit")
+        _check(weighting in ("edm", "unit", "edm2"), f"unknown weighting '{weighting}'. Valid: edm, unit, edm2")
         _check(sigma_data > 0, f"sigma_data must be > 0, got {sigma_data}")
         _check(warmup_P_std > 0, f"warmup_P_std must be > 0, got {warmup_P_std}")
         _check(

@@ -89,11 +89,11 @@ def loss_weight(sigma: torch.Tensor, weighting: str = "edm", sigma_data: float =
     sigma = torch.as_tensor(sigma)
     if not sigma.is_floating_point():
         sigma = sigma.to(_F64)
-    if weighting == "edm":
+    if weighting in ("edm", "edm2"):  # edm2: λ, divided by the learned exp(u(σ)) in the loss only
         return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
     if weighting == "unit":
         return torch.ones_like(sigma)
-    raise ValueError(f"Unknown weighting '{weighting}'. Valid weightings: edm, unit")
+    raise ValueError(f"Unknown weighting '{weighting}'. Valid weightings: edm, unit, edm2")
 
 
 # ----------------------------------------------------------------------------------------------

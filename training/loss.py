@@ -11,7 +11,14 @@ import torch
 
 from schedulers.information import loss_weight
 
-WEIGHTINGS = ("edm", "unit")
+WEIGHTINGS = ("edm", "unit", "edm2")
+
+
+def uncertainty_weighted(weighted_error: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """EDM2's loss with a learned uncertainty u(σ): w·e/exp(u) + u. Its minimum over u is at u = ln(w·e):
+    the network learns the (log) scale of its own weighted error per noise level, and the weighted errors
+    it divides by come out balanced across σ (Karras et al. 2024)."""
+    return weighted_error / logvar.exp() + logvar
 
 
 class DenoisingLoss:
@@ -47,6 +54,13 @@ class DenoisingLoss:
         if noise is None:
             noise = torch.randn_like(x0)
         x = x0 + noise * sigma.reshape(-1, *[1] * (x0.ndim - 1))
-        denoised = net(x, sigma, labels, **extra)
+        logvar = None
+        if self.weighting == "edm2":  # the network also returns u(σ) (built with logvar_channels)
+            denoised, logvar = net(x, sigma, labels, return_logvar=True, **extra)
+        else:
+            denoised = net(x, sigma, labels, **extra)
         error = (denoised.float() - x0).square().flatten(1).sum(1)
-        return self.weight(sigma).to(error.dtype) * error, error.detach()
+        weighted = self.weight(sigma).to(error.dtype) * error
+        if logvar is not None:
+            weighted = uncertainty_weighted(weighted, logvar.to(error.dtype))
+        return weighted, error.detach()

@@ -733,6 +733,7 @@ class _Precond(nn.Module):
         sigma_max=80.0,
         sigma_data=0.5,
         arch="ddpmpp",
+        logvar_channels=0,
         **model_kwargs,
     ):
         super().__init__()
@@ -744,6 +745,19 @@ class _Precond(nn.Module):
         self.sigma_min, self.sigma_max, self.sigma_data = float(sigma_min), float(sigma_max), float(sigma_data)
         self.arch = arch
         self.model = _build_model(arch, self.data_shape, self.label_dim, model_kwargs)
+        # EDM2's learned uncertainty u(σ) (--weighting edm2): Fourier features of c_noise → one linear layer,
+        # zero-initialised so training starts from EDM's loss.
+        if logvar_channels:
+            self.logvar_fourier = FourierEmbedding(int(logvar_channels), scale=1.0)
+            self.logvar_linear = nn.Linear(int(logvar_channels), 1)
+            nn.init.zeros_(self.logvar_linear.weight)
+            nn.init.zeros_(self.logvar_linear.bias)
+
+    def logvar(self, sigma) -> torch.Tensor:
+        """u(σ), [N] float32 (EDM2's per-noise-level uncertainty); only for networks built with logvar_channels."""
+        sigma = torch.as_tensor(sigma, dtype=torch.float32, device=self.logvar_linear.weight.device).reshape(-1)
+        with full_precision(sigma):
+            return self.logvar_linear(self.logvar_fourier(self.precond_coefficients(sigma)[3])).reshape(-1)
 
     def round_sigma(self, sigma):
         return torch.as_tensor(sigma)
@@ -771,7 +785,12 @@ class _Precond(nn.Module):
             class_labels = F.one_hot(class_labels.long(), self.label_dim)
         return class_labels.to(torch.float32).reshape(-1, self.label_dim)
 
-    def forward(self, x, sigma, class_labels=None, force_fp32=False, **model_kwargs):
+    def forward(self, x, sigma, class_labels=None, force_fp32=False, return_logvar=False, **model_kwargs):
+        """D(x; σ); with return_logvar also u(σ) (inside forward, so DDP sees its parameters used)."""
+        if return_logvar:
+            return self.forward(x, sigma, class_labels, force_fp32, **model_kwargs), self.logvar(
+                torch.as_tensor(sigma, device=x.device).reshape(-1).expand(x.shape[0])
+            )
         ct = self._compute_dtype(x)
         sigma = torch.as_tensor(sigma, device=x.device).to(ct).reshape(-1)
         if sigma.numel() == 1:

@@ -253,6 +253,8 @@ def network_kwargs(opts: dict, data_shape, label_dim: int) -> dict:
     kw = dict(opts["network_kwargs"])
     if opts["dropout"] is not None:
         kw["dropout"] = opts["dropout"]
+    if opts["weighting"] == "edm2":  # the learned uncertainty head beside the network (EDM2)
+        kw.setdefault("logvar_channels", 128)
     if opts.get("augment"):  # the augment labels condition the network (training/augment.py)
         if len(data_shape) != 3:
             raise OptionError(
