@@ -81,6 +81,8 @@ METHODS = {
     "infonoise-pinned": dict(
         label="InfoNoise, σ_p pinned 0.2", fixed=False, scheduler="infonoise", weighting=None, derive=False
     ),
+    "lossvar": dict(label="lossvar (Improved DDPM)", fixed=False, scheduler="lossvar", weighting=None, derive=True),
+    "edm2": dict(label="EDM2 learned weighting", fixed=False, scheduler=None, weighting="edm2", derive=True),
 }
 # Settings that change what a CSV row means: a rerun into the same --outdir must keep them.
 FROZEN = (
@@ -120,7 +122,7 @@ def method_preset(family: str, method: str) -> tuple[str, dict]:
     if not base.is_file():
         raise ValueError(f"family '{family}' has no preset for method '{method}': neither {own} nor {base} exists")
     preset = options.load_preset(str(base))
-    want = {"scheduler": spec["scheduler"], **({"weighting": spec["weighting"]} if spec["weighting"] else {})}
+    want = {k: spec[k] for k in ("scheduler", "weighting") if spec[k]}
     overrides = {k: v for k, v in want.items() if preset.get(k, options.DEFAULTS[k]) != v}
     if overrides and not spec["derive"]:
         raise ValueError(

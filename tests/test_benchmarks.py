@@ -257,3 +257,13 @@ def test_throughput_quick(tmp_path):
     assert len(train) == 1 and train[0]["batch"] == "16" and float(train[0]["img_per_s"]) > 0
     assert sorted(int(r["nfe"]) for r in rows if r["kind"] == "sample") == [3, 5]
     assert (tmp_path / "throughput.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rival_methods_resolve_per_family():
+    """The harness trains the rival schedules beside the others: derived from a family's base preset where the
+    recipe is only a scheduler/weighting swap, or the family's own preset."""
+    assert ttt.method_preset("digits", "lossvar") == ("digits", {"scheduler": "lossvar"})
+    assert ttt.method_preset("digits", "edm2") == ("digits", {"weighting": "edm2"})
+    assert ttt.method_preset("digits-binary", "lossvar") == ("digits-binary-lossvar", {})
+    assert ttt.method_preset("digits-binary", "edm2") == ("digits-binary-edm2", {})
+    assert not ttt.METHODS["lossvar"]["fixed"] and not ttt.METHODS["edm2"]["fixed"]
