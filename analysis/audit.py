@@ -167,7 +167,7 @@ def plot(result: dict, sigma: torch.Tensor, path: Path, title: str) -> Path:
 @click.option(
     "--probe-kimg",
     type=click.FloatRange(min=0, min_open=True),
-    default=20.0,
+    default=10.0,
     show_default=True,
     help="Without --checkpoint: train this long on the data first, then probe",
 )

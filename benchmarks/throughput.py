@@ -234,7 +234,8 @@ def time_loop(
     finally:
         training_loop.schedulers.build = real_build
     ticks = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()][1:]
-    per_step = [marks[i + 1] - marks[i] for i in range(len(marks) - 1) if (i + 2) % steps]  # not across a tick
+    # marks[i] is taken at step i + 1; the span to the next mark holds a tick when step i + 1 ends one
+    per_step = [marks[i + 1] - marks[i] for i in range(len(marks) - 1) if (i + 1) % steps]
     sec = common.median([t["sec_per_tick"] for t in ticks]) / steps
     return dict(
         precision=precision + "+compile" * compile_net,
