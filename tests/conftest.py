@@ -92,3 +92,30 @@ def free_port() -> int:
 @pytest.fixture
 def tiny_zip(tmp_path):
     return write_image_dataset(tmp_path / "tiny.zip")[0]
+
+
+def train_tiny(outdir, data, *extra, batch: int = 8, duration: str = "0.000016", ok: bool = True):
+    """train.py on the tiny network through its command line (sample grids off); asserts success unless ok=False.
+    `extra` flags override the defaults given before them."""
+    from click.testing import CliRunner
+
+    import train
+
+    args = [
+        "--outdir",
+        outdir,
+        "--data",
+        data,
+        *TINY_NET,
+        "--batch",
+        batch,
+        "--duration",
+        duration,
+        "--sample-grid",
+        "0",
+        *extra,
+    ]
+    result = CliRunner().invoke(train.main, [str(a) for a in args], catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result

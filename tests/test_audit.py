@@ -9,10 +9,9 @@ import json
 import torch
 from click.testing import CliRunner
 
-import train
 from analysis import audit
 from schedulers import information as info
-from tests.conftest import TINY_NET, write_image_dataset
+from tests.conftest import train_tiny, write_image_dataset
 from torch_utils import checkpoint
 
 SIGMA = info.log_sigma_grid(0.002, 80.0, 64)
@@ -47,25 +46,7 @@ def test_sd3_logit_normal_is_lognormal_in_sigma():
 
 def test_cli_on_a_checkpoint(tmp_path):
     data = write_image_dataset(tmp_path / "d.zip", n=16, res=8)[0]
-    r = CliRunner().invoke(
-        train.main,
-        [
-            "--outdir",
-            str(tmp_path),
-            "--data",
-            str(data),
-            *TINY_NET,
-            "--batch",
-            "8",
-            "--duration",
-            "0.000016",
-            "--sample-grid",
-            "0",
-            "--desc",
-            "run",
-        ],
-    )
-    assert r.exit_code == 0, r.output
+    r = train_tiny(tmp_path, data, "--desc", "run")
     snap = checkpoint.latest_snapshot(tmp_path / "run")
     r = CliRunner().invoke(
         audit.main,

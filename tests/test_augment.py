@@ -7,7 +7,7 @@ import torch
 from click.testing import CliRunner
 
 import train
-from tests.conftest import TINY_NET, write_image_dataset
+from tests.conftest import train_tiny, write_image_dataset
 from torch_utils import checkpoint
 from training.augment import AugmentPipe, edm_pipe
 
@@ -59,27 +59,7 @@ def test_labels_are_zero_exactly_where_nothing_was_applied():
 
 def test_training_with_augment(tmp_path):
     data = write_image_dataset(tmp_path / "d.zip", n=16, res=8, channels=3)[0]
-    r = CliRunner().invoke(
-        train.main,
-        [
-            "--outdir",
-            str(tmp_path),
-            "--data",
-            str(data),
-            *TINY_NET,
-            "--batch",
-            "8",
-            "--duration",
-            "0.000016",
-            "--sample-grid",
-            "4",
-            "--augment",
-            "0.5",
-            "--desc",
-            "aug",
-        ],
-    )
-    assert r.exit_code == 0, r.output
+    r = train_tiny(tmp_path, data, "--sample-grid", "4", "--augment", "0.5", "--desc", "aug")
     snap = checkpoint.load(checkpoint.latest_snapshot(tmp_path / "aug"))
     assert snap["options"]["network_kwargs"]["augment_dim"] == 9 and "model.map_augment.weight" in snap["net"]
     assert all(torch.isfinite(v).all() for v in snap["net"].values())

@@ -5,10 +5,8 @@ snapshot; it trains with any scheduler."""
 from __future__ import annotations
 
 import torch
-from click.testing import CliRunner
 
-import train
-from tests.conftest import TINY_NET, write_image_dataset
+from tests.conftest import train_tiny, write_image_dataset
 from torch_utils import checkpoint
 from training.loss import DenoisingLoss, uncertainty_weighted
 from training.networks import build_network, from_snapshot
@@ -44,31 +42,19 @@ def test_the_optimal_uncertainty_is_the_log_weighted_error():
 def test_trains_and_saves_u(tmp_path):
     data = write_image_dataset(tmp_path / "d.zip", n=16, res=8)[0]
     for scheduler in ("lognormal", "infonoise"):
-        r = CliRunner().invoke(
-            train.main,
-            [
-                "--outdir",
-                str(tmp_path),
-                "--data",
-                str(data),
-                *TINY_NET,
-                "--batch",
-                "8",
-                "--duration",
-                "0.000032",
-                "--sample-grid",
-                "0",
-                "--weighting",
-                "edm2",
-                "--scheduler",
-                scheduler,
-                "--lr",
-                "0.01",
-                "--desc",
-                scheduler,
-            ],
+        train_tiny(
+            tmp_path,
+            data,
+            "--weighting",
+            "edm2",
+            "--scheduler",
+            scheduler,
+            "--lr",
+            "0.01",
+            "--desc",
+            scheduler,
+            duration="0.000032",
         )
-        assert r.exit_code == 0, r.output
     snap = checkpoint.load(checkpoint.latest_snapshot(tmp_path / "lognormal"))
     assert "logvar_linear.weight" in snap["net"] and snap["options"]["network_kwargs"]["logvar_channels"] == 128
     net = from_snapshot(snap, which="net")
@@ -80,25 +66,5 @@ def test_u_is_plotted(tmp_path):
     from analysis.plot import plot_uncertainty
 
     data = write_image_dataset(tmp_path / "d.zip", n=16, res=8)[0]
-    r = CliRunner().invoke(
-        train.main,
-        [
-            "--outdir",
-            str(tmp_path),
-            "--data",
-            str(data),
-            *TINY_NET,
-            "--batch",
-            "8",
-            "--duration",
-            "0.000016",
-            "--sample-grid",
-            "0",
-            "--weighting",
-            "edm2",
-            "--desc",
-            "run",
-        ],
-    )
-    assert r.exit_code == 0, r.output
+    train_tiny(tmp_path, data, "--weighting", "edm2", "--desc", "run")
     assert plot_uncertainty(tmp_path / "run", tmp_path / "u.png").stat().st_size > 0

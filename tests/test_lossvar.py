@@ -7,12 +7,10 @@ from __future__ import annotations
 import math
 
 import torch
-from click.testing import CliRunner
 
 import schedulers
-import train
 from schedulers import information as info
-from tests.conftest import TINY_NET, write_image_dataset
+from tests.conftest import train_tiny, write_image_dataset
 
 M = 16
 
@@ -60,31 +58,20 @@ def test_warmup_until_every_bin_holds_its_history():
 def test_trains_through_the_registry(tmp_path):
     assert "lossvar" in schedulers.names()
     data = write_image_dataset(tmp_path / "d.zip", n=16, res=8)[0]
-    r = CliRunner().invoke(
-        train.main,
-        [
-            "--outdir",
-            str(tmp_path),
-            "--data",
-            str(data),
-            *TINY_NET,
-            "--batch",
-            "32",
-            "--duration",
-            "0.000640",
-            "--tick",
-            "0.32",
-            "--sample-grid",
-            "0",
-            "--scheduler",
-            "lossvar",
-            "--sched-opt",
-            "num_bins=8",
-            "--sched-opt",
-            "history=2",
-            "--weighting",
-            "unit",
-        ],
+    r = train_tiny(
+        tmp_path,
+        data,
+        "--tick",
+        "0.32",
+        "--scheduler",
+        "lossvar",
+        "--sched-opt",
+        "num_bins=8",
+        "--sched-opt",
+        "history=2",
+        "--weighting",
+        "unit",
+        batch="32",
+        duration="0.000640",
     )
-    assert r.exit_code == 0, r.output
     assert "LossVar(M=8" in r.output
