@@ -94,6 +94,78 @@ def _write_samples(
     return path
 
 
+def _step_model(net: torch.nn.Module, dev: torch.device, world: int, compile_net: bool) -> torch.nn.Module:
+    """What a training step calls: the network under DDP across ranks (gradients summed over ranks while
+    the backward pass runs; the loss is already divided by the global batch), compiled on request."""
+    model = net
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[dev.index] if dev.type == "cuda" else None, broadcast_buffers=False
+        )
+        model.register_comm_hook(None, _allreduce_sum_hook)
+    return torch.compile(model) if compile_net else model
+
+
+def _loader(dataset, stream: DataStream, batch_gpu: int, workers: int | None, dev: torch.device, seed: int):
+    """An endless iterator of batches in the resumable stream's order (the same with or without workers),
+    starting where the stream stands; workers default to 0 on CPU and 4 on CUDA."""
+    workers = workers if workers is not None else (4 if dev.type == "cuda" else 0)
+    return iter(
+        torch.utils.data.DataLoader(
+            dataset,
+            batch_sampler=StreamBatchSampler(stream, batch_gpu),
+            num_workers=workers,
+            pin_memory=dev.type == "cuda",
+            persistent_workers=workers > 0,
+            prefetch_factor=4 if workers > 0 else None,
+            generator=torch.Generator().manual_seed(seed),  # its own: the global RNG (noise, dropout) untouched
+        )
+    )
+
+
+def _resume(run_dir: Path, st: TrainingState, batch_per_rank: int, log, files: tuple[Path, Path, Path]) -> Path | None:
+    """Restore `st` from the newest snapshot that loads (unreadable ones moved aside), then cut the run's
+    files back to it, so a killed-and-resumed run leaves the same files as one that never stopped.
+    Returns the snapshot resumed from, or None for a fresh start."""
+    stats_path, sched_path, log_path = files
+    rank, world = du.get_rank(), du.get_world_size()
+    if checkpoint.list_snapshots(run_dir):
+        du.print0(f"Looking for the latest snapshot to resume from in {run_dir}...")
+    if rank == 0:
+        for path in run_files.remove_stale_tmp(run_dir):
+            du.print0(f"Removed {path.name}, left by an interrupted write.")
+    exact = []
+    resume, resumed, bad = run_files.load_latest_good(
+        run_dir, lambda data: exact.append(st.load_state_dict(data, batch_per_rank)), du.print0
+    )
+    du.barrier()
+    if rank == 0:
+        run_files.move_aside(bad, du.print0)
+        if resume is None and bad:
+            raise TrainingError(
+                f"{run_dir}: no snapshot there can be resumed from (moved aside as *.corrupt); "
+                f"re-run the same command to start the run afresh."
+            )
+    if resume is None:
+        return None
+    if rank == 0:
+        cut = run_files.trim_log(log_path, resumed.get("log_bytes"))
+        notes = [f"{cut} bytes of log.txt"] if cut else []
+        for path in (stats_path, sched_path):
+            dropped, torn = run_files.trim_jsonl(path, st.global_step)
+            if dropped:
+                notes.append(f"{dropped} line(s) of {path.name}" + (" (one torn by the interruption)" if torn else ""))
+        if notes:
+            log(f"Resume: dropped {', '.join(notes)} written after {resume.name}; they are written again.")
+    if not exact[-1]:
+        du.print0(
+            f"Resuming with {world} processes from a snapshot of another number of processes: "
+            f"random streams are re-seeded, so the run will not match bit for bit."
+        )
+    du.print0(f"Resuming from {resume} at {st.cur_nimg / 1e3:.1f} kimg (step {st.global_step}).")
+    return resume
+
+
 def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = None) -> dict:
     """Train until `duration` Mimg (or `stop_after_steps` optimizer steps in this call, for tests).
 
@@ -135,16 +207,7 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
     if context["endpoint"] == "auto":
         context["endpoint"] = "discrete" if getattr(dataset, "is_binary", False) else "continuous"
     sched = schedulers.build(g["scheduler"]["name"], context, **g["scheduler"]["options"])
-    # What a training step calls: the network under DDP across ranks (gradients summed over ranks while the
-    # backward pass runs; the loss is already divided by the global batch), compiled on request.
-    model = net
-    if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[dev.index] if dev.type == "cuda" else None, broadcast_buffers=False
-        )
-        model.register_comm_hook(None, _allreduce_sum_hook)
-    if compile_net:
-        model = torch.compile(model)
+    model = _step_model(net, dev, world, compile_net)
     amp = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     scaler = torch.amp.GradScaler(dev.type, enabled=precision == "fp16")  # fp16: overflowing steps skipped
 
@@ -174,43 +237,7 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
             with open(log_path, "a") as f:
                 f.write(msg + "\n")
 
-    # Resume: the newest snapshot that loads (unreadable ones are moved aside), then the run's files cut
-    # back to it, so a killed-and-resumed run leaves the same files as one that never stopped.
-    if checkpoint.list_snapshots(run_dir):
-        du.print0(f"Looking for the latest snapshot to resume from in {run_dir}...")
-    if rank == 0:
-        for path in run_files.remove_stale_tmp(run_dir):
-            du.print0(f"Removed {path.name}, left by an interrupted write.")
-    exact = []
-    resume, resumed, bad = run_files.load_latest_good(
-        run_dir, lambda data: exact.append(st.load_state_dict(data, batch_gpu_total)), du.print0
-    )
-    du.barrier()
-    if rank == 0:
-        run_files.move_aside(bad, du.print0)
-        if resume is None and bad:
-            raise TrainingError(
-                f"{run_dir}: no snapshot there can be resumed from (moved aside as *.corrupt); "
-                f"re-run the same command to start the run afresh."
-            )
-    if resume is not None:
-        if rank == 0:
-            cut = run_files.trim_log(log_path, resumed.get("log_bytes"))
-            notes = [f"{cut} bytes of log.txt"] if cut else []
-            for path in (stats_path, sched_path):
-                dropped, torn = run_files.trim_jsonl(path, st.global_step)
-                if dropped:
-                    notes.append(
-                        f"{dropped} line(s) of {path.name}" + (" (one torn by the interruption)" if torn else "")
-                    )
-            if notes:
-                log(f"Resume: dropped {', '.join(notes)} written after {resume.name}; they are written again.")
-        if not exact[-1]:
-            du.print0(
-                f"Resuming with {world} processes from a snapshot of another number of processes: "
-                f"random streams are re-seeded, so the run will not match bit for bit."
-            )
-        du.print0(f"Resuming from {resume} at {st.cur_nimg / 1e3:.1f} kimg (step {st.global_step}).")
+    resume = _resume(run_dir, st, batch_gpu_total, log, (stats_path, sched_path, log_path))
 
     bar.initial = bar.n = st.cur_nimg / 1e3  # a resumed run's bar starts where it stands
 
@@ -280,18 +307,7 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
     # Data: a DataLoader over the resumable stream (the same order with or without workers), created after
     # the resume so it starts where the run stands. The step itself never waits for the host: statistics
     # stay on the device until a tick, errors are staged by the scheduler until a refresh.
-    workers = g["loader"]["workers"] if g["loader"]["workers"] is not None else (4 if dev.type == "cuda" else 0)
-    loader = iter(
-        torch.utils.data.DataLoader(
-            dataset,
-            batch_sampler=StreamBatchSampler(stream, batch_gpu),
-            num_workers=workers,
-            pin_memory=dev.type == "cuda",
-            persistent_workers=workers > 0,
-            prefetch_factor=4 if workers > 0 else None,
-            generator=torch.Generator().manual_seed(seed),  # its own: the global RNG (noise, dropout) untouched
-        )
-    )
+    loader = _loader(dataset, stream, batch_gpu, g["loader"]["workers"], dev, seed)
     tick_sums = torch.zeros(2, dtype=torch.float64, device=dev)  # weighted loss, error: summed on the device
     tick_count, steps_this_call, last_snapshot = 0, 0, resume
     done = st.cur_nimg >= total_nimg
