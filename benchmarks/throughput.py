@@ -211,7 +211,9 @@ def time_loop(
             device=device,
             precision=precision,
             compile=compile_net,
-            desc=f"{Path(preset).stem}-{precision}{'-compile' * compile_net}",
+            desc="-".join(
+                [Path(preset).stem, precision] + ["compile"] * compile_net + [f"{k}{v}" for k, v in overrides.items()]
+            ),
             **overrides,
         ),
     )
@@ -535,7 +537,7 @@ def main(
     if precisions or edm_repo:
         return loop_main(
             names if explicit else ["digits"],
-            precisions or "fp32",
+            precisions,
             edm_repo,
             devices,
             batch,
@@ -598,7 +600,7 @@ def loop_main(names, precisions, edm_repo, devices, batch, threads, steps, repea
     rows, edm = [], None
     with tempfile.TemporaryDirectory() as tmp:
         for dev in common.parse_list(devices) if devices else ["cuda" if torch.cuda.is_available() else "cpu"]:
-            for name in names:
+            for name in names if precisions else []:  # --edm-repo alone: only the side-by-side
                 for precision in common.parse_list(precisions):
                     r = time_loop(name, dev, precision, batch, steps, repeats, Path(tmp))
                     rows.append(dict(device=dev, threads=threads, presets=name, **r))
