@@ -267,3 +267,29 @@ def test_rival_methods_resolve_per_family():
     assert ttt.method_preset("digits-binary", "lossvar") == ("digits-binary-lossvar", {})
     assert ttt.method_preset("digits-binary", "edm2") == ("digits-binary-edm2", {})
     assert not ttt.METHODS["lossvar"]["fixed"] and not ttt.METHODS["edm2"]["fixed"]
+
+
+def test_throughput_of_the_real_loop(tmp_path):
+    """--precisions times training_loop.run itself (synthetic data of the preset's shape when its data is not
+    here): a row per precision with the loader's share and no host sync per step."""
+    invoke(
+        throughput.main,
+        [
+            "--presets",
+            "digits",
+            "--precisions",
+            "fp32",
+            "--steps",
+            "2",
+            "--repeats",
+            "1",
+            "--batch",
+            "16",
+            "--out-dir",
+            tmp_path,
+        ],
+    )
+    rows = common.read_rows(tmp_path / "throughput_loop.csv")
+    assert [(r["presets"], r["precision"], r["host_syncs_per_step"]) for r in rows] == [("digits", "fp32", "0")]
+    assert 0 <= float(rows[0]["loader_share_pct"]) < 100 and float(rows[0]["steps_per_s"]) > 0
+    assert "| cpu | digits | fp32 |" in (tmp_path / "throughput.md").read_text()
