@@ -11,10 +11,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
-import train
-from tests.conftest import REPO, TINY_NET, free_port, write_image_dataset
+from tests.conftest import REPO, free_port, train_tiny, write_image_dataset
 from torch_utils import checkpoint
 from training import training_loop
 from training.dataset import open_dataset
@@ -28,33 +26,9 @@ def tiny_zip(tmp_path_factory):
     return write_image_dataset(tmp_path_factory.mktemp("gpu") / "tiny.zip", n=40, res=8)[0]
 
 
-def run_train(*args, ok=True):
-    r = CliRunner().invoke(train.main, [str(a) for a in args], catch_exceptions=False)
-    assert not ok or r.exit_code == 0, r.output
-    return r
-
-
-def base(data, outdir, *extra):
-    return [
-        "--outdir",
-        outdir,
-        "--data",
-        data,
-        *TINY_NET,
-        "--batch",
-        "8",
-        "--duration",
-        "0.000048",
-        "--tick",
-        "0.016",
-        "--snap",
-        "1",
-        "--sample-grid",
-        "0",
-        "--lr-rampup",
-        "0",
-        *extra,
-    ]
+def run(data, outdir, *extra):
+    """The tiny network for 6 steps, a tick (and a snapshot) every 2."""
+    return train_tiny(outdir, data, "--tick", "0.016", "--snap", "1", "--lr-rampup", "0", *extra, duration="0.000048")
 
 
 def test_ddp_equals_the_summed_reduce(tmp_path):
@@ -103,18 +77,16 @@ def test_loader_order_is_the_stream_order(tiny_zip):
 
 
 def test_resume_is_bitwise_with_loader_workers(tmp_path, tiny_zip):
-    full = base(tiny_zip, tmp_path / "a", "--workers", "2")
-    run_train(*full)
-    split = base(tiny_zip, tmp_path / "b", "--workers", "2")
-    run_train(*split, "--stop-after-steps", "3")
-    run_train(*split)
+    run(tiny_zip, tmp_path / "a", "--workers", "2")
+    run(tiny_zip, tmp_path / "b", "--workers", "2", "--stop-after-steps", "3")
+    run(tiny_zip, tmp_path / "b", "--workers", "2")
     a, b = (
         checkpoint.load(checkpoint.latest_snapshot(d / "tiny-lognormal-edm")) for d in (tmp_path / "a", tmp_path / "b")
     )
     assert a["progress"]["global_step"] == b["progress"]["global_step"] == 6
     assert all(torch.equal(a["net"][k], b["net"][k]) for k in a["net"])
     c = checkpoint.load(checkpoint.latest_snapshot(tmp_path / "a" / "tiny-lognormal-edm"))
-    run_train(*base(tiny_zip, tmp_path / "c", "--workers", "0"))  # the same run without workers: the same weights
+    run(tiny_zip, tmp_path / "c", "--workers", "0")  # the same run without workers: the same weights
     d = checkpoint.load(checkpoint.latest_snapshot(tmp_path / "c" / "tiny-lognormal-edm"))
     assert all(torch.equal(c["net"][k], d["net"][k]) for k in c["net"])
 
@@ -161,7 +133,7 @@ def test_fp16_overflow_is_skipped_not_fatal(tmp_path, tiny_zip, monkeypatch):
         return (loss * float("inf"), error) if calls["n"] == 3 else (loss, error)
 
     monkeypatch.setattr(training_loop.DenoisingLoss, "__call__", overflow_once)
-    r = run_train(*base(tiny_zip, tmp_path / "o", "--precision", "fp16"))
+    r = run(tiny_zip, tmp_path / "o", "--precision", "fp16")
     assert "Done" in r.output
     snap = checkpoint.load(checkpoint.latest_snapshot(tmp_path / "o" / "tiny-lognormal-edm"))
     assert all(torch.isfinite(p).all() for p in snap["net"].values())
@@ -197,7 +169,7 @@ def test_no_host_sync_inside_the_step(tmp_path, tiny_zip, monkeypatch):
         return sched
 
     monkeypatch.setattr(training_loop.schedulers, "build", build)
-    args = base(
+    run(
         tiny_zip,
         tmp_path / "s",
         "--tick",
@@ -211,6 +183,5 @@ def test_no_host_sync_inside_the_step(tmp_path, tiny_zip, monkeypatch):
         "--sched-opt",
         "refresh_every=100",
     )
-    run_train(*args)
     per_step = np.diff(marks)
     assert len(per_step) == 11 and per_step.tolist() == [0] * 11, calls
