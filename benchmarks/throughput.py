@@ -300,6 +300,43 @@ def time_edm(edm_repo: str, shape, batch: int, threads: int, steps: int, repeats
     return float(proc.stdout.strip().splitlines()[-1])
 
 
+def side_by_side(
+    edm_repo: str, batch: int, threads: int, steps: int, rounds: int, warmup: int, root: Path, out_dir: Path
+) -> dict:
+    """The same DDPM++ config (CIFAR-10 shape, fp32, CPU): ours through the real loop (plain and with
+    --channels-last) and EDM's bare step through its own code, measured in alternation `rounds` times so that
+    a shared machine whose speed drifts slows all three alike; each ratio is the median of per-round ratios.
+    Writes edm_side_by_side.csv (one row per round)."""
+    shape, per_round = (3, 32, 32), []
+    for r in range(rounds):
+        row = dict(round=r, batch=batch, threads=threads)
+        for key, extra in (("ours_s", {}), ("ours_cl_s", dict(channels_last=True))):
+            timed = time_loop("cifar10", "cpu", "fp32", batch, steps, 1, root, augment=0.0, **extra)  # as EDM's step
+            row[key] = 1 / timed["steps_per_s"]
+        row["edm_s"] = time_edm(edm_repo, shape, batch, threads, steps, 1, warmup)
+        per_round.append(row)
+        click.echo(
+            f"  round {r}: ours {row['ours_s']:.3f} s, channels-last {row['ours_cl_s']:.3f} s, "
+            f"EDM {row['edm_s']:.3f} s per step",
+            err=True,
+        )
+    common.write_rows(
+        out_dir / "edm_side_by_side.csv",
+        [{k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()} for r in per_round],
+        ["round", "batch", "threads", "ours_s", "ours_cl_s", "edm_s"],
+    )
+    med = {k: common.median([r[k] for r in per_round]) for k in ("ours_s", "ours_cl_s", "edm_s")}
+    return dict(
+        shape="x".join(map(str, shape)),
+        batch=batch,
+        threads=threads,
+        rounds=rounds,
+        **med,
+        ratio=common.median([r["ours_s"] / r["edm_s"] for r in per_round]),
+        ratio_cl=common.median([r["ours_cl_s"] / r["edm_s"] for r in per_round]),
+    )
+
+
 def loop_report(rows: list[dict], out_dir: Path, edm: dict | None) -> str:
     body = [
         [
@@ -338,9 +375,11 @@ def loop_report(rows: list[dict], out_dir: Path, edm: dict | None) -> str:
     ]
     if edm:
         text += [
-            f"NVIDIA EDM's own step, same DDPM++ config ({edm['shape']}, batch {edm['batch']}, {edm['threads']} "
-            f"thread(s)): {edm['edm_s']:.3f} s; ours {edm['ours_s']:.3f} s → ratio ours/EDM = "
-            f"{edm['ours_s'] / edm['edm_s']:.3f}",
+            f"NVIDIA EDM's own step beside ours, same DDPM++ config ({edm['shape']}, batch {edm['batch']}, fp32, "
+            f"{edm['threads']} thread(s), {edm['rounds']} alternating rounds, medians): EDM {edm['edm_s']:.3f} s; "
+            f"ours {edm['ours_s']:.3f} s → ratio ours/EDM = {edm['ratio']:.3f}; ours with --channels-last "
+            f"{edm['ours_cl_s']:.3f} s → {edm['ratio_cl']:.3f}. Ours is the whole loop step (loader, scheduler, "
+            "EMA, statistics); EDM's is its bare step (network, loss, Adam).",
             "",
         ]
     (out_dir / "throughput.md").write_text("\n".join(text))
@@ -497,7 +536,7 @@ def report(rows: list[dict], out_dir: Path) -> None:
     "--edm-repo",
     default=None,
     type=click.Path(file_okay=False, exists=True),
-    help="A checkout of NVIDIA EDM: time its own DDPM++ step on the same config beside ours (CPU)",
+    help="A checkout of NVIDIA EDM: time its own DDPM++ step on the same config beside ours (CPU), alternating --repeats rounds",
 )
 def main(
     precisions,
@@ -609,16 +648,8 @@ def loop_main(names, precisions, edm_repo, devices, batch, threads, steps, repea
                         f"{r['loader_share_pct']:.2f} %, {r['host_syncs_per_step']:g} host syncs/step",
                         err=True,
                     )
-        if edm_repo:  # the same DDPM++ config on the CPU, ours through the real loop, EDM's through its own code
-            shape, b = (3, 32, 32), batch or 32
-            ours = time_loop("cifar10", "cpu", "fp32", b, steps, repeats, Path(tmp), augment=0.0)  # as EDM's step
-            edm = dict(
-                shape="x".join(map(str, shape)),
-                batch=b,
-                threads=threads,
-                ours_s=1 / ours["steps_per_s"],
-                edm_s=time_edm(edm_repo, shape, b, threads, steps, repeats, warmup),
-            )
+        if edm_repo:
+            edm = side_by_side(edm_repo, batch or 32, threads, steps, repeats, warmup, Path(tmp), out_dir)
     click.echo(loop_report(rows, out_dir, edm))
 
 

@@ -91,6 +91,49 @@ def test_resume_is_bitwise_with_loader_workers(tmp_path, tiny_zip):
     assert all(torch.equal(c["net"][k], d["net"][k]) for k in c["net"])
 
 
+def test_channels_last_on_cpu_is_the_same_network(tmp_path, tiny_zip):
+    """--channels-last is a speed switch on CPU too (oneDNN): the same loss and gradients to float rounding
+    (the convolutions may sum in another order), and a run with it trains and snapshots."""
+    torch.manual_seed(0)
+    net = build_network(
+        "ddpmpp",
+        "edm",
+        data_shape=[3, 8, 8],
+        model_channels=16,
+        channel_mult=[1, 2],
+        num_blocks=1,
+        attn_resolutions=[4],
+        dropout=0.0,
+    )
+    g = torch.Generator().manual_seed(1)
+    x0, noise = torch.randn(16, 3, 8, 8, generator=g), torch.randn(16, 3, 8, 8, generator=g)
+    sigma = torch.rand(16, generator=g) * 3 + 0.05
+    results = []
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        net.to(memory_format=fmt).zero_grad()
+        loss, _ = DenoisingLoss("edm")(net, x0.contiguous(memory_format=fmt), sigma, noise=noise)
+        loss.mean().backward()
+        results.append((loss.detach(), [p.grad.clone() for p in net.parameters()]))
+    (l0, g0), (l1, g1) = results
+    torch.testing.assert_close(l1, l0, rtol=1e-5, atol=1e-6)
+    for a, b in zip(g0, g1):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+    run(tiny_zip, tmp_path / "cl", "--channels-last")
+    snap = checkpoint.load(checkpoint.latest_snapshot(tmp_path / "cl" / "tiny-lognormal-edm"))
+    assert snap["progress"]["global_step"] == 6 and all(torch.isfinite(v).all() for v in snap["net"].values())
+
+
+def test_foreach_ema_update_is_the_per_tensor_lerp():
+    """The EMA update is one foreach op; on CPU it gives the bits of the per-tensor lerp it replaced."""
+    torch.manual_seed(0)
+    kw = dict(data_shape=[1, 8, 8], model_channels=16, channel_mult=[1, 2], num_blocks=1, attn_resolutions=[4])
+    net, ema = build_network("ddpmpp", "edm", **kw), build_network("ddpmpp", "edm", **kw)
+    with torch.no_grad():
+        expected = [p.detach().lerp(e, 0.93) for e, p in zip(ema.parameters(), net.parameters())]
+    training_loop._ema_update(ema, net, 0.93)
+    assert all(torch.equal(e, x) for e, x in zip(ema.parameters(), expected))
+
+
 def test_bf16_step_is_finite_and_close_to_fp32():
     """One loss and gradient on a fixed batch under bf16 autocast: finite, the loss within 2 % of fp32's and the
     gradient within 5° of it (bf16 keeps 8 bits of mantissa; embeddings, output layers and loss stay fp32)."""

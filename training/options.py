@@ -54,8 +54,8 @@ DEFAULTS = dict(
     device=None,
     desc=None,
     # Speed: numerics (precision: fp32 | bf16 | fp16 autocast, fp16 with a gradient scaler) and switches
-    # that change no result on CPU (data-loader workers: None = 0 on CPU, 4 on CUDA; TF32 matmuls,
-    # cuDNN autotuning, channels-last memory, torch.compile — CUDA only).
+    # (data-loader workers: None = 0 on CPU, 4 on CUDA; TF32 matmuls and cuDNN autotuning, CUDA only;
+    # channels-last memory for image networks and torch.compile, any device: they reorder float sums).
     augment=0.0,
     precision="fp32",
     workers=None,
