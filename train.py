@@ -76,7 +76,9 @@ EDM_SPELLINGS = dict(
 @click.option("--workers", type=click.IntRange(min=0), help="DataLoader worker processes (default: 0 CPU, 4 CUDA)")
 @click.option("--tf32/--no-tf32", default=None, help="TF32 matmuls and convolutions on CUDA")
 @click.option("--cudnn-benchmark/--no-cudnn-benchmark", default=None, help="cuDNN autotuning on CUDA")
-@click.option("--channels-last/--no-channels-last", default=None, help="Channels-last memory format (image networks; CPU and CUDA)")
+@click.option(
+    "--channels-last/--no-channels-last", default=None, help="Channels-last memory (image networks, CPU and CUDA)"
+)
 @click.option("--compile/--no-compile", default=None, help="torch.compile the network (opt-in)")
 @click.option("--desc", type=str, help="Run directory name (default from preset/data, scheduler, weighting)")
 @click.option("-n", "--dry-run", is_flag=True, help="Print the options and exit")

@@ -536,7 +536,7 @@ def report(rows: list[dict], out_dir: Path) -> None:
     "--edm-repo",
     default=None,
     type=click.Path(file_okay=False, exists=True),
-    help="A checkout of NVIDIA EDM: time its own DDPM++ step on the same config beside ours (CPU), alternating --repeats rounds",
+    help="A checkout of NVIDIA EDM: its own DDPM++ step beside ours (CPU), in --repeats alternating rounds",
 )
 def main(
     precisions,

@@ -204,7 +204,8 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
         net = net.to(memory_format=torch.channels_last)
     ema_net = copy.deepcopy(net).eval().requires_grad_(False)
     # Fused Adam on CUDA (one kernel for all tensors); on CPU the default, whose bits the benchmark tables hold.
-    optimizer = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8, fused=dev.type == "cuda" or None)
+    fused = dev.type == "cuda" or None
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8, fused=fused)
     loss_fn = DenoisingLoss(**g["loss"])
     context = g["scheduler"]["context"]
     if context["endpoint"] == "auto":
