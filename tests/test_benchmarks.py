@@ -136,6 +136,25 @@ def test_summary_target_and_speedup():
     )
 
 
+def test_kex_at_target_per_seed_is_each_seeds_own_crossing():
+    """Two seeds of InfoNoise reach the common target (4, the EDM seed-mean best) at 10 and 20 kEx on their
+    own curves; one seed of log-uniform never does."""
+    vals = {("edm", 0): [8, 5, 4], ("edm", 1): [8, 5, 4], ("infonoise", 0): [4, 3, 3], ("infonoise", 1): [6, 4, 3]}
+    vals |= {("loguniform", 0): [9, 7, 6], ("loguniform", 1): [9, 7, 3]}
+    rows = [
+        dict(method=m, seed=seed, kex=k, target_kex=k, metric=v, metric_name="fd")
+        for (m, seed), vs in vals.items()
+        for k, v in zip((10, 20, 30), vs)
+    ]
+    s = ttt.summarize(rows)
+    assert s["target"] == 4 and s["methods"]["infonoise"]["kex_at_target_per_seed"] == [10, 20]
+    assert s["methods"]["loguniform"]["kex_at_target_per_seed"] == [
+        None,
+        pytest.approx(20 + 10 * np.log(7 / 4) / np.log(7 / 3)),
+    ]
+    assert ttt.per_seed_text([10, 20]) == "15 ± 5 (2/2)" and ttt.per_seed_text([None, None]) == "none (0/2)"
+
+
 def test_kex_at_target_interpolates_between_evaluations():
     curve = [dict(kex=k, mean=v) for k, v in ((10, 6.0), (20, 4.5), (30, 3.0))]
     t = math.log(4.5 / 4) / math.log(4.5 / 3)  # ln-score crossing between 20 and 30
