@@ -590,6 +590,59 @@ def _plot_metric(ax, summary: dict, rows: list[dict]) -> None:
     ax.legend(fontsize=8)
 
 
+def schedule_history(records: list[dict]) -> str:
+    """One run's σ_p over its refreshes, as runs of equal (rule, σ_p): 'fallback 0.2 (steps 100–300) →
+    valley 0.299 (steps 350–550, prominence 0.50–0.84)'. Records without a pivot (lossvar) give ''."""
+    spans: list[dict] = []
+    for r in records:
+        if "sigma_p" not in r:
+            continue
+        rule, sp = r.get("pivot_rule", "?"), float(r["sigma_p"])
+        if spans and spans[-1]["rule"] == rule and math.isclose(spans[-1]["sigma_p"], sp, rel_tol=1e-9):
+            spans[-1]["last"] = r["step"]
+            spans[-1]["prom"].append(r.get("prominence"))
+        else:
+            spans.append(dict(rule=rule, sigma_p=sp, first=r["step"], last=r["step"], prom=[r.get("prominence", None)]))
+    parts = []
+    for sp in spans:
+        steps = f"step {sp['first']}" if sp["first"] == sp["last"] else f"steps {sp['first']}–{sp['last']}"
+        prom = [float(p) for p in sp["prom"] if p is not None and math.isfinite(float(p))]
+        extra = f", prominence {min(prom):.2f}–{max(prom):.2f}" if sp["rule"] == "valley" and prom else ""
+        parts.append(f"{sp['rule']} {sp['sigma_p']:.3g} ({steps}{extra})")
+    return " → ".join(parts)
+
+
+def schedules_report(outdir: Path) -> str | None:
+    """schedules.md: σ_p per refresh and the rule that set it, for every run whose schedule.jsonl the
+    benchmark copied (`<method>-s<seed>-schedule.jsonl`)."""
+    files = sorted(outdir.glob("*-s*-schedule.jsonl"))
+    lines = []
+    for path in files:
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        text = schedule_history(records)
+        if text:
+            method, seed = path.name.removesuffix("-schedule.jsonl").rsplit("-s", 1)
+            lines.append(f"| {METHODS.get(method, {}).get('label', method)} | {seed} | {len(records)} | {text} |")
+    if not lines:
+        return None
+    text = "\n".join(
+        [
+            "# Schedule history per run",
+            "",
+            "σ_p at each refresh, grouped into runs of the same rule and value (docs/method.md §4: `valley` = the",
+            "most prominent valley of the smoothed entropy rate, `fallback` = sigma_p_fallback while none",
+            "qualifies, `pinned` = a fixed sigma_p, `powerlaw` = the v1 rule).",
+            "",
+            "| method | seed | refreshes | σ_p history |",
+            "|---|---|---|---|",
+            *lines,
+            "",
+        ]
+    )
+    (outdir / "schedules.md").write_text(text)
+    return text
+
+
 def report(outdir: Path, settings: dict) -> str:
     """table.md and quality_vs_kex.png from the CSV (rows beyond the current budget, from an earlier
     longer benchmark into the same folder, are left out)."""
@@ -610,6 +663,7 @@ def report(outdir: Path, settings: dict) -> str:
         outdir / "quality_vs_kex.png",
         f"{settings.get('family')}: quality vs processed examples (mean, band = min..max over seeds)",
     )
+    schedules_report(outdir)
     return text
 
 
@@ -913,6 +967,9 @@ def main(
             + ", ".join(f"{name} {v:.4g}" for name, v in scores.items())
             + f" (train {t_train:.0f} s, eval {float(row['eval_seconds']):.0f} s)"
         )
+        if (run_dir / "schedule.jsonl").is_file():  # the run's schedule history beside the table (schedules.md)
+            with atomic_write(outdir / f"{m}-s{s}-schedule.jsonl") as f:
+                f.write((run_dir / "schedule.jsonl").read_text())
         if not keep_snapshots:
             for old in checkpoint.list_snapshots(run_dir)[:-1]:
                 old.unlink()

@@ -155,6 +155,17 @@ def test_kex_at_target_per_seed_is_each_seeds_own_crossing():
     assert ttt.per_seed_text([10, 20]) == "15 ± 5 (2/2)" and ttt.per_seed_text([None, None]) == "none (0/2)"
 
 
+def test_schedule_history_groups_refreshes_by_rule_and_value():
+    recs = [dict(step=k, sigma_p=0.2, pivot_rule="fallback", prominence=p) for k, p in ((100, 0.0), (150, 0.2))]
+    recs += [dict(step=k, sigma_p=0.299, pivot_rule="valley", prominence=p) for k, p in ((200, 0.5), (250, 0.8))]
+    recs += [dict(step=300, sigma_p=0.325, pivot_rule="valley", prominence=0.9), dict(step=350, refresh=8)]
+    assert ttt.schedule_history(recs) == (
+        "fallback 0.2 (steps 100–150) → valley 0.299 (steps 200–250, prominence 0.50–0.80) → "
+        "valley 0.325 (step 300, prominence 0.90–0.90)"
+    )
+    assert ttt.schedule_history([dict(step=1, refresh=1)]) == ""
+
+
 def test_kex_at_target_interpolates_between_evaluations():
     curve = [dict(kex=k, mean=v) for k, v in ((10, 6.0), (20, 4.5), (30, 3.0))]
     t = math.log(4.5 / 4) / math.log(4.5 / 3)  # ln-score crossing between 20 and 30
