@@ -1,7 +1,8 @@
 """The noise-scheduler contract: the one seam between the training loop and *where along σ* work goes.
 
 The loop asks `sample` for σ, hands `observe` the per-sample unweighted denoising error ‖D − x0‖²
-(summed over dimensions, detached), and calls `step` once per optimizer step. The loss never knows
+(summed over dimensions, detached) — or, for a schedule whose `observes` is "loss", the per-sample training
+loss before any importance weight — and calls `step` once per optimizer step. The loss never knows
 which scheduler it has; the loop never knows the formulas (architecture.md, "The scheduler contract").
 """
 
@@ -16,13 +17,17 @@ class NoiseScheduler:
     """Base class. Fixed schedules override only `sample` (and usually `density`)."""
 
     name: str = "base"
+    # What `observe` receives: "error" = ‖D − x0‖² (InfoNoise estimates the entropy rate from it), "loss" =
+    # the weighted per-sample training loss (lossvar importance-samples that very term).
+    observes: str = "error"
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Draw `n` noise levels σ (float32, shape [n], on CPU)."""
         raise NotImplementedError
 
     def observe(self, sigma: torch.Tensor, error: torch.Tensor) -> None:
-        """Record per-sample unweighted errors ‖D(x_σ;σ) − x0‖². No-op for fixed schedules."""
+        """Record per-sample unweighted errors ‖D(x_σ;σ) − x0‖² (or losses, see `observes`). No-op for fixed
+        schedules."""
 
     def step(self, global_step: int) -> dict | None:
         """Called once per optimizer step (identically on every rank). Returns a log record if the

@@ -1,8 +1,10 @@
 """`lossvar`: Improved DDPM's importance sampling of noise levels (Nichol & Dhariwal 2021, their
 LossSecondMomentResampler), on this project's log-σ grid, as a rival to InfoNoise under the same seam.
 
-Each of the M bins keeps its last B errors (B = 10 there); once every bin holds B, the sampling density per
-unit ln σ is p_k ∝ √mean(e²) over bin k's FIFO, mixed with a uniform share ε (0.001 there), and refreshed
+Each of the M bins keeps its last B per-sample training losses ℓ = w(σ)·‖D − x0‖² (B = 10 there; the
+loss term being optimized, as Improved DDPM keeps its L_t terms — not the raw error, whose second moment
+grows with σ and would put the mass where denoising is trivial); once every bin holds B, the sampling
+density per unit ln σ is p_k ∝ √mean(ℓ²) over bin k's FIFO, mixed with a uniform share ε (0.001 there), and refreshed
 every step. To keep the objective unbiased the loss is reweighted by the importance weight
 q(σ)/p(σ) = 1/(M·Δ·p_k), q being the log-uniform density (1/(MΔ) per unit ln σ), so that
 E_p[w·ℓ] = E_q[ℓ] (tests/test_lossvar.py checks it exactly on a fixed table). Warm-up draws log-uniformly
@@ -22,6 +24,7 @@ from .infonoise import InfoNoise
 
 class LossVar(InfoNoise):
     name = "lossvar"
+    observes = "loss"
 
     def __init__(
         self,
@@ -48,7 +51,7 @@ class LossVar(InfoNoise):
         )
 
     def _bin_sums(self, buf: torch.Tensor) -> torch.Tensor:
-        """The second moment: p_k ∝ √mean(e²)."""
+        """The second moment: p_k ∝ √mean(ℓ²)."""
         return buf.square().sum(1)
 
     def _refresh(self, mean_sq: torch.Tensor, global_step: int, min_count: int) -> dict:

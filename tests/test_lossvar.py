@@ -1,6 +1,7 @@
-"""`lossvar` (Improved DDPM's loss-second-moment importance sampling on the log-σ grid): the allocation is
-√mean(e²) per bin plus the uniform share, the importance weights make the objective exactly the log-uniform
-one, warm-up lasts until every bin holds its history, and it trains through the registry."""
+"""`lossvar` (Improved DDPM's loss-second-moment importance sampling on the log-σ grid, docs/method.md §9): the
+allocation is √mean(ℓ²) per bin plus the uniform share, the importance weights make the objective exactly the
+log-uniform one, warm-up lasts until every bin holds its history, the loop feeds it the per-sample training
+loss (not the raw error), and it trains through the registry."""
 
 from __future__ import annotations
 
@@ -75,3 +76,30 @@ def test_trains_through_the_registry(tmp_path):
         duration="0.000640",
     )
     assert "LossVar(M=8" in r.output
+
+
+def test_the_loop_feeds_the_training_loss_before_the_importance_weight(tmp_path, monkeypatch):
+    """With the EDM weighting ℓ = λ(σ)·e ≠ e: lossvar must see ℓ (the term it importance-samples), unweighted
+    by its own q/p; InfoNoise keeps seeing e."""
+    from training import training_loop
+
+    returned, seen = [], []
+    real_loss, real_observe = training_loop.DenoisingLoss.__call__, schedulers.lossvar.LossVar.observe
+
+    def loss_call(self, *a, **k):
+        out = real_loss(self, *a, **k)
+        returned.append(tuple(t.detach().clone() for t in out))
+        return out
+
+    def observe(self, sigma, values):
+        seen.append(values.clone())
+        return real_observe(self, sigma, values)
+
+    monkeypatch.setattr(training_loop.DenoisingLoss, "__call__", loss_call)
+    monkeypatch.setattr(schedulers.lossvar.LossVar, "observe", observe)
+    data = write_image_dataset(tmp_path / "d.zip", n=16, res=8)[0]
+    args = ["--scheduler", "lossvar", "--sched-opt", "num_bins=4", "--sched-opt", "history=1", "--weighting", "edm"]
+    train_tiny(tmp_path, data, *args, batch="16", duration="0.000064")
+    assert len(seen) == len(returned) == 4
+    for (loss, error), v in zip(returned, seen):
+        assert torch.equal(v, loss) and not torch.allclose(v, error)

@@ -340,10 +340,11 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
                 sigma = sched.sample(batch_gpu, generator=sigma_gen)
                 with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
                     loss, error = loss_fn(model, x0, sigma.to(dev, non_blocking=True), labels)
+                observed = loss.detach() if sched.observes == "loss" else error
                 if (weight := sched.importance(sigma)) is not None:  # an importance-sampling schedule
                     loss = loss * weight.to(dev, non_blocking=True)
                 scaler.scale(loss.sum() / batch).backward()
-            sched.observe(sigma, error)
+            sched.observe(sigma, observed)
             tick_sums += torch.stack([loss.detach().double().sum(), error.double().sum()])
             tick_count += batch_gpu
         if grad_clip:
