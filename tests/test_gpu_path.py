@@ -91,14 +91,13 @@ def test_resume_is_bitwise_with_loader_workers(tmp_path, tiny_zip):
     assert all(torch.equal(c["net"][k], d["net"][k]) for k in c["net"])
 
 
-def test_channels_last_on_cpu_is_the_same_network(tmp_path, tiny_zip):
-    """--channels-last is a speed switch on CPU too (oneDNN): the same loss and gradients to float rounding
-    (the convolutions may sum in another order), and a run with it trains and snapshots."""
+def tiny_net_and_batch(channels: int):
+    """The tiny DDPM++ (8×8, 16 channels, attention at 4×4) and a fixed batch x0, σ, noise of 16."""
     torch.manual_seed(0)
     net = build_network(
         "ddpmpp",
         "edm",
-        data_shape=[3, 8, 8],
+        data_shape=[channels, 8, 8],
         model_channels=16,
         channel_mult=[1, 2],
         num_blocks=1,
@@ -106,8 +105,15 @@ def test_channels_last_on_cpu_is_the_same_network(tmp_path, tiny_zip):
         dropout=0.0,
     )
     g = torch.Generator().manual_seed(1)
-    x0, noise = torch.randn(16, 3, 8, 8, generator=g), torch.randn(16, 3, 8, 8, generator=g)
+    x0 = torch.randn(16, channels, 8, 8, generator=g)
     sigma = torch.rand(16, generator=g) * 3 + 0.05
+    return net, x0, sigma, torch.randn(16, channels, 8, 8, generator=g)
+
+
+def test_channels_last_on_cpu_is_the_same_network(tmp_path, tiny_zip):
+    """--channels-last is a speed switch on CPU too (oneDNN): the same loss and gradients to float rounding
+    (the convolutions may sum in another order), and a run with it trains and snapshots."""
+    net, x0, sigma, noise = tiny_net_and_batch(3)
     results = []
     for fmt in (torch.contiguous_format, torch.channels_last):
         net.to(memory_format=fmt).zero_grad()
@@ -137,20 +143,7 @@ def test_foreach_ema_update_is_the_per_tensor_lerp():
 def test_bf16_step_is_finite_and_close_to_fp32():
     """One loss and gradient on a fixed batch under bf16 autocast: finite, the loss within 2 % of fp32's and the
     gradient within 5° of it (bf16 keeps 8 bits of mantissa; embeddings, output layers and loss stay fp32)."""
-    torch.manual_seed(0)
-    net = build_network(
-        "ddpmpp",
-        "edm",
-        data_shape=[1, 8, 8],
-        model_channels=16,
-        channel_mult=[1, 2],
-        num_blocks=1,
-        attn_resolutions=[4],
-        dropout=0.0,
-    )
-    g = torch.Generator().manual_seed(1)
-    x0, sigma, noise = torch.randn(16, 1, 8, 8, generator=g), torch.rand(16, generator=g) * 3 + 0.05, None
-    noise = torch.randn(16, 1, 8, 8, generator=g)
+    net, x0, sigma, noise = tiny_net_and_batch(1)
     results = {}
     for precision in ("fp32", "bf16"):
         net.zero_grad()
