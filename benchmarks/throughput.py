@@ -337,57 +337,48 @@ def side_by_side(
     )
 
 
-def loop_report(rows: list[dict], out_dir: Path, edm: dict | None) -> str:
-    body = [
-        [
-            r["device"],
-            r["presets"],
-            r["precision"],
-            f"{r['params_M']:.1f}",
-            r["batch"],
-            f"{r['steps_per_s']:.3g}",
-            f"{r['img_per_s']:.4g}",
-            f"{r['loader_share_pct']:.2f} %",
-            f"{r['host_syncs_per_step']:g}",
-        ]
-        for r in rows
-    ]
-    text = [
-        "# Training loop throughput",
-        "",
-        common.machine_note(),
-        "",
-        common.markdown_table(
-            [
-                "device",
-                "preset",
-                "precision",
-                "params (M)",
-                "batch",
-                "steps/s",
-                "img/s",
-                "loader share",
-                "host syncs/step",
-            ],
-            body,
-        ),
-        "",
-    ]
-    if edm:
-        text += [
-            f"NVIDIA EDM's own step beside ours, same DDPM++ config ({edm['shape']}, batch {edm['batch']}, fp32, "
-            f"{edm['threads']} thread(s), {edm['rounds']} alternating rounds, medians): EDM {edm['edm_s']:.3f} s; "
-            f"ours {edm['ours_s']:.3f} s → ratio ours/EDM = {edm['ratio']:.3f}; ours with --channels-last "
-            f"{edm['ours_cl_s']:.3f} s → {edm['ratio_cl']:.3f}. Ours is the whole loop step (loader, scheduler, "
-            "EMA, statistics); EDM's is its bare step (network, loss, Adam).",
-            "",
-        ]
-    (out_dir / "throughput.md").write_text("\n".join(text))
-    common.write_rows(
-        out_dir / "throughput_loop.csv",
-        [{k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
-        LOOP_FIELDS,
+def side_by_side_text(edm: dict) -> str:
+    return (
+        f"NVIDIA EDM's own step beside ours, same DDPM++ config ({edm['shape']}, batch {edm['batch']}, fp32, "
+        f"{edm['threads']} thread(s), {edm['rounds']} alternating rounds, medians): EDM {edm['edm_s']:.3f} s; "
+        f"ours {edm['ours_s']:.3f} s → ratio ours/EDM = {edm['ratio']:.3f}; ours with --channels-last "
+        f"{edm['ours_cl_s']:.3f} s → {edm['ratio_cl']:.3f}. Ours is the whole loop step (loader, scheduler, "
+        "EMA, statistics); EDM's is its bare step (network, loss, Adam). Per round: edm_side_by_side.csv."
     )
+
+
+def loop_report(rows: list[dict], out_dir: Path, edm: dict | None) -> str:
+    """throughput.md + throughput_loop.csv for the per-precision rows; edm_side_by_side.md for the EDM
+    comparison (each file only when there is something to put in it)."""
+    text = [common.machine_note(), ""]
+    if edm:
+        text += ["# NVIDIA EDM's training step beside ours", "", side_by_side_text(edm), ""]
+        (out_dir / "edm_side_by_side.md").write_text("\n".join(text))
+    if rows:
+        header = ["device", "preset", "precision", "params (M)", "batch", "steps/s", "img/s", "loader share"]
+        body = [
+            [
+                r["device"],
+                r["presets"],
+                r["precision"],
+                f"{r['params_M']:.1f}",
+                r["batch"],
+                f"{r['steps_per_s']:.3g}",
+                f"{r['img_per_s']:.4g}",
+                f"{r['loader_share_pct']:.2f} %",
+                f"{r['host_syncs_per_step']:g}",
+            ]
+            for r in rows
+        ]
+        table = ["# Training loop throughput", "", common.machine_note(), ""]
+        table += [common.markdown_table(header + ["host syncs/step"], body), ""]
+        (out_dir / "throughput.md").write_text("\n".join(table))
+        common.write_rows(
+            out_dir / "throughput_loop.csv",
+            [{k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
+            LOOP_FIELDS,
+        )
+        text += table
     return "\n".join(text)
 
 

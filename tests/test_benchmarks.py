@@ -323,3 +323,29 @@ def test_throughput_of_the_real_loop(tmp_path):
     assert [(r["presets"], r["precision"], r["host_syncs_per_step"]) for r in rows] == [("digits", "fp32", "0")]
     assert 0 <= float(rows[0]["loader_share_pct"]) < 100 and float(rows[0]["steps_per_s"]) > 0
     assert "| cpu | digits | fp32 |" in (tmp_path / "throughput.md").read_text()
+
+
+def test_edm_side_by_side_alternates_and_takes_medians(tmp_path, monkeypatch):
+    """Ours, ours with channels-last and EDM's step are timed in turn each round (a drifting machine slows all
+    three alike); the reported ratios are medians of the per-round ratios; the files name each round."""
+    calls, ours = [], iter([2.0, 1.8, 3.0, 2.7, 2.2, 2.0])
+    edm = iter([2.0, 3.0, 2.0])
+
+    def fake_loop(preset, device, precision, batch, steps, repeats, root, **extra):
+        calls.append("cl" if extra.get("channels_last") else "ours")
+        assert (preset, device, precision, batch, extra["augment"]) == ("cifar10", "cpu", "fp32", 32, 0.0)
+        return dict(steps_per_s=1 / next(ours))
+
+    def fake_edm(repo, shape, batch, threads, steps, repeats, warmup):
+        calls.append("edm")
+        return next(edm)
+
+    monkeypatch.setattr(throughput, "time_loop", fake_loop)
+    monkeypatch.setattr(throughput, "time_edm", fake_edm)
+    r = throughput.side_by_side("edm-checkout", 32, 1, 1, 3, 1, tmp_path, tmp_path)
+    assert calls == ["ours", "cl", "edm"] * 3
+    assert r["ratio"] == pytest.approx(1.0) and r["ratio_cl"] == pytest.approx(0.9)  # {1, 1, 1.1}, {0.9, 0.9, 1}
+    assert len(common.read_rows(tmp_path / "edm_side_by_side.csv")) == 3
+    throughput.loop_report([], tmp_path, r)
+    assert "ratio ours/EDM = 1.000" in (tmp_path / "edm_side_by_side.md").read_text()
+    assert not (tmp_path / "throughput.md").exists()
