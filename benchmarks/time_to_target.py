@@ -356,10 +356,14 @@ def rescore(outdir: Path, settings: dict, samples: int, first_seed: int, batch: 
         done.setdefault(key(r), []).append({**r, "kex": float(r["kex"]), "metric": float(r["metric"])})
     rows: list[dict] = []
 
-    def save() -> None:  # after every run, so a killed rescoring keeps what it finished
+    def with_kept() -> list[dict]:
+        """These rows plus the file's rows of runs not rescored now (a run folder deleted since, another
+        method): rescoring adds to rescore.csv, it never drops what it holds."""
         visited = {(r["method"], int(r["seed"])) for r in rows}
-        kept = [r for k, rs in done.items() if k[:2] not in visited for r in rs]
-        common.write_rows(path, rows + kept, fields)
+        return [r for k, rs in done.items() if k[:2] not in visited for r in rs] + rows
+
+    def save() -> None:  # after every run, so a killed rescoring keeps what it finished
+        common.write_rows(path, with_kept(), fields)
 
     for run in tqdm.tqdm(runs, desc="rescoring", unit="run"):
         method, _, seed = run.name.rpartition("-s")
@@ -374,12 +378,15 @@ def rescore(outdir: Path, settings: dict, samples: int, first_seed: int, batch: 
             rows.append({**row, "kex": kex, "metric": value, "metric_name": name})
             tqdm.tqdm.write(f"{run.name}: {kex:g} kEx, {name} {value:.4g}")
         save()
+    rows = with_kept()
     common.write_rows(path, rows, fields)
     lines = [f"# Final snapshots re-scored: {settings.get('family')}", ""]
-    for name in dict.fromkeys(r["metric_name"] for r in rows):
+    # one table per metric and sample set (rows kept from an earlier rescoring may use another)
+    for name, n, first in dict.fromkeys((r["metric_name"], int(r["samples"]), int(r["first_seed"])) for r in rows):
+        block = [r for r in rows if (r["metric_name"], int(r["samples"]), int(r["first_seed"])) == (name, n, first)]
         body = []
-        for m in dict.fromkeys(r["method"] for r in rows):
-            sel = [r for r in rows if r["method"] == m and r["metric_name"] == name]
+        for m in dict.fromkeys(r["method"] for r in block):
+            sel = [r for r in block if r["method"] == m]
             v = np.array([r["metric"] for r in sel])
             body.append(
                 [
@@ -391,7 +398,7 @@ def rescore(outdir: Path, settings: dict, samples: int, first_seed: int, batch: 
                 ]
             )
         lines += [
-            f"{name} on {samples} seeds {first_seed}–{first_seed + samples - 1} (Heun "
+            f"{name} on {n} seeds {first}–{first + n - 1} (Heun "
             f"{settings['eval_steps']} levels, {settings['eval_grid']} grid). Mean ± std over training seeds.",
             "",
             common.markdown_table(["method", "seeds", "kEx", "score", "per seed"], body),

@@ -120,6 +120,25 @@ def test_rescore_reproduces_the_final_evaluation_and_takes_fresh_seeds(bench, mo
     invoke(ttt.main, ["--outdir", out, "--rescore-samples", 16, "--rescore-first-seed", 100])  # resumable
 
 
+def test_rescore_keeps_rows_of_runs_no_longer_there(bench, tmp_path):
+    """A run folder deleted since an earlier rescoring (or a method not in this one): its rescore.csv row
+    stays, beside the new ones, and the report still lists it."""
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(bench[0], out)
+    gone = dict(method="edm2", seed=0, kex=2.0, metric=1.5, metric_name="fd_lenet-digits", samples=16)
+    common.write_rows(
+        out / "rescore.csv",
+        [dict(gone, first_seed=100, snapshot="network-snapshot-000002.pt")],
+        ["method", "seed", "kex", "metric", "metric_name", "samples", "first_seed", "snapshot"],
+    )
+    invoke(ttt.main, ["--outdir", out, "--rescore-samples", 16, "--rescore-first-seed", 100])
+    rows = common.read_rows(out / "rescore.csv")
+    assert sorted(r["method"] for r in rows) == ["edm", "edm2", "infonoise", "loguniform"]
+    assert "EDM2 learned weighting" in (out / "rescore.md").read_text()
+
+
 def test_summary_target_and_speedup():
     rows = [
         dict(method=m, seed=0, kex=k, target_kex=k, metric=v, metric_name="fd")
