@@ -974,9 +974,10 @@ def main(
             + ", ".join(f"{name} {v:.4g}" for name, v in scores.items())
             + f" (train {t_train:.0f} s, eval {float(row['eval_seconds']):.0f} s)"
         )
-        if (run_dir / "schedule.jsonl").is_file():  # the run's schedule history beside the table (schedules.md)
-            with atomic_write(outdir / f"{m}-s{s}-schedule.jsonl") as f:
-                f.write((run_dir / "schedule.jsonl").read_text())
+        history = run_dir / "schedule.jsonl"
+        if history.is_file() and '"sigma_p"' in history.open().readline():  # InfoNoise's σ_p history (schedules.md);
+            with atomic_write(outdir / f"{m}-s{s}-schedule.jsonl") as f:  # lossvar refreshes every step: MBs, no σ_p
+                f.write(history.read_text())
         if not keep_snapshots:
             for old in checkpoint.list_snapshots(run_dir)[:-1]:
                 old.unlink()
