@@ -290,6 +290,21 @@ def valley_mmse(sigma, ratio, s_valley=0.3, s_bump=1.0, s1=0.02):
     return sigma**2 * y.exp()
 
 
+def test_fallback_is_the_pinned_control_draw_for_draw():
+    """While no valley qualifies, the automatic run *is* the pinned control (σ_p = sigma_p_fallback = 0.2):
+    same table, same draws from the same generator; only the recorded rule differs. RESULTS.md §3b reads a
+    run that never left the fallback as its pinned control on this ground."""
+    auto, pinned = exact(endpoint="discrete"), exact(endpoint="discrete", sigma_p=0.2)
+    for step, ratio in enumerate((1.0, 1.2)):  # no bump, then one below κ = 1.5
+        for s in (auto, pinned):
+            feed_grid(s, lambda sg: valley_mmse(sg, ratio), 8)
+        a, p = auto.step(step), pinned.step(step)
+        assert (a["pivot_rule"], p["pivot_rule"]) == ("fallback", "pinned") and a["sigma_p"] == p["sigma_p"] == 0.2
+        assert torch.equal(auto.log_dens, pinned.log_dens)
+        draw = lambda s: s.sample(4096, torch.Generator().manual_seed(step))  # noqa: E731
+        assert torch.equal(draw(auto), draw(pinned))
+
+
 def test_discrete_valley_pivot_records_and_hysteresis():
     """v2 through the scheduler: a bump of 4× gives the valley (rule and prominence recorded); a young
     monotone profile the fallback; once a valley was found, a bump that sags to a prominence between
