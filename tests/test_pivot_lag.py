@@ -1,0 +1,73 @@
+"""`python -m analysis.pivot_lag`: undoing the m̂ EMA recovers each refresh's FIFO means exactly, the valley
+rule on them shows the valley a stale EMA hides, a wrong β is refused, and the command reads β from a run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from analysis import pivot_lag
+from tests.test_infonoise import exact, feed_grid, valley_mmse
+
+F64 = torch.float64
+
+
+def young(sigma):
+    """A young network's profile: flat ln(m̂/σ²) far above the trained one (no valley)."""
+    return 1e3 * sigma**2
+
+
+def recorded_run(beta: float, profiles) -> tuple[list[dict], list[torch.Tensor]]:
+    """Refresh records of a discrete InfoNoise fed one profile per refresh (each feed replaces the FIFOs)."""
+    s = exact(endpoint="discrete", ema_beta=beta, fifo_size=8)
+    records, fed = [], []
+    for step, fn in enumerate(profiles):
+        feed_grid(s, fn, 8)
+        fed.append(fn(s.sigma).to(F64))
+        records.append(json.loads(json.dumps(s.step(step))))  # as schedule.jsonl stores it
+    return records, fed
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5, 0.9])
+def test_fifo_means_are_recovered_exactly(beta):
+    records, fed = recorded_run(beta, [young] + [lambda sg: valley_mmse(sg, 4.0)] * 3)
+    mhat = [torch.tensor(r["mmse"], dtype=F64) for r in records]
+    scale = max(float(m.abs().max()) for m in mhat)  # undoing the EMA cancels terms of this size
+    for got, want in zip(pivot_lag.fifo_means(mhat, beta), fed):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12 * scale)
+
+
+def test_replay_shows_the_valley_the_stale_ema_hides():
+    """β = 0.9: after a young refresh the run stays on the fallback for all three valley refreshes (the young
+    estimate still dominates m̂), while each of those refreshes' own means shows the valley at σ ≈ 0.3."""
+    records, _ = recorded_run(0.9, [young] + [lambda sg: valley_mmse(sg, 4.0)] * 3)
+    rows = pivot_lag.replay(records, 0.9)
+    assert [r["pivot_rule"] for r in rows] == ["fallback"] * 4
+    assert [r["fresh_qualifies"] for r in rows] == [False, True, True, True]
+    assert all(0.27 < r["fresh_valley"] < 0.36 for r in rows[1:])
+    assert pivot_lag.lag(rows) == (1, None)
+    fresh = pivot_lag.replay(recorded_run(0.0, [young] + [lambda sg: valley_mmse(sg, 4.0)] * 3)[0], 0.0)
+    assert pivot_lag.lag(fresh) == (1, 1)  # without memory the run uses the valley as soon as it shows
+
+
+def test_wrong_beta_is_refused():
+    records, _ = recorded_run(0.5, [young] + [lambda sg: valley_mmse(sg, 4.0)] * 2)
+    with pytest.raises(ValueError, match="β = 0.9"):
+        pivot_lag.replay(records, 0.9)
+
+
+def test_command_reads_beta_from_the_run(tmp_path):
+    records, _ = recorded_run(0.9, [young] + [lambda sg: valley_mmse(sg, 4.0)] * 2)
+    run = tmp_path / "infonoise-s0"
+    run.mkdir()
+    (run / "schedule.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (run / "training_options.json").write_text(json.dumps({"scheduler_kwargs": {"min_count": 4}}))  # β: default
+    out = tmp_path / "lag.md"
+    result = CliRunner().invoke(pivot_lag.main, [str(run), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "(β = 0.9)" in out.read_text() and "from step 1; used by the run from step never" in out.read_text()
+    bare = CliRunner().invoke(pivot_lag.main, [str(run / "schedule.jsonl")])
+    assert bare.exit_code != 0 and "pass --ema-beta" in bare.output
