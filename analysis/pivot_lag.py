@@ -21,6 +21,7 @@ from pathlib import Path
 import click
 import torch
 
+from analysis.plot import load_schedule
 from schedulers import information as info
 from schedulers.infonoise import InfoNoise
 
@@ -92,17 +93,10 @@ def markdown(name: str, rows: list[dict], beta: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _run_options(path: Path) -> tuple[Path, dict | None]:
-    """(schedule.jsonl, the scheduler options the run was trained with, None when unknown) for a run folder
-    or a bare jsonl file."""
-    if path.is_dir():
-        jsonl, opts = path / "schedule.jsonl", path / "training_options.json"
-        if not jsonl.is_file():
-            raise click.ClickException(f"{path}: no schedule.jsonl — is this an InfoNoise run folder?")
-        return jsonl, json.loads(opts.read_text()).get("scheduler_kwargs", {}) if opts.is_file() else None
-    if not path.is_file():
-        raise click.ClickException(f"{path}: no such file or run folder")
-    return path, None
+def _scheduler_options(path: Path) -> dict | None:
+    """The scheduler options a run folder was trained with; None for a bare jsonl file (unknown)."""
+    opts = path / "training_options.json"
+    return json.loads(opts.read_text()).get("scheduler_kwargs", {}) if opts.is_file() else None
 
 
 def _default(name: str):
@@ -117,14 +111,17 @@ def main(paths: tuple[Path, ...], ema_beta: float | None, out: Path | None) -> N
     """Replay each run's refreshes: the valley in its own FIFO means vs the valley the run used."""
     texts = []
     for path in paths:
-        jsonl, kwargs = _run_options(path)
+        try:
+            records = load_schedule(path)  # a run folder or a copied schedule .jsonl; clear errors for both
+        except (FileNotFoundError, ValueError) as e:
+            raise click.ClickException(str(e)) from None
+        if "mmse" not in records[0]:
+            raise click.ClickException(f"{path}: no InfoNoise refresh records (with m̂) to replay")
+        kwargs = _scheduler_options(path) if path.is_dir() else None
         if ema_beta is None and kwargs is None:
             raise click.ClickException(f"{path}: β unknown (no training_options.json beside it) — pass --ema-beta")
         kwargs = kwargs or {}
         beta = ema_beta if ema_beta is not None else kwargs.get("ema_beta", _default("ema_beta"))
-        records = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
-        if not records or "mmse" not in records[0]:
-            raise click.ClickException(f"{jsonl}: no InfoNoise refresh records (with m̂) to replay")
         try:
             rows = replay(
                 records,
@@ -133,7 +130,7 @@ def main(paths: tuple[Path, ...], ema_beta: float | None, out: Path | None) -> N
                 kwargs.get("valley_smooth_decades", _default("valley_smooth_decades")),
             )
         except ValueError as e:
-            raise click.ClickException(f"{jsonl}: {e}") from None
+            raise click.ClickException(f"{path}: {e}") from None
         texts.append(markdown(str(path), rows, float(beta)))
     text = "\n".join(texts)
     click.echo(text)

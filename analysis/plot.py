@@ -31,12 +31,16 @@ RECORD_KEYS = ("sigma", "log_density", "sigma_p")
 
 
 def load_schedule(run_dir: str | Path) -> list[dict]:
-    """The refresh records of `run_dir/schedule.jsonl`, oldest first. A truncated last line (a run
-    killed mid-write, or one still writing) is skipped with a warning; anything else malformed raises."""
+    """The refresh records of `run_dir/schedule.jsonl` (or of a schedule .jsonl file itself, e.g. one a
+    benchmark copied beside its table), oldest first. A truncated last line (a run killed mid-write, or one
+    still writing) is skipped with a warning; anything else malformed raises."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
+    if run_dir.suffix == ".jsonl" and run_dir.is_file():
+        run_dir, path = run_dir.parent, run_dir
+    elif not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: run directory not found.")
-    path = run_dir / "schedule.jsonl"
+    else:
+        path = run_dir / "schedule.jsonl"
     if not path.is_file():
         raise FileNotFoundError(
             f"{path}: not found. Only InfoNoise runs write schedule.jsonl (one line per "

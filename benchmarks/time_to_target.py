@@ -975,9 +975,12 @@ def main(
             + f" (train {t_train:.0f} s, eval {float(row['eval_seconds']):.0f} s)"
         )
         history = run_dir / "schedule.jsonl"
-        if history.is_file() and '"sigma_p"' in history.open().readline():  # InfoNoise's σ_p history (schedules.md);
-            with atomic_write(outdir / f"{m}-s{s}-schedule.jsonl") as f:  # lossvar refreshes every step: MBs, no σ_p
-                f.write(history.read_text())
+        if history.is_file():  # InfoNoise's σ_p history beside the table (schedules.md); lossvar's (a table
+            with history.open() as f:  # every step, MBs, no σ_p) stays in its run folder
+                first = f.readline()
+            if '"sigma_p"' in first:
+                with atomic_write(outdir / f"{m}-s{s}-schedule.jsonl") as f:
+                    f.write(history.read_text())
         if not keep_snapshots:
             for old in checkpoint.list_snapshots(run_dir)[:-1]:
                 old.unlink()

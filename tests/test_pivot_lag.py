@@ -71,3 +71,10 @@ def test_command_reads_beta_from_the_run(tmp_path):
     assert "(β = 0.9)" in out.read_text() and "from step 1; used by the run from step never" in out.read_text()
     bare = CliRunner().invoke(pivot_lag.main, [str(run / "schedule.jsonl")])
     assert bare.exit_code != 0 and "pass --ema-beta" in bare.output
+    with open(run / "schedule.jsonl", "a") as f:
+        f.write('{"step": 3, "sigma"')  # a run killed mid-write: the truncated line is skipped
+    with pytest.warns(UserWarning, match="truncated"):
+        copied = CliRunner().invoke(pivot_lag.main, [str(run / "schedule.jsonl"), "--ema-beta", "0.9"])
+    assert copied.exit_code == 0 and copied.output.split("\n", 1)[1] == result.output.split("\n", 1)[1]
+    missing = CliRunner().invoke(pivot_lag.main, [str(tmp_path / "nowhere")])
+    assert missing.exit_code != 0 and "nowhere: run directory not found" in missing.output
