@@ -103,6 +103,11 @@ def _default(name: str):
     return inspect.signature(InfoNoise).parameters[name].default
 
 
+# Refresh records carry their β since the fresh-statistics defaults (docs/method.md §5); a record without it was
+# written when the default was 0.9, so a run that set no β had that one.
+LEGACY_EMA_BETA = 0.9
+
+
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--ema-beta", type=float, default=None, help="β of the run (default: its training_options.json)")
@@ -118,10 +123,11 @@ def main(paths: tuple[Path, ...], ema_beta: float | None, out: Path | None) -> N
         if "mmse" not in records[0]:
             raise click.ClickException(f"{path}: no InfoNoise refresh records (with m̂) to replay")
         kwargs = _scheduler_options(path) if path.is_dir() else None
-        if ema_beta is None and kwargs is None:
+        recorded = records[0].get("ema_beta")
+        if ema_beta is None and recorded is None and kwargs is None:
             raise click.ClickException(f"{path}: β unknown (no training_options.json beside it) — pass --ema-beta")
         kwargs = kwargs or {}
-        beta = ema_beta if ema_beta is not None else kwargs.get("ema_beta", _default("ema_beta"))
+        beta = next(b for b in (ema_beta, recorded, kwargs.get("ema_beta"), LEGACY_EMA_BETA) if b is not None)
         try:
             rows = replay(
                 records,

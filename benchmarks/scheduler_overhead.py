@@ -64,8 +64,8 @@ def time_scheduler(sched, batch: int, repeats: int, calls: int, start_step: int,
     gen = torch.Generator().manual_seed(seed)
     sigma = sched.sample(batch, generator=gen)
     error = (sigma.double() ** 2).float() + torch.rand(batch, generator=gen)  # float32 like the loss's error
-    every = getattr(sched, "refresh_every", 0)
-    steps = [s for s in range(start_step + 1, start_step + 10 * calls) if not every or s % every][:calls]
+    due = getattr(sched, "due", lambda s: False)
+    steps = [s for s in range(start_step + 1, start_step + 10 * calls) if not due(s)][:calls]
     out = {"sample": [], "observe": [], "step": []}
     for _ in range(repeats):
         out["sample"].append(common.timed(lambda: [sched.sample(batch, generator=gen) for _ in range(calls)]) / calls)
@@ -77,11 +77,13 @@ def time_scheduler(sched, batch: int, repeats: int, calls: int, start_step: int,
 def time_refresh(sched, batch: int, repeats: int, start_step: int, seed: int = 0) -> float:
     """Median seconds of one refresh: `step` at a due step (FIFO means → m̂ → ḣ → σ_p → table)."""
     gen = torch.Generator().manual_seed(seed)
-    every, times, step = sched.refresh_every, [], start_step
+    times, step = [], start_step
     for _ in range(repeats):
         sigma = sched.sample(batch, generator=gen)
         sched.observe(sigma, sigma.double() ** 2 / (1 + sigma.double() ** 2))
-        step = (step // every + 1) * every
+        step += 1
+        while not sched.due(step):
+            step += 1
         before = sched.refreshes
         times.append(common.timed(lambda: sched.step(step)))
         if sched.refreshes != before + 1:
@@ -145,12 +147,13 @@ def main(preset, infonoise_preset, batch, threads, repeats, train_steps, calls, 
         if prime:
             r = time_refresh(sched, batch, repeats, start)
             rows.append(dict(scheduler=name, phase=phase, op="one refresh", median_us=r * 1e6, calls=1))
+            every = sched.refresh_every or sched.auto_every  # the automatic cadence: its interval at this batch
             rows.append(
                 dict(
                     scheduler=name,
                     phase=phase,
-                    op=f"refresh amortised over K={sched.refresh_every}",
-                    median_us=r / sched.refresh_every * 1e6,
+                    op=f"refresh amortised over K={every}",
+                    median_us=r / every * 1e6,
                     calls=1,
                 )
             )

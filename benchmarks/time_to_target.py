@@ -81,6 +81,16 @@ METHODS = {
     "infonoise-pinned": dict(
         label="InfoNoise, σ_p pinned 0.2", fixed=False, scheduler="infonoise", weighting=None, derive=False
     ),
+    # The ceiling (issue 23): InfoNoise's preset and rule, with the allocation fixed from step 0 at a mature
+    # model's probed profile (--oracle-from); no online estimate at all.
+    "infonoise-oracle": dict(
+        label="InfoNoise oracle (mature profile, fixed)",
+        fixed=False,
+        scheduler="infonoise",
+        weighting=None,
+        derive=False,
+        preset_of="infonoise",
+    ),
     "lossvar": dict(label="lossvar (Improved DDPM)", fixed=False, scheduler="lossvar", weighting=None, derive=True),
     "edm2": dict(label="EDM2 learned weighting", fixed=False, scheduler=None, weighting="edm2", derive=True),
 }
@@ -113,6 +123,8 @@ def method_preset(family: str, method: str) -> tuple[str, dict]:
     if method not in METHODS:
         raise ValueError(f"unknown method '{method}'; valid: {', '.join(METHODS)}")
     spec = METHODS[method]
+    if spec.get("preset_of") and not _own_preset(family, method).is_file():
+        return method_preset(family, spec["preset_of"])
     folder = Path(family).parent if os.sep in family else options.CONFIG_DIR
     stem = Path(family).name
     name = lambda path: str(path) if os.sep in family else path.stem  # noqa: E731
@@ -135,6 +147,54 @@ def method_preset(family: str, method: str) -> tuple[str, dict]:
             f"{own.name} for method '{method}' instead of overriding the scheduler"
         )
     return name(base), overrides
+
+
+def _own_preset(family: str, method: str) -> Path:
+    folder = Path(family).parent if os.sep in family else options.CONFIG_DIR
+    return folder / f"{Path(family).name}-{method}.yaml"
+
+
+ORACLE_SAMPLES = 512  # examples the oracle's profile is probed on (common random numbers across σ, §6)
+
+
+def oracle_profile(source: str, opts: dict, outdir: Path, device: str | None) -> Path:
+    """`outdir/oracle-profile.json` for the infonoise-oracle method: the probed profile of a mature checkpoint
+    (`source` a snapshot .pt: its EMA network on ORACLE_SAMPLES training examples, the scheduler's grid), or a
+    copy of a profile JSON {sigma, mmse}. An existing file is kept when it came from the same source."""
+    from sampling.generation import load_network
+    from sampling.probe import probe_network
+    from schedulers.information import profile_on_grid
+
+    dest = outdir / "oracle-profile.json"
+    if dest.is_file():
+        old = json.loads(dest.read_text())
+        if old.get("source") != str(source):
+            raise click.ClickException(f"{dest} was made from {old.get('source')}, not {source}: use another --outdir")
+        return dest
+    if str(source).endswith(".json"):
+        try:
+            prof = json.loads(Path(source).read_text())
+            profile_on_grid(prof["sigma"], prof["mmse"], torch.tensor(prof["sigma"], dtype=torch.float64))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise click.ClickException(f"--oracle-from {source}: not a profile JSON with sigma and mmse ({e})")
+        record = dict(prof, source=str(source))
+    else:
+        try:
+            net, _ = load_network(source, device or "cpu")
+        except (OSError, ValueError, KeyError, RuntimeError) as e:
+            raise click.ClickException(f"--oracle-from {source}: {e}") from None
+        prof = probe_network(
+            net, opts["data"], opts["sigma_min"], opts["sigma_max"], ORACLE_SAMPLES, seed=0, device=device or "cpu"
+        )
+        record = dict(
+            sigma=prof["sigma"].tolist(),
+            mmse=prof["mmse"].tolist(),
+            source=str(source),
+            probe=f"EMA network, {ORACLE_SAMPLES} training examples, common random numbers (docs/method.md §6)",
+        )
+    with atomic_write(dest) as f:
+        f.write(json.dumps(record, indent=1))
+    return dest
 
 
 def resolve_run(
@@ -785,6 +845,11 @@ def method_opts(pairs: tuple[str, ...]) -> dict:
     multiple=True,
     help="Training option for one method: METHOD:key=value (e.g. infonoise:scheduler_kwargs.warmup_steps=100)",
 )
+@click.option(
+    "--oracle-from",
+    default=None,
+    help="For method infonoise-oracle: a mature snapshot .pt to probe (or a profile .json {sigma, mmse})",
+)
 @click.option("--threads", type=click.IntRange(min=1), default=1, help="torch threads (1 is fastest on the shared CPU)")
 @click.option("--device", default=None, help="cpu | cuda (default: cuda if available)")
 @click.option("--keep-snapshots", is_flag=True, help="Keep every evaluated snapshot (default: each run's latest)")
@@ -817,6 +882,7 @@ def main(
     dna_classifier,
     opt_pairs,
     method_pairs,
+    oracle_from,
     threads,
     device,
     keep_snapshots,
@@ -861,6 +927,20 @@ def main(
     per_method = method_opts(method_pairs)
     targets = eval_points(budget_kex, eval_every_kex)
     points = len(targets)
+    if "infonoise-oracle" in method_list:
+        if not oracle_from:
+            raise click.UsageError("method infonoise-oracle needs --oracle-from SNAPSHOT.pt (a mature run) or a .json")
+        try:
+            base = resolve_run(
+                family, "infonoise-oracle", seed_list[0], budget_kex, eval_every_kex, overrides, {}, device
+            )
+        except ValueError as e:
+            raise click.ClickException(str(e)) from None
+        outdir.mkdir(parents=True, exist_ok=True)
+        path = oracle_profile(oracle_from, base, outdir, device)
+        per_method.setdefault("infonoise-oracle", {}).setdefault("scheduler_kwargs", {})["fixed_profile"] = str(
+            path.resolve()
+        )
 
     try:
         runs = {

@@ -14,6 +14,7 @@ draw); with ε = 0.02 each bin gets ε/M of the draws. floor = 0 gives exactly `
 
 from __future__ import annotations
 
+import json
 import math
 
 import torch
@@ -37,6 +38,26 @@ def _is_int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+def _fixed_profile(source: str | dict, sigma: torch.Tensor) -> torch.Tensor:
+    """m̂ at the grid from a profile {sigma, mmse}: a dict, or a JSON file holding one (as
+    `benchmarks.time_to_target` writes for the oracle from a probed checkpoint)."""
+    if isinstance(source, str):
+        try:
+            with open(source, encoding="utf-8") as f:
+                source = json.load(f)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"infonoise: fixed_profile {source}: cannot read a JSON profile ({e})") from None
+    if not isinstance(source, dict) or not {"sigma", "mmse"} <= set(source):
+        raise ValueError("infonoise: fixed_profile must be a JSON object (or dict) with 'sigma' and 'mmse' arrays")
+    try:
+        return info.profile_on_grid(source["sigma"], source["mmse"], sigma)
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise ValueError(f"infonoise: fixed_profile: {e}") from None
+
+
+MMSE_CAPS = ("none", "coordinate-bayes")
+
+
 class InfoNoise(NoiseScheduler):
     """Defaults are docs/method.md §5's. `smooth_std` smooths the allocation across bins.
     Discrete pivot (docs/method.md §4): `pivot_rule` 'valley' (v2: the most prominent valley of ln(m̂/σ²) smoothed over
@@ -57,10 +78,15 @@ class InfoNoise(NoiseScheduler):
         sigma_max: float = 80.0,
         num_bins: int = 128,
         fifo_size: int = 256,
-        ema_beta: float = 0.9,
-        refresh_every: int = 500,
-        warmup_steps: int = 1000,
+        ema_beta: float = 0.0,
+        refresh_every: int | str | None = "auto",
+        warmup_steps: int | str | None = "auto",
         min_count: int = 8,
+        refresh_fifo_fraction: float = 0.125,
+        refresh_run_fraction: float = 1 / 32,
+        fixed_profile: str | dict | None = None,
+        mmse_cap: str = "none",
+        training_data=None,
         smooth_std: float = 1.0,
         gate_n: float = 3.0,
         tau: float = 0.002,
@@ -90,13 +116,24 @@ class InfoNoise(NoiseScheduler):
             f"min_count must be an integer in [1, fifo_size={fifo_size}], got {min_count!r}",
         )
         _check(0 <= ema_beta < 1, f"ema_beta must be in [0, 1), got {ema_beta}")
+        refresh_every = None if refresh_every == "auto" else refresh_every
+        warmup_steps = None if warmup_steps == "auto" else warmup_steps
         _check(
-            _is_int(refresh_every) and refresh_every >= 1,
-            f"refresh_every must be an integer >= 1, got {refresh_every!r}",
+            refresh_every is None or (_is_int(refresh_every) and refresh_every >= 1),
+            f"refresh_every must be 'auto' or an integer >= 1, got {refresh_every!r}",
         )
         _check(
-            _is_int(warmup_steps) and warmup_steps >= 0, f"warmup_steps must be an integer >= 0, got {warmup_steps!r}"
+            warmup_steps is None or (_is_int(warmup_steps) and warmup_steps >= 0),
+            f"warmup_steps must be 'auto' or an integer >= 0, got {warmup_steps!r}",
         )
+        _check(0 < refresh_fifo_fraction <= 1, f"refresh_fifo_fraction must be in (0, 1], got {refresh_fifo_fraction}")
+        _check(mmse_cap in MMSE_CAPS, f"unknown mmse_cap '{mmse_cap}'. Valid: {', '.join(MMSE_CAPS)}")
+        _check(
+            mmse_cap == "none" or training_data is not None,
+            f"mmse_cap '{mmse_cap}' needs the training data (the training loop passes it; a library user passes "
+            "training_data=<tensor [N, ...] in model space, or a function returning one>)",
+        )
+        _check(0 <= refresh_run_fraction <= 1, f"refresh_run_fraction must be in [0, 1], got {refresh_run_fraction}")
         _check(smooth_std >= 0, f"smooth_std must be >= 0, got {smooth_std}")
         _check(gate_n > 0, f"gate_n must be > 0, got {gate_n}")
         _check(0 < tau <= 1, f"tau must be in (0, 1], got {tau}")
@@ -133,6 +170,10 @@ class InfoNoise(NoiseScheduler):
         self.sigma_min, self.sigma_max, self.num_bins = float(sigma_min), float(sigma_max), num_bins
         self.fifo_size, self.min_count, self.ema_beta = fifo_size, min_count, float(ema_beta)
         self.refresh_every, self.warmup_steps = refresh_every, warmup_steps
+        self.refresh_fifo_fraction, self.refresh_run_fraction = (
+            float(refresh_fifo_fraction),
+            float(refresh_run_fraction),
+        )
         self.smooth_std, self.gate_n, self.tau, self.k_persist = float(smooth_std), float(gate_n), float(tau), k_persist
         self.powerlaw_tol, self.powerlaw_min_decades = float(powerlaw_tol), float(powerlaw_min_decades)
         self.slope_smooth_std, self.floor = float(slope_smooth_std), float(floor)
@@ -157,6 +198,29 @@ class InfoNoise(NoiseScheduler):
         self.sigma_p, self.pivot_set_by, self.prominence = None, None, None
         self.refreshes, self.last_refresh_step, self.n_observed, self.n_nonfinite, self.n_outside = 0, -1, 0, 0, 0
         self.history: list[dict] = []
+        # Automatic cadence (docs/method.md §5): the first step this scheduler saw, and the interval in steps
+        # that brings refresh_fifo_fraction·M·B new errors (set at the first refresh from all ranks' counts).
+        self.first_step, self.auto_every = None, None
+        self.mmse_cap, self._training_data, self._cap = mmse_cap, training_data, None
+        self.fixed = None if fixed_profile is None else _fixed_profile(fixed_profile, self.sigma)
+        self._fixed_record = None
+        if self.fixed is not None:  # the oracle: the allocation of a given profile, fixed from step 0
+            self._fixed_record = self._refresh(self.fixed, 0, 0)
+
+    @property
+    def cap(self) -> torch.Tensor | None:
+        """B(σ) on the grid (§4b), computed from the training data at the first refresh that needs it —
+        identically on every rank, which all read the same data — and None without the cap."""
+        if self.mmse_cap == "none":
+            return None
+        if self._cap is None:
+            data = self._training_data() if callable(self._training_data) else self._training_data
+            try:
+                marginals = info.coordinate_marginals(torch.as_tensor(data))
+            except (ValueError, TypeError, RuntimeError) as e:
+                raise ValueError(f"infonoise: mmse_cap '{self.mmse_cap}': {e}") from None
+            self._cap = info.coordinate_bayes_mmse(marginals, self.sigma)
+        return self._cap
 
     # -- sampling ------------------------------------------------------------------------------
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -194,6 +258,8 @@ class InfoNoise(NoiseScheduler):
         if sigma.numel() != error.numel():
             raise ValueError(f"infonoise.observe: {sigma.numel()} sigmas but {error.numel()} errors")
         self._staged.append((sigma, error))
+        if len(self._staged) >= 256:  # bounded memory between refreshes (same FIFO contents either way)
+            self.flush()
 
     def flush(self) -> None:
         """Push the staged errors into FIFO[bin(σ)], keeping the last B per bin (in batch order).
@@ -227,16 +293,42 @@ class InfoNoise(NoiseScheduler):
     count = property(lambda self: (self.flush(), self._count)[1])
 
     def step(self, global_step: int) -> dict | None:
-        """Refresh at step ≥ N_warm, step % K == 0, once every bin holds ≥ n_min errors over all ranks
-        (docs/method.md §5). Must be called with the same step on every rank: it runs a collective then.
-        Returns the refresh's log record, else None."""
-        if global_step < self.warmup_steps or global_step % self.refresh_every or global_step == self.last_refresh_step:
+        """Refresh when due (docs/method.md §5), once every bin holds ≥ n_min errors over all ranks. Must be
+        called with the same step on every rank: it runs a collective then. Returns the refresh's log
+        record, else None. Automatic warm-up: a refresh is tried at every step until the first succeeds.
+        Automatic cadence: afterwards every max(K_obs, ⌈refresh_run_fraction·step⌉) steps, K_obs being the
+        steps that bring refresh_fifo_fraction·M·B new errors. Explicit integers: step ≥ N_warm and
+        step % K == 0, as before. A fixed profile (the oracle) never refreshes: its one record is step 0's."""
+        first_call = self.first_step is None
+        if first_call:
+            self.first_step = int(global_step)
+        if self.fixed is not None:  # its table was built at construction; logged once, by a fresh run
+            return self._fixed_record if first_call else None
+        if not self.due(int(global_step)):
             return None
-        local = torch.stack([self._bin_sums(self.buf), self.count.to(torch.float64)])  # flushes; empty slots hold 0
-        sums, counts = distributed.all_reduce_sum(local)  # identical on every rank
+        local = torch.stack(
+            [self._bin_sums(self.buf), self.count.to(torch.float64), torch.zeros(self.num_bins, dtype=torch.float64)]
+        )  # flushes; empty slots hold 0
+        local[2, 0] = self.n_observed
+        sums, counts, observed = distributed.all_reduce_sum(local)  # identical on every rank
         if counts.min() < self.min_count:
             return None
+        if self.auto_every is None and self.refresh_every is None:
+            per_step = float(observed[0]) / (int(global_step) - self.first_step + 1)
+            self.auto_every = max(1, math.ceil(self.refresh_fifo_fraction * self.num_bins * self.fifo_size / per_step))
         return self._refresh(sums / counts, global_step, int(counts.min()))
+
+    def due(self, s: int) -> bool:
+        """Whether a refresh is due at step `s` (it still needs every bin filled, checked in `step`)."""
+        if s == self.last_refresh_step:
+            return False
+        if self.table is None:  # warm-up: explicit length, or until every bin is filled (checked in step)
+            if self.warmup_steps is not None and s < self.warmup_steps:
+                return False
+            return self.refresh_every is None or self.warmup_steps is None or s % self.refresh_every == 0
+        if self.refresh_every is not None:
+            return s % self.refresh_every == 0
+        return s - self.last_refresh_step >= max(self.auto_every, math.ceil(self.refresh_run_fraction * s))
 
     def _bin_sums(self, buf: torch.Tensor) -> torch.Tensor:
         """Per-bin sum of the statistic a refresh averages: the errors themselves (m̂, docs/method.md §5)."""
@@ -245,7 +337,9 @@ class InfoNoise(NoiseScheduler):
     def _refresh(self, ell: torch.Tensor, global_step: int, min_count: int) -> dict:
         """ℓ → m̂ (EMA) → ḣ → σ_p → ρ → π → floored per-ln σ density → CDF table (docs/method.md §5)."""
         self.mhat = ell.clone() if self.mhat is None else self.ema_beta * self.mhat + (1 - self.ema_beta) * ell
-        self.hdot = info.entropy_rate(self.mhat, self.sigma)
+        # With the cap, ḣ reads min(m̂, B): the network's excess error where B shows no information left (§4b)
+        used = self.mhat if self.mmse_cap == "none" else torch.minimum(self.mhat, self.cap)
+        self.hdot = info.entropy_rate(used, self.sigma)
         kappa = self.valley_kappa ** (self.valley_hysteresis if self.pivot_set_by == "valley" else 1.0)
         self.sigma_p, self.pivot_set_by, self.prominence = info.pivot(
             self.hdot,
@@ -281,6 +375,7 @@ class InfoNoise(NoiseScheduler):
             prominence=self.prominence,
             tv_change=info.total_variation(self._masses(), previous),
             min_count=min_count,
+            ema_beta=self.ema_beta,
             n_nonfinite=self.n_nonfinite,
             n_outside=self.n_outside,
             **{f"alloc_q{round(100 * p):02d}": float(v) for p, v in zip(_QUANTILES, alloc_q)},
@@ -295,6 +390,7 @@ class InfoNoise(NoiseScheduler):
             allocation=self.alloc.tolist(),
             log_density=self.log_dens.tolist(),
             cdf=self.table[1].tolist(),
+            **({} if self.mmse_cap == "none" else {"bayes_cap": self.cap.tolist()}),
         )
 
     def _masses(self) -> torch.Tensor:
@@ -346,6 +442,8 @@ class InfoNoise(NoiseScheduler):
         "n_observed",
         "n_nonfinite",
         "n_outside",
+        "first_step",
+        "auto_every",
     )
 
     def state_dict(self) -> dict:
@@ -370,15 +468,33 @@ class InfoNoise(NoiseScheduler):
             value = state[name]
             value = None if value is None else value.detach().to("cpu").clone()
             setattr(self, f"_{name}" if name in ("buf", "ptr", "count") else name, value)
-        for name in self._SCALARS:  # snapshots from before the v2 pivot lack its two records
-            setattr(self, name, state.get(name) if name in ("pivot_set_by", "prominence") else state[name])
+        if "first_step" not in state:  # written before the fresh-statistics defaults: keep that run's behaviour
+            self._adopt_legacy_defaults()
+        optional = ("pivot_set_by", "prominence", "first_step", "auto_every")  # newer than some snapshots
+        for name in self._SCALARS:
+            setattr(self, name, state.get(name) if name in optional else state[name])
         self.history = [dict(h) for h in state["history"]]
+
+    # The defaults before docs/method.md §5's fresh statistics (β 0.9, refresh every 500 steps after 1,000).
+    LEGACY_DEFAULTS = dict(ema_beta=0.9, refresh_every=500, warmup_steps=1000)
+
+    def _adopt_legacy_defaults(self) -> None:
+        """A snapshot from before the automatic defaults resumes as it ran: each of β, K and N_warm that is at
+        today's default (so the run did not set it) takes the default that run had."""
+        if self.ema_beta == 0.0:
+            self.ema_beta = self.LEGACY_DEFAULTS["ema_beta"]
+        if self.refresh_every is None:
+            self.refresh_every = self.LEGACY_DEFAULTS["refresh_every"]
+        if self.warmup_steps is None:
+            self.warmup_steps = self.LEGACY_DEFAULTS["warmup_steps"]
 
     def __repr__(self) -> str:
         return (
             f"InfoNoise(endpoint={self.endpoint}, pivot_rule={self.pivot_rule}, warmup={self.warmup_sampler}, "
             f"weighting={self.weighting}, M={self.num_bins}, "
-            f"B={self.fifo_size}, K={self.refresh_every}, warmup={self.warmup_steps}, "
+            f"B={self.fifo_size}, K={'auto' if self.refresh_every is None else self.refresh_every}, "
+            f"warmup={'auto' if self.warmup_steps is None else self.warmup_steps}, "
+            f"beta={self.ema_beta}, {'fixed profile, ' if self.fixed is not None else ''}"
             f"sigma_p={'pinned ' + str(self.pinned) if self.pinned is not None else 'auto'}, "
             f"refreshes={self.refreshes})"
         )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 _F64 = torch.float64
@@ -61,6 +62,90 @@ def bin_index(sigma: torch.Tensor, sigma_min: float, sigma_max: float, num_bins:
     lo, hi = math.log(sigma_min), math.log(sigma_max)
     x = (_t(sigma).log() - lo) * (num_bins / (hi - lo))
     return x.floor().clamp(0, num_bins - 1).long()
+
+
+def profile_on_grid(sigma_src, mmse_src, sigma: torch.Tensor) -> torch.Tensor:
+    """An MMSE profile given at other σ (a probed checkpoint, another grid) at the grid `sigma`: ln m̂
+    linear in ln σ between the given points (power laws exact), held at the end values outside them."""
+    xs, ys = _t(sigma_src).log(), _t(mmse_src)
+    if xs.ndim != 1 or xs.shape != ys.shape or len(xs) < 2:
+        raise ValueError(
+            f"a profile needs matching 1-D arrays sigma, mmse (length >= 2), got {tuple(xs.shape)}, {tuple(ys.shape)}"
+        )
+    if not (torch.isfinite(xs).all() and torch.isfinite(ys).all() and (ys > 0).all() and (xs.diff() > 0).all()):
+        raise ValueError("a profile needs finite, increasing sigma > 0 and finite mmse > 0")
+    grid = _t(sigma)
+    if xs.shape == grid.shape and torch.allclose(xs, grid.log(), rtol=0, atol=1e-12):
+        return ys.clone()  # already on this grid: the values themselves
+    out = np.interp(grid.log().numpy(), xs.numpy(), ys.log().numpy())
+    return torch.from_numpy(out).exp()
+
+
+# ----------------------------------------------------------------------------------------------
+# The coordinate-wise Bayes bound (§4b): an upper bound on the data's MMSE known before any training.
+
+MAX_LEVELS = 256  # distinct values a discrete law may take (8-bit images: 256)
+
+
+class Marginals(NamedTuple):
+    """Per-coordinate discrete laws of a data set, deduplicated: `levels` [L] (the values any coordinate
+    takes), `probs` [U, L] (each distinct law), `multiplicity` [U] (how many coordinates have it)."""
+
+    levels: torch.Tensor
+    probs: torch.Tensor
+    multiplicity: torch.Tensor
+
+
+def coordinate_marginals(x: torch.Tensor, max_levels: int = MAX_LEVELS) -> Marginals:
+    """The empirical marginal law of every coordinate of `x` [N, ...] (model space). Two-valued, one-hot
+    and 8-bit data have at most 256 distinct values; more means the data are not discrete (ValueError)."""
+    x = _t(x).reshape(len(x), -1)
+    levels, index = torch.unique(x, return_inverse=True)
+    if len(levels) > max_levels:
+        raise ValueError(
+            f"the data take {len(levels)} distinct values (more than {max_levels}): the coordinate-wise Bayes "
+            "bound needs discrete data (two-valued, one-hot or 8-bit)"
+        )
+    dims = torch.arange(x.shape[1]).expand_as(index)
+    counts = torch.zeros(x.shape[1], len(levels), dtype=_F64).index_put_(
+        (dims, index), torch.ones((), dtype=_F64), accumulate=True
+    )
+    probs, mult = torch.unique(counts / len(x), dim=0, return_counts=True)
+    return Marginals(levels, probs, mult)
+
+
+def scalar_bayes_mmse(levels: torch.Tensor, probs: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """mmse(σ) [U, M] of scalars X with P(X = levels_k) = probs[u, k] (one law per row), observed as
+    Y = X + σZ: mmse = ∫ p(y)·Var(X | y) dy = ∫ Σ_k p_k φ_σ(y − v_k)·(v_k − E[X | y])² dy — a sum of
+    non-negative terms (no cancellation when the MMSE is tiny), posterior in log space, float64. The
+    integrand is smooth on the scale h = min(σ, σ²/Δv)/8 (Δv the closest levels: the width of the
+    posterior's switch between them), so the trapezoid rule on that y-grid over [v_min − 12σ, v_max + 12σ]
+    is accurate to rounding (its error falls exponentially in 1/h). For ±1 with P(+1) = p, E[X | y] =
+    tanh(y/σ² + atanh(2p − 1))."""
+    v = _t(levels).reshape(-1)
+    probs = _t(probs).reshape(-1, len(v))
+    logp = torch.where(probs > 0, probs.clamp_min(_TINY).log(), -math.inf)
+    dv = float(v.diff().min()) if len(v) > 1 else 1.0
+    out = torch.zeros(len(probs), len(sigma), dtype=_F64)
+    for m, s in enumerate(_t(sigma).reshape(-1).tolist()):
+        h = min(s, s * s / dv) / 8
+        lo, hi = float(v[0]) - 12 * s, float(v[-1]) + 12 * s
+        count = min(int(math.ceil((hi - lo) / h)) + 1, 40_001)  # a cap where the MMSE is ~exp(−Δv²/8σ²) ≈ 0
+        y = torch.linspace(lo, hi, count, dtype=_F64)
+        for rows in range(0, len(probs), max(1, 2**22 // (count * len(v)))):
+            lp = logp[rows : rows + 2**22 // (count * len(v)) or None]
+            logits = lp[:, None, :] - (y[:, None] - v) ** 2 / (2 * s * s) - math.log(s * math.sqrt(2 * math.pi))
+            post = torch.softmax(logits, -1) @ v  # E[X | y]: [U, G]
+            integrand = (logits.exp() * (v - post[..., None]) ** 2).sum(-1)
+            out[rows : rows + len(lp), m] = torch.trapezoid(integrand, y, dim=-1)
+    return out
+
+
+def coordinate_bayes_mmse(marginals: Marginals, sigma: torch.Tensor) -> torch.Tensor:
+    """B(σ) = Σ_i mmse_i(σ), each coordinate denoised alone under its own marginal law (§4b). The vector of
+    these scalar estimators is one estimator of X0, so B(σ) ≥ mmse(σ) of the data at every σ."""
+    per_law = scalar_bayes_mmse(marginals.levels, marginals.probs, sigma)
+    return (marginals.multiplicity.to(_F64)[:, None] * per_law).sum(0)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -50,6 +50,9 @@ class LossVar(InfoNoise):
             endpoint="discrete",
         )
 
+    def _adopt_legacy_defaults(self) -> None:
+        """Its settings are fixed by the recipe, not defaults that changed."""
+
     def _bin_sums(self, buf: torch.Tensor) -> torch.Tensor:
         """The second moment: p_k ∝ √mean(ℓ²)."""
         return buf.square().sum(1)

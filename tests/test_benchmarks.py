@@ -368,3 +368,35 @@ def test_edm_side_by_side_alternates_and_takes_medians(tmp_path, monkeypatch):
     throughput.loop_report([], tmp_path, r)
     assert "ratio ours/EDM = 1.000" in (tmp_path / "edm_side_by_side.md").read_text()
     assert not (tmp_path / "throughput.md").exists()
+
+
+def test_oracle_method_probes_a_mature_snapshot_and_fixes_its_allocation(bench, tmp_path):
+    """infonoise-oracle: the family's InfoNoise preset, with the allocation fixed from step 0 at the profile
+    probed from --oracle-from (here the tiny bench's log-uniform snapshot); one schedule record, at step 0."""
+    import json
+
+    import torch
+
+    from sampling.generation import load_network
+    from sampling.probe import probe_network
+
+    assert ttt.method_preset("digits-binary", "infonoise-oracle") == ("digits-binary-infonoise", {})
+    out, data = bench
+    snap = latest(out, "loguniform")
+    oracle = tmp_path / "oracle"
+    args = ttt_args(oracle, data, "--methods", "infonoise-oracle", "--oracle-from", snap)
+    args[args.index("--budget-kex") + 1] = "1"
+    missing = invoke(ttt.main, [a for a in args if a not in ("--oracle-from", snap)], ok=False)
+    assert missing.exit_code != 0 and "needs --oracle-from" in missing.output
+    invoke(ttt.main, args)
+    prof = json.loads((oracle / "oracle-profile.json").read_text())
+    net, _ = load_network(snap)
+    want = probe_network(net, data, 0.002, 80.0, ttt.ORACLE_SAMPLES, seed=0)
+    assert prof["source"] == str(snap) and torch.equal(torch.tensor(prof["mmse"], dtype=torch.float64), want["mmse"])
+    records = [json.loads(line) for line in (oracle / "runs" / "infonoise-oracle-s0" / "schedule.jsonl").open()]
+    assert [(r["step"], r["refresh"]) for r in records] == [(0, 1)]
+    assert records[0]["mmse"] == prof["mmse"]  # already on the scheduler's grid: the probed values themselves
+    rows = common.read_rows(oracle / "results.csv")
+    assert [r["method"] for r in rows] == ["infonoise-oracle"] and math.isfinite(float(rows[0]["metric"]))
+    other = invoke(ttt.main, [*args[:-1], out / "results.csv"], ok=False)  # a profile from elsewhere is refused
+    assert other.exit_code != 0

@@ -19,6 +19,7 @@ import torch
 
 import schedulers
 from schedulers import information as info
+from schedulers.base import uniform
 from schedulers.infonoise import InfoNoise
 from schedulers.lognormal import LogNormal
 
@@ -81,7 +82,7 @@ def test_gaussian_oracle_exact(weighting):
 
 
 def test_gaussian_oracle_smoothing_and_ema():
-    s = exact(smooth_std=1.0)
+    s = exact(smooth_std=1.0, ema_beta=0.9)
     feed_grid(s, gauss_mmse, 8)
     s.step(0)
     sg, h = s.sigma.numpy(), gauss_hdot(s.sigma.numpy())
@@ -454,7 +455,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_two_ranks_build_identical_tables(tmp_path):
+@pytest.mark.parametrize("mode", ["fixed", "auto"])
+def test_two_ranks_build_identical_tables(tmp_path, mode):
     cmd = [
         sys.executable,
         "-m",
@@ -466,6 +468,7 @@ def test_two_ranks_build_identical_tables(tmp_path):
         str(free_port()),
         str(REPO / "tests" / "dist_infonoise_worker.py"),
         str(tmp_path),
+        mode,
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
@@ -480,6 +483,10 @@ def test_two_ranks_build_identical_tables(tmp_path):
     f0, f1 = r0["first"], r1["first"]  # first refresh: m̂ = Σsums/Σcounts
     pooled = (f0["buf"].sum(1) + f1["buf"].sum(1)) / (f0["count"] + f1["count"]).double()
     np.testing.assert_allclose(f0["mhat"], pooled, rtol=1e-14)
+    if mode == "auto":  # the cadence counts both ranks' errors: ⌈0.125·32·64 / (128 + 64)⌉ = 2 steps
+        assert s0["auto_every"] == s1["auto_every"] == 2
+        gaps = np.diff(r0["steps"])
+        assert all(g == max(2, math.ceil(s / 32)) for g, s in zip(gaps, r0["steps"][1:])), r0["steps"]
 
 
 def test_staged_observations_give_the_same_fifos_and_tables():
@@ -500,3 +507,138 @@ def test_staged_observations_give_the_same_fifos_and_tables():
     for name in ("buf", "ptr", "count", "table", "mhat"):
         assert torch.equal(getattr(staged, name), getattr(eager, name)), name
     assert staged.n_observed == eager.n_observed == sum(len(s) for s, _ in batches)
+
+
+# -- Automatic warm-up and cadence, fresh statistics (docs/method.md §5) --------------------------------
+
+
+def test_auto_warmup_ends_at_the_first_step_every_bin_is_filled():
+    """Log-uniform warm-up, no length given: the first refresh is the first step at which every bin holds
+    n_min errors — counted here independently from the drawn σ."""
+    for batch in (32, 256):
+        s = InfoNoise(endpoint="discrete", min_count=8)
+        assert s.warmup_steps is None and s.refresh_every is None and s.ema_beta == 0.0
+        gen, counts = torch.Generator().manual_seed(batch), torch.zeros(s.num_bins, dtype=torch.int64)
+        for step in range(1, 1000):
+            sigma = s.sample(batch, gen)
+            counts += torch.bincount(info.bin_index(sigma.double(), 0.002, 80.0, s.num_bins), minlength=s.num_bins)
+            s.observe(sigma, sigma.double() ** 2)
+            record = s.step(step)
+            assert (record is not None) == (counts.min() >= 8 and s.refreshes == 1 and step == s.last_refresh_step)
+            if record is not None:
+                break
+        assert counts.min() >= 8 and s.last_refresh_step == step
+        # the cadence then brings ⌈0.125·M·B / batch⌉ steps' worth of new errors per refresh
+        assert s.auto_every == math.ceil(0.125 * 128 * 256 / batch)
+
+
+def test_auto_cadence_counts_errors_and_grows_with_the_run():
+    s = InfoNoise(endpoint="discrete", num_bins=16, fifo_size=64, min_count=2)
+    gen, steps = torch.Generator().manual_seed(0), []
+    for step in range(1, 3001):
+        sigma = s.sample(16, gen)
+        s.observe(sigma, sigma.double() ** 2)
+        if s.step(step) is not None:
+            steps.append(step)
+    assert s.auto_every == math.ceil(0.125 * 16 * 64 / 16) == 8
+    gaps = np.diff(steps)
+    assert all(g == max(8, math.ceil(t / 32)) for g, t in zip(gaps, steps[1:]))
+    assert gaps[0] == 8 and gaps[-1] == math.ceil(steps[-1] / 32) > 8  # later: 1/32 of the run so far
+
+
+def test_auto_cadence_resumes_exactly():
+    def run(split):
+        s, gen, steps = InfoNoise(endpoint="discrete", num_bins=16, fifo_size=32, min_count=2), None, []
+        gen = torch.Generator().manual_seed(1)
+        for step in range(1, 401):
+            if step == split:
+                state, g = s.state_dict(), gen.get_state()
+                s = InfoNoise(endpoint="discrete", num_bins=16, fifo_size=32, min_count=2)
+                s.load_state_dict(torch.load(io.BytesIO(_saved(state)), weights_only=True))
+                gen.set_state(g)
+            sigma = s.sample(8, gen)
+            s.observe(sigma, sigma.double() ** 2 * (1 + torch.rand(8, generator=gen, dtype=torch.float64)))
+            if s.step(step) is not None:
+                steps.append(step)
+        return steps, s.table
+
+    (a, ta), (b, tb) = run(None), run(137)
+    assert a == b and torch.equal(ta, tb)
+
+
+def _saved(state) -> bytes:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
+def test_snapshot_from_before_the_auto_defaults_resumes_with_its_own():
+    """A state without the automatic-cadence fields was written under β 0.9, K 500, N_warm 1000: a resume
+    that does not set them keeps them; options the run set explicitly stay as set."""
+    old = InfoNoise(ema_beta=0.9, refresh_every=500, warmup_steps=1000).state_dict()
+    del old["first_step"], old["auto_every"]
+    s = InfoNoise()
+    s.load_state_dict(old)
+    assert (s.ema_beta, s.refresh_every, s.warmup_steps) == (0.9, 500, 1000)
+    s = InfoNoise(ema_beta=0.5, refresh_every=50, warmup_steps=100)
+    s.load_state_dict(old)
+    assert (s.ema_beta, s.refresh_every, s.warmup_steps) == (0.5, 50, 100)
+    s = InfoNoise()
+    s.load_state_dict(InfoNoise().state_dict())  # a new snapshot keeps the new defaults
+    assert (s.ema_beta, s.refresh_every, s.warmup_steps) == (0.0, None, None)
+
+
+def test_refresh_records_carry_their_beta():
+    s = exact(ema_beta=0.25)
+    feed_grid(s, gauss_mmse, 8)
+    assert s.step(0)["ema_beta"] == 0.25
+
+
+# -- The oracle: a fixed profile from step 0 ------------------------------------------------------------------
+
+
+def test_fixed_profile_is_the_table_of_that_profile_from_step_0(tmp_path):
+    """fixed_profile builds at construction exactly the table a refresh would build from the same m̂
+    (interpolated onto the grid, exact at the grid's own σ), never refreshes, and logs its one record once."""
+    ref = exact(endpoint="discrete")
+    feed_grid(ref, gauss_mmse, 8)
+    ref.step(0)
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps({"sigma": ref.sigma.tolist(), "mmse": ref.mhat.tolist()}))
+    s = InfoNoise(endpoint="discrete", fixed_profile=str(path))
+    assert torch.equal(s.table, ref.table) and s.sigma_p == ref.sigma_p and s.pivot_set_by == ref.pivot_set_by
+    gen = torch.Generator().manual_seed(0)
+    draws = s.sample(4096, gen)
+    assert torch.equal(draws, info.sample_icdf(uniform(4096, torch.Generator().manual_seed(0)), ref.table).float())
+    records = []
+    for step in range(1, 300):
+        sigma = s.sample(64, gen)
+        s.observe(sigma, sigma.double() ** 2)
+        records.append(s.step(step))
+    assert records[0]["refresh"] == 1 and records[0]["step"] == 0 and all(r is None for r in records[1:])
+    assert torch.equal(s.table, ref.table) and s.refreshes == 1
+    resumed = InfoNoise(endpoint="discrete", fixed_profile=str(path))
+    resumed.load_state_dict(s.state_dict())
+    assert resumed.step(300) is None and torch.equal(resumed.table, ref.table)
+    # a coarser profile is interpolated as a power law in σ: exact for a pure power law
+    coarse = {"sigma": [0.001, 100.0], "mmse": [1e-6, 1e4]}  # m̂ = σ²
+    np.testing.assert_allclose(InfoNoise(fixed_profile=coarse).mhat, s.sigma**2, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ("not json", "cannot read a JSON profile"),
+        ('{"sigma": [1, 2]}', "'sigma' and 'mmse'"),
+        ('{"sigma": [1, 2], "mmse": [1, -1]}', "mmse > 0"),
+        ('{"sigma": [2, 1], "mmse": [1, 1]}', "increasing sigma"),
+        ('{"sigma": [1, 2], "mmse": [1]}', "matching 1-D"),
+    ],
+)
+def test_fixed_profile_bad_files_are_named(tmp_path, content, match):
+    path = tmp_path / "p.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=match):
+        InfoNoise(fixed_profile=str(path))
+    with pytest.raises(ValueError, match="cannot read"):
+        InfoNoise(fixed_profile=str(tmp_path / "missing.json"))

@@ -61,6 +61,7 @@ def test_wrong_beta_is_refused():
 
 def test_command_reads_beta_from_the_run(tmp_path):
     records, _ = recorded_run(0.9, [young] + [lambda sg: valley_mmse(sg, 4.0)] * 2)
+    assert all(r.pop("ema_beta") == 0.9 for r in records)  # as written before records carried β
     run = tmp_path / "infonoise-s0"
     run.mkdir()
     (run / "schedule.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -76,5 +77,10 @@ def test_command_reads_beta_from_the_run(tmp_path):
     with pytest.warns(UserWarning, match="truncated"):
         copied = CliRunner().invoke(pivot_lag.main, [str(run / "schedule.jsonl"), "--ema-beta", "0.9"])
     assert copied.exit_code == 0 and copied.output.split("\n", 1)[1] == result.output.split("\n", 1)[1]
+    # Records that carry their β need no options file; the record wins over the options' default
+    new, _ = recorded_run(0.5, [young] + [lambda sg: valley_mmse(sg, 4.0)] * 2)
+    (tmp_path / "new.jsonl").write_text("".join(json.dumps(r) + "\n" for r in new))
+    carried = CliRunner().invoke(pivot_lag.main, [str(tmp_path / "new.jsonl")])
+    assert carried.exit_code == 0 and "(β = 0.5)" in carried.output, carried.output
     missing = CliRunner().invoke(pivot_lag.main, [str(tmp_path / "nowhere")])
     assert missing.exit_code != 0 and "nowhere: run directory not found" in missing.output

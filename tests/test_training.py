@@ -297,6 +297,18 @@ def test_every_preset_resolves_and_builds(preset):
     )
 
 
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (REPO / "configs").glob("*.yaml")))
+def test_infonoise_presets_set_no_scheduler_options(preset):
+    """One InfoNoise for every data set (docs/method.md §5): a preset names the scheduler and its endpoint;
+    a pinned control adds σ_p. Nothing is scaled per data set or run length."""
+    opts = {**options.DEFAULTS, **options.load_preset(preset)}
+    if opts["scheduler"] != "infonoise":
+        return
+    assert opts["endpoint"] in ("continuous", "discrete"), preset
+    allowed = {"sigma_p"} if preset.endswith("-pinned") else set()
+    assert set(opts["scheduler_kwargs"]) <= allowed, (preset, opts["scheduler_kwargs"])
+
+
 def test_preset_extends_merges_dicts(tmp_path):
     (tmp_path / "base.yaml").write_text("lr: 0.1\nscheduler_kwargs: {refresh_every: 7, floor: 0.1}\n")
     (tmp_path / "child.yaml").write_text("extends: base.yaml\nscheduler_kwargs: {floor: 0.3}\n")

@@ -252,6 +252,15 @@ def open_dataset(path: str | os.PathLike, **kwargs) -> torch.utils.data.Dataset:
     return ImageFolderDataset(path, **kwargs)
 
 
+def as_tensor(dataset, limit: int | None = None) -> torch.Tensor:
+    """The data set's examples in model space as one float32 tensor [N, ...] — at most `limit`, evenly
+    spaced over the set (deterministic: every rank reads the same ones)."""
+    n = len(dataset)
+    idx = range(n) if limit is None or limit >= n else np.linspace(0, n - 1, num=limit).astype(int).tolist()
+    items = [dataset[int(i)] for i in idx]
+    return model_space(torch.stack([torch.as_tensor(it[0] if isinstance(it, (tuple, list)) else it) for it in items]))
+
+
 def model_space(batch: torch.Tensor) -> torch.Tensor:
     """uint8 images → float32 in [-1, 1]; float data (sequences) are already in model space."""
     if batch.dtype == torch.uint8:

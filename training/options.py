@@ -314,7 +314,8 @@ def resolve(preset: str | None, flags: dict, world_size: int = 1) -> dict:
     except (ValueError, TypeError) as e:
         raise OptionError(f"Network: {e}") from None
     try:
-        schedulers.build(opts["scheduler"], scheduler_context(opts, "continuous"), **opts["scheduler_kwargs"])
+        context = dict(scheduler_context(opts, "continuous"), training_data=lambda: None)  # data read by the run
+        schedulers.build(opts["scheduler"], context, **opts["scheduler_kwargs"])
     except (ValueError, TypeError) as e:
         raise OptionError(f"Scheduler: {e}") from None
     if not opts["desc"]:  # the preset's name, plus what the flags changed of its recipe

@@ -24,7 +24,7 @@ from torch_utils import checkpoint
 from torch_utils import distributed as du
 from training import networks, run_files
 from training import options as opt
-from training.dataset import model_space, open_dataset
+from training.dataset import as_tensor, model_space, open_dataset
 from training.loss import DenoisingLoss
 from training.state import DataStream, StreamBatchSampler, TrainingState
 
@@ -210,7 +210,9 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
     context = g["scheduler"]["context"]
     if context["endpoint"] == "auto":
         context["endpoint"] = "discrete" if getattr(dataset, "is_binary", False) else "continuous"
-    sched = schedulers.build(g["scheduler"]["name"], context, **g["scheduler"]["options"])
+    # The data themselves, for a scheduler that reads them (InfoNoise's coordinate-wise Bayes cap); read only if asked.
+    data_fn = lambda: as_tensor(dataset, limit=20_000)  # noqa: E731
+    sched = schedulers.build(g["scheduler"]["name"], {**context, "training_data": data_fn}, **g["scheduler"]["options"])
     model = _step_model(net, dev, world, compile_net)
     amp = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     scaler = torch.amp.GradScaler(dev.type, enabled=precision == "fp16")  # fp16: overflowing steps skipped
