@@ -16,6 +16,7 @@ import click
 
 import schedulers
 from torch_utils import distributed as du
+from torch_utils.checks import Float, Int
 from torch_utils.files import atomic_write
 from training import options as opt
 from training.edm_cli import EDMCommand
@@ -84,16 +85,21 @@ EDM_SPELLINGS = dict(
 @click.option("-n", "--dry-run", is_flag=True, help="Print the options and exit")
 @click.option(
     "--dist-timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Float(0, 1e7, lo_open=True),
     default=None,
     help="Seconds a rank may wait for the others before the job fails (default: 600 on CPU, 1800 on CUDA)",
 )
-@click.option("--stop-after-steps", type=int, hidden=True, help="Stop (with a snapshot) after N steps in this call")
+@click.option("--stop-after-steps", type=Int(1), hidden=True, help="Stop (with a snapshot) after N steps in this call")
 def main(outdir, preset, dry_run, dist_timeout, stop_after_steps, cbase, cres, net_opt, sched_opt, **flags):
     """Train a diffusion model; re-run the same command to resume."""
     try:
         du.init(flags.get("device"), dist_timeout)
         net_kw = opt.parse_kv(net_opt, "--net-opt")
+        for flag, key, value in (("--cbase", "model_channels", cbase), ("--cres", "channel_mult", cres)):
+            if value is not None and key in net_kw:  # which one was meant? neither is dropped silently
+                raise opt.OptionError(
+                    f"{flag} {value} and --net-opt {key}={net_kw[key]!r} both set {key}; give one of them."
+                )
         if cbase is not None:
             net_kw["model_channels"] = cbase
         if cres is not None:

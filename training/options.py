@@ -11,6 +11,7 @@ one line naming the option and the fix; the command line prints it as is.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import re
@@ -19,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from torch_utils import checkpoint
+from torch_utils.checks import check_kwargs, check_memory, check_number
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
@@ -135,6 +137,58 @@ class OptionError(ValueError):
     """A bad option, preset or run directory; the message names it and the fix."""
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key, first: int, again: int):
+        super().__init__(key)
+        self.key, self.first, self.again = key, first, again
+
+
+class _PresetLoader(yaml.SafeLoader):
+    """YAML as presets need it: a key given twice in one mapping is an error (PyYAML keeps the last one
+    without a word), and 1e-3 is a number (PyYAML's YAML 1.1 reads it as a string without a '.')."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: PyYAML's own error follows
+                continue
+            if first is not None:
+                raise _DuplicateKey(key, first, key_node.start_mark.line + 1)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+_PresetLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+_NUMBER_TEXT = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:inf|infinity|nan)", re.IGNORECASE)
+
+
+def _read_preset(path: Path):
+    """The YAML of one preset file: not UTF-8, not YAML or a key given twice is one line naming the file."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise OptionError(
+            f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); save the preset as UTF-8."
+        ) from None
+    except OSError as e:
+        raise OptionError(f"{path}: cannot be read ({e.strerror}).") from None
+    try:
+        return yaml.load(text, Loader=_PresetLoader)
+    except _DuplicateKey as e:
+        raise OptionError(
+            f"{path}: key '{e.key}' is given twice (lines {e.first} and {e.again}); keep one of them."
+        ) from None
+    except yaml.YAMLError as e:
+        raise OptionError(f"{path}: not valid YAML ({str(e).splitlines()[0]}).") from None
+
+
 def load_preset(name: str, _seen: tuple = ()) -> dict:
     """configs/<name>.yaml or a path to a YAML file; its keys are option names. `extends: other` starts
     from another preset (named, or a path relative to this file); its dict options are merged key by key."""
@@ -144,19 +198,19 @@ def load_preset(name: str, _seen: tuple = ()) -> dict:
         raise OptionError(f"Unknown preset '{name}' ({path} not found). Valid presets: {', '.join(valid)}")
     if path.resolve() in _seen:
         raise OptionError(f"{path}: 'extends' loops back to itself.")
-    try:
-        preset = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise OptionError(f"{path}: not valid YAML ({str(e).splitlines()[0]}).") from None
+    preset = _read_preset(path)
+    preset = {} if preset is None else preset
     if not isinstance(preset, dict):
         raise OptionError(f"{path}: a preset is a mapping of option: value, not a {type(preset).__name__}.")
-    check_types(preset, str(path))
-    unknown = sorted(set(preset) - set(DEFAULTS) - {"extends"})
+    unknown = sorted(str(k) for k in set(preset) - set(DEFAULTS) - {"extends"})
     if unknown:
         raise OptionError(f"{path}: unknown option(s) {', '.join(unknown)}. Valid: {', '.join(sorted(DEFAULTS))}")
+    check_types(preset, str(path))
     parent = preset.pop("extends", None)
     if parent is None:
         return preset
+    if not isinstance(parent, str):
+        raise OptionError(f"{path}: 'extends' must name a preset or a .yaml path, got {parent!r}.")
     base = load_preset(
         parent if not str(parent).endswith((".yaml", ".yml")) else str(path.parent / parent), _seen + (path.resolve(),)
     )
@@ -166,14 +220,37 @@ def load_preset(name: str, _seen: tuple = ()) -> dict:
     return {**base, **preset}
 
 
+def parse_value(text: str):
+    """One key=value value as YAML (lists, dicts, true/false), with numbers read as numbers: 1e-3, nan and
+    inf too (YAML 1.1 reads those as strings, which would then pass as a name)."""
+    if _NUMBER_TEXT.fullmatch(text.strip()):
+        number = float(text)
+        return int(text) if re.fullmatch(r"[-+]?\d+", text.strip()) else number
+    try:
+        return yaml.load(text, Loader=_PresetLoader)
+    except _DuplicateKey as e:
+        raise OptionError(f"'{text}': key '{e.key}' is given twice; keep one of them.") from None
+    except yaml.YAMLError as e:
+        raise OptionError(f"'{text}' is not a valid value ({str(e).splitlines()[0]}).") from None
+
+
 def parse_kv(pairs, flag: str) -> dict:
-    """('refresh_every=500', 'sigma_p=0.2') → {'refresh_every': 500, 'sigma_p': 0.2}; values parsed as YAML."""
+    """('refresh_every=500', 'sigma_p=0.2') → {'refresh_every': 500, 'sigma_p': 0.2}; values parsed as YAML.
+    A key given twice is an error (which one was meant?)."""
     out = {}
     for pair in pairs:
         if "=" not in pair:
             raise OptionError(f"{flag} expects key=value, got '{pair}'.")
         key, value = pair.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        key = key.strip()
+        if not key:
+            raise OptionError(f"{flag} '{pair}': the key is empty; give key=value.")
+        if key in out:
+            raise OptionError(f"{flag} {key} is given twice ({key}={out[key]!r} and {pair}); keep one.")
+        try:
+            out[key] = parse_value(value)
+        except OptionError as e:
+            raise OptionError(f"{flag} {key}: {e}") from None
     return out
 
 
@@ -191,37 +268,57 @@ def merge(preset: str | None, flags: dict) -> dict:
 
 
 def check_types(opts: dict, where: str = "options") -> None:
-    """Each settable option has its documented type (ints are accepted for floats)."""
+    """Each settable option has its documented type (ints are accepted for floats); the keys of the dict
+    options (network_kwargs, scheduler_kwargs) are names."""
     for key, kind in _TYPES.items():
         value = opts.get(key)
         if value is None or (isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool)):
+            if isinstance(value, dict):
+                bad = [k for k in value if not isinstance(k, str)]
+                if bad:
+                    raise OptionError(f"{where}: {option_name(key)} has a key {bad[0]!r} that is not a name.")
             continue
         names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
-        raise OptionError(f"{where}: option '{key}' must be {names}, got {value!r} ({type(value).__name__}).")
+        raise OptionError(f"{where}: {option_name(key)} must be {names}, got {value!r} ({type(value).__name__}).")
 
 
-# Ranges of the numeric options: (lowest, highest, whether the lowest is allowed). None = unbounded.
+# Ranges of the numeric options: (lowest, highest, whether the lowest itself is allowed). Every option has an
+# upper bound: a float by what it means (a probability ≤ 1, σ where σ² stays far inside float32), an integer at
+# least by int64 (every count ends in a tensor or an array); counts that allocate are checked against memory too.
 _RANGES = dict(
     max_size=(1, None, True),
     dropout=(0, 1, True),
-    sigma_data=(0, None, False),
-    sigma_min=(0, None, False),
-    sigma_max=(0, None, False),
-    duration=(0, None, False),
+    sigma_data=(0, 1e4, False),
+    sigma_min=(0, 1e6, False),
+    sigma_max=(0, 1e6, False),
+    duration=(0, 1e9, False),  # Mimg
     batch=(1, None, True),
     batch_gpu=(1, None, True),
-    lr=(0, None, False),
-    lr_rampup=(0, None, True),
-    ema=(0, None, False),
-    ema_rampup=(0, None, True),
+    lr=(0, 1, False),
+    lr_rampup=(0, 1e9, True),  # Mimg
+    ema=(0, 1e9, False),  # Mimg
+    ema_rampup=(0, 1e9, True),
     grad_clip=(0, None, False),
-    tick=(0, None, False),
+    tick=(0, 1e9, False),  # kimg
     snap=(0, None, True),
     sample_grid=(0, None, True),
     seed=(0, 2**32 - 1, True),
-    workers=(0, None, True),
+    workers=(0, 256, True),
     augment=(0, 1, True),
 )
+_CHOICES = dict(
+    precision=PRECISIONS,
+    weighting=("edm", "unit", "edm2"),
+    endpoint=("auto", "continuous", "discrete"),
+    precond=("edm", "vp", "ve"),
+)
+# The command-line flag of an option, where it is not the option's name with hyphens.
+_FLAGS = dict(network_kwargs="--net-opt", scheduler_kwargs="--sched-opt")
+
+
+def option_name(key: str) -> str:
+    """How a message names an option: its preset key and its flag, so either spelling finds it."""
+    return f"option '{key}' ({_FLAGS.get(key, '--' + key.replace('_', '-'))})"
 
 
 def check_ranges(opts: dict, world_size: int = 1) -> None:
@@ -230,11 +327,14 @@ def check_ranges(opts: dict, world_size: int = 1) -> None:
         v = opts.get(key)
         if v is None:
             continue
-        if not math.isfinite(v) or (v < lo if lo_ok else v <= lo) or (hi is not None and v > hi):
-            bound = f"{'≥' if lo_ok else '>'} {lo}" + (f" and ≤ {hi}" if hi is not None else "")
-            raise OptionError(f"option '{key}' must be {bound}, got {v!r}.")
-    if opts["precision"] not in PRECISIONS:
-        raise OptionError(f"option 'precision' must be one of {', '.join(PRECISIONS)}, got {opts['precision']!r}.")
+        integer = _TYPES[key] is int
+        try:
+            check_number(v, option_name(key), integer=integer, lo=lo, hi=hi, lo_open=not lo_ok)
+        except ValueError as e:
+            raise OptionError(str(e)) from None
+    for key, valid in _CHOICES.items():
+        if opts.get(key) not in valid:
+            raise OptionError(f"{option_name(key)} must be one of {', '.join(valid)}, got {opts.get(key)!r}.")
     if opts["sigma_min"] >= opts["sigma_max"]:
         raise OptionError(f"sigma_min ({opts['sigma_min']}) must be below sigma_max ({opts['sigma_max']}).")
     if opts["batch"] % world_size:
@@ -245,6 +345,27 @@ def check_ranges(opts: dict, world_size: int = 1) -> None:
             f"--batch-gpu {opts['batch_gpu']} does not divide the per-process batch {per_rank} "
             f"(--batch {opts['batch']} over {world_size} process(es)); use a divisor of {per_rank}."
         )
+
+
+# What a training step holds per example, in copies of the example as float32, at the very least (data, noise,
+# noisy input, denoised output, their gradients): a batch needing more than the machine's memory for these
+# alone cannot run, whatever the network.
+_COPIES_PER_EXAMPLE = 8
+
+
+def check_sizes(opts: dict, data_shape, world_size: int = 1) -> None:
+    """Counts that allocate, refused up front with the memory they would need: the micro-batch of a training
+    step and the sample grid drawn at a snapshot (one batch through the sampler)."""
+    per_example = math.prod(int(s) for s in data_shape) * 4 * _COPIES_PER_EXAMPLE
+    micro = opts["batch_gpu"] or opts["batch"] // world_size
+    for key, count, fix in (
+        ("batch_gpu" if opts["batch_gpu"] else "batch", micro, "Lower it, or split it with --batch-gpu."),
+        ("sample_grid", opts["sample_grid"], "Lower it (64 is usual; 0 = none)."),
+    ):
+        try:
+            check_memory(count * per_example, f"{option_name(key)} = {count} of {list(data_shape)}", fix)
+        except ValueError as e:
+            raise OptionError(str(e)) from None
 
 
 def network_kwargs(opts: dict, data_shape, label_dim: int) -> dict:
@@ -289,7 +410,6 @@ def scheduler_context(opts: dict, endpoint: str | None = None) -> dict:
 def resolve(preset: str | None, flags: dict, world_size: int = 1) -> dict:
     """DEFAULTS ← preset ← flags, validated; `network_kwargs` derived from the data set; `desc` named."""
     import schedulers
-    from training import networks
     from training.dataset import open_dataset
 
     opts = merge(preset, flags)
@@ -308,16 +428,11 @@ def resolve(preset: str | None, flags: dict, world_size: int = 1) -> dict:
     except (FileNotFoundError, ValueError) as e:
         raise OptionError(str(e)) from None
     opts["label_names"] = list(getattr(dataset, "label_names", None) or []) if opts["cond"] else None
+    check_sizes(opts, dataset.data_shape, world_size)
+    check_network_options(opts["network_kwargs"], opts["arch"], opts["precond"])
     opts["network_kwargs"] = network_kwargs(opts, dataset.data_shape, dataset.label_dim)
-    try:  # wrong resolution for the network, unknown arch/precond, bad kwargs: fail before any work
-        networks.build_network(**opts["network_kwargs"])
-    except (ValueError, TypeError) as e:
-        raise OptionError(f"Network: {e}") from None
-    try:
-        context = dict(scheduler_context(opts, "continuous"), training_data=lambda: None)  # data read by the run
-        schedulers.build(opts["scheduler"], context, **opts["scheduler_kwargs"])
-    except (ValueError, TypeError) as e:
-        raise OptionError(f"Scheduler: {e}") from None
+    check_network(opts["network_kwargs"])
+    check_scheduler(opts)
     if not opts["desc"]:  # the preset's name, plus what the flags changed of its recipe
         if opts.get("preset"):
             parts = [Path(opts["preset"]).stem] + [str(flags[k]) for k in ("scheduler", "weighting") if flags.get(k)]
@@ -326,6 +441,134 @@ def resolve(preset: str | None, flags: dict, world_size: int = 1) -> dict:
         opts["desc"] = "-".join(parts)
     opts["desc"] = re.sub(r"[^\w.+-]", "_", opts["desc"])
     return opts
+
+
+def _given(kwargs: dict, flag: str) -> str:
+    return " ".join(f"{flag} {k}={v!r}" for k, v in kwargs.items()) or "defaults"
+
+
+def check_network_options(kwargs: dict, arch: str, precond: str) -> None:
+    """The network options a preset or --net-opt gives, before anything is built: each of the type its
+    constructor's annotation or default says (the architecture's registry defaults count as defaults), every
+    number finite; a count (an integer option) ≥ 1, or ≥ 0 where its default is 0; any other number ≥ 0, and
+    a probability (…dropout) ≤ 1. Unknown names are left to build_network, which lists the valid ones."""
+    from training import networks
+
+    try:
+        entry = networks.ARCHS.get(arch)
+        targets = [networks.PRECONDS[precond]] if precond in networks.PRECONDS else []
+        if entry is not None:
+            targets.insert(0, networks._resolve(entry.target))
+    except (ImportError, AttributeError):
+        return  # build_network names the missing module
+    for key, value in kwargs.items():
+        owner = next((t for t in targets if key in inspect.signature(t).parameters), None)
+        if owner is None:
+            continue
+        default = inspect.signature(owner).parameters[key].default
+        if entry is not None and key in entry.defaults:
+            default = entry.defaults[key]
+        name = f"--net-opt {key}"
+        try:
+            check_kwargs(owner, {key: value}, "--net-opt", defaults=entry.defaults if entry else None)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if isinstance(value, int) and not isinstance(default, float):
+                check_number(value, name, integer=True, lo=0 if default == 0 else 1)
+            else:
+                check_number(value, name, lo=0, hi=1 if "dropout" in key else None)
+        except ValueError as e:
+            raise OptionError(f"Network: {e}.") from None
+
+
+# What training holds per parameter, in float32 copies: weights, EMA, gradient and Adam's two moments.
+_COPIES_PER_PARAMETER = 5
+
+
+def check_network(kwargs: dict) -> None:
+    """Build the network once without memory (on torch's meta device) to fail before any work — a resolution
+    the architecture cannot take, an unknown option, a size that cannot be built — and refuse one whose
+    parameters, EMA and optimizer state would not fit in memory, saying how much they would need."""
+    import torch
+
+    from training import networks
+
+    user = {k: v for k, v in kwargs.items() if k not in ("data_shape", "label_dim", "arch", "precond")}
+    try:
+        with torch.device("meta"):
+            net = networks.build_network(**kwargs)
+    except (ValueError, TypeError) as e:
+        raise OptionError(f"Network: {str(e).splitlines()[0]}") from None
+    except Exception as e:  # noqa: BLE001 — a size torch cannot build (negative, too large): one line, the options
+        raise OptionError(
+            f"Network {kwargs.get('arch')} cannot be built with {_given(user, '--net-opt')} "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); fix those options."
+        ) from None
+    count = sum(p.numel() for p in net.parameters())
+    try:
+        check_memory(
+            count * 4 * _COPIES_PER_PARAMETER,
+            f"Network {kwargs.get('arch')} of {count / 1e6:,.1f} M parameters "
+            f"(model_channels={kwargs.get('model_channels', 'default')}, --cbase / --net-opt) with its EMA and "
+            f"optimizer state",
+            "Lower --cbase (model_channels), --cres or num_blocks.",
+        )
+    except ValueError as e:
+        raise OptionError(str(e)) from None
+
+
+# σ a training step can use: σ² and 1/σ² stay far inside float32 (the loss weights σ and 1/σ²).
+SIGMA_LIMITS = (1e-12, 1e12)
+
+
+def check_scheduler(opts: dict) -> None:
+    """The scheduler options by the constructor's annotations (numbers finite), then the scheduler built once
+    — its own checks raise ValueError — and a few thousand σ drawn from it: a σ that is not finite or outside
+    SIGMA_LIMITS is a scheduler option that would make every loss NaN, refused now instead of as a
+    'non-finite loss' later."""
+    import torch
+
+    import schedulers
+
+    name, kwargs = opts["scheduler"], opts["scheduler_kwargs"]
+    given = _given(kwargs, "--sched-opt")
+    try:
+        check_kwargs(schedulers.scheduler_class(name).__init__, kwargs, "--sched-opt")
+    except ValueError as e:
+        raise OptionError(f"Scheduler: {e}.") from None
+    try:
+        context = dict(scheduler_context(opts, "continuous"), training_data=lambda: None)  # data read by the run
+        sched = schedulers.build(name, context, **kwargs)
+        sigma = sched.sample(4096, generator=torch.Generator().manual_seed(0))
+    except (ValueError, TypeError) as e:
+        raise OptionError(f"Scheduler: {str(e).splitlines()[0]}") from None
+    except Exception as e:  # noqa: BLE001 — a file it reads, a size it cannot allocate: one line, the options
+        raise OptionError(
+            f"Scheduler '{name}' cannot be built with {given} ({type(e).__name__}: {str(e).splitlines()[0][:200]})."
+        ) from None
+    sigma = torch.as_tensor(sigma, dtype=torch.float64)
+    lo, hi = SIGMA_LIMITS
+    bad = sigma[~(torch.isfinite(sigma) & (sigma >= lo) & (sigma <= hi))]
+    if len(bad):
+        raise OptionError(
+            f"Scheduler '{name}' with {given} draws σ = {bad[0].item():.3g}, outside [{lo:g}, {hi:g}] where the "
+            f"loss stays finite; fix those options (or --sigma-min/--sigma-max)."
+        )
+
+
+def nonfinite_causes(opts: dict) -> str:
+    """The options that can make a loss non-finite, with their values: what the non-finite-loss message
+    points at (a non-finite option itself never gets that far: resolve refuses it)."""
+    causes = [f"--lr {opts['lr']:g} (lower it; it may change on resume)"]
+    causes.append(
+        "--grad-clip (none; set one, e.g. 1)" if opts["grad_clip"] is None else f"--grad-clip {opts['grad_clip']:g}"
+    )
+    if opts["precision"] != "fp32":
+        causes.append(f"--precision {opts['precision']} (try fp32)")
+    if opts["scheduler_kwargs"]:
+        causes.append(_given(opts["scheduler_kwargs"], "--sched-opt"))
+    causes.append(f"--sigma-min {opts['sigma_min']:g} / --sigma-max {opts['sigma_max']:g}")
+    return "; ".join(causes)
 
 
 def check_complete(opts: dict) -> None:
