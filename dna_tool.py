@@ -20,7 +20,13 @@ from pathlib import Path
 import click
 import torch
 
+from torch_utils.checks import Float, Int, check_memory
 from torch_utils.files import atomic_write, check_writable
+
+SEED = Int(0, 2**32 - 1)
+MAX_LENGTH = 1_000_000  # bases per sequence
+# What one base of the synthetic set costs while it is made and written (strings, one-hot scans, the table).
+BYTES_PER_BASE = 64
 
 
 @click.group()
@@ -35,15 +41,15 @@ def cli():
     type=click.Path(dir_okay=False),
     help="Training-split TSV; the test split goes to <stem>-test.tsv.",
 )
-@click.option("--per-class", required=True, type=click.IntRange(min=1), help="Training sequences per cell type.")
+@click.option("--per-class", required=True, type=Int(1), help="Training sequences per cell type.")
 @click.option(
     "--test-per-class",
-    type=click.IntRange(min=1),
+    type=Int(1),
     default=None,
     help="Test sequences per cell type [default: per-class/4].",
 )
-@click.option("--length", type=click.IntRange(min=1), default=200, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--length", type=Int(1, MAX_LENGTH), default=200, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--release", default=None, help="JASPAR release shipped by pyjaspar [default: the pinned one].")
 def make_benchmark(out, per_class, test_per_class, length, seed, release):
     """Write the synthetic cell-type benchmark (real JASPAR motifs planted into a Markov background)."""
@@ -52,6 +58,12 @@ def make_benchmark(out, per_class, test_per_class, length, seed, release):
     kw = dict(release=release) if release else {}
     try:
         check_writable(out, "--out table")
+        n = len(dna_synthetic.CELL_TYPE_MOTIFS) * (per_class + (test_per_class or max(per_class // 4, 1)))
+        check_memory(
+            n * length * BYTES_PER_BASE,
+            f"--per-class {per_class} x --length {length} ({n:,} sequences)",
+            "Lower --per-class or --length.",
+        )
         info = dna_synthetic.make_benchmark(out, per_class, test_per_class, length, seed, **kw)
     except ValueError as e:
         raise click.ClickException(str(e))
@@ -74,11 +86,11 @@ def make_benchmark(out, per_class, test_per_class, length, seed, release):
     help="Held-out labelled set for the reported accuracy.",
 )
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Weights (.pt: plain state dict + config).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--batch", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--lr", type=float, default=2e-3, show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--epochs", type=Int(1, 10_000), default=10, show_default=True)
+@click.option("--batch", type=Int(1, 2**20), default=128, show_default=True)
+@click.option("--lr", type=Float(0, 1, lo_open=True), default=2e-3, show_default=True)
+@click.option("--threads", type=Int(1, 1024), default=None, help="torch CPU threads.")
 def train_classifier(train_path, test_path, out, seed, epochs, batch, lr, threads):
     """Train the Fréchet-feature classifier on the training split."""
     from dna.metrics import save_classifier
@@ -126,9 +138,11 @@ def train_classifier(train_path, test_path, out, seed, epochs, batch, lr, thread
 @click.option(
     "--motifs", default="all", show_default=True, help="'all' CORE vertebrate motifs, or comma-separated JASPAR IDs."
 )
-@click.option("--pvalue", type=float, default=1e-4, show_default=True, help="Per-position motif-hit p-value.")
-@click.option("--seed", type=int, default=0, show_default=True, help="For the baseline's training subset.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
+@click.option(
+    "--pvalue", type=Float(0, 1, lo_open=True), default=1e-4, show_default=True, help="Per-position motif-hit p-value."
+)
+@click.option("--seed", type=SEED, default=0, show_default=True, help="For the baseline's training subset.")
+@click.option("--threads", type=Int(1, 1024), default=None, help="torch CPU threads.")
 def metrics(generated, reference, train_path, classifier, out, motifs, pvalue, seed, threads):
     """Compare generated sequences with held-out ones; write a JSON."""
     from dna.metrics import compute_metrics

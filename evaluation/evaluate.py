@@ -8,12 +8,20 @@ into the detector's streaming statistics, so memory does not grow with the numbe
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import torch
 
 from evaluation.detectors import Detector, get_detector
-from evaluation.frechet import check_reference, compute_stats, frechet_distance, load_stats
-from sampling.generation import build_sigmas, generate_images, load_network, parse_int_list, sigma_range
+from evaluation.frechet import check_image_shape, check_reference, compute_stats, frechet_distance, load_stats
+from sampling.generation import (
+    build_sigmas,
+    check_sample_memory,
+    generate_images,
+    load_network,
+    parse_int_list,
+    sigma_range,
+)
 from sampling.probe import probe_network
 from torch_utils import distributed as dist
 
@@ -39,6 +47,7 @@ def evaluate_snapshot(
     binarize: bool = False,
     device: str | torch.device | None = None,
     progress: bool = False,
+    log: Callable[[str], None] | None = None,
 ) -> float:
     """FD of a snapshot's EMA samples (one per seed) against reference statistics. Samples depend only
     on their seeds, so the same snapshot, seeds and grid give the same FD whatever the batch size or
@@ -50,7 +59,8 @@ def evaluate_snapshot(
     detector: default the one the reference was made with. binarize: threshold samples at mid-grey
     (two-valued data sets; a model of ±1 data is scored on its decoded, binary samples).
     Under torchrun every rank must call this: seeds are dealt over ranks, feature sums all-reduced,
-    and every rank returns rank 0's FD."""
+    and every rank returns rank 0's FD. Samples of another shape than the reference's images are refused;
+    `log` gets the note that a reference without a recorded shape could not be checked."""
     dev = dist.init(device)
     refstats = load_stats(ref_path)
     if isinstance(detector, str) and detector != refstats["detector"]:
@@ -70,9 +80,14 @@ def evaluate_snapshot(
             f"the network generates data of shape {tuple(net.data_shape)}, not images; Fréchet "
             f"distances need images (sequence models: use dna.metrics)"
         )
+    source = "the network's samples" if isinstance(net_or_path, torch.nn.Module) else f"samples of {net_or_path}"
+    note = check_image_shape(refstats, net.data_shape, ref_path, source)
+    if note and log is not None:
+        log(note)
     seeds = parse_int_list(seeds)
     if len(seeds) < 2:
         raise ValueError(f"need at least 2 seeds for a covariance, got {len(seeds)}")
+    check_sample_memory(net, len(seeds), batch, keep=False)
     lo, hi = sigma_range(net, sigma_min, sigma_max)
     if grid == "infogrid" and probe_data is not None:
         profile = probe_network(net, probe_data, lo, hi, probe_samples, probe_bins, max(batch, 256), device=dev)

@@ -142,8 +142,14 @@ def save_stats(
     detector: str,
     count: int,
     fingerprint: str | None = None,
+    image_shape: tuple[int, int, int] | None = None,
 ) -> None:
-    """EDM-style reference .npz (mu, sigma) plus what `calc` checks before comparing. Atomic."""
+    """EDM-style reference .npz (mu, sigma) plus what `calc` checks before comparing: the detector, its
+    weights, and the images' channels and resolution (image_shape (C, H, W)). Atomic."""
+    extra = {}
+    if image_shape is not None:
+        c, h, w = (int(v) for v in image_shape)
+        extra = dict(channels=np.int64(c), resolution=np.array([h, w], dtype=np.int64))
     with atomic_write(path, "wb") as f:
         np.savez(
             f,
@@ -152,7 +158,28 @@ def save_stats(
             detector=np.str_(detector),
             count=np.int64(count),
             detector_fingerprint=np.str_(fingerprint or ""),
+            **extra,
         )
+
+
+def _check_covariance(sigma: np.ndarray, path) -> None:
+    """Σ symmetric and positive semi-definite within rounding (a Cholesky factor of Σ + 1e-9·mean(diag)·I
+    exists): a hand-edited or corrupted Σ would otherwise end in an 'imaginary component' error, or a number."""
+    scale = max(float(np.abs(sigma).max(initial=0.0)), 1e-300)
+    asym = float(np.abs(sigma - sigma.T).max(initial=0.0))
+    if asym > 1e-6 * scale:
+        raise ValueError(
+            f"{path}: sigma is not symmetric (|Σ − Σᵀ| up to {asym:.3g}); recompute the reference with `fid.py ref`"
+        )
+    shift = 1e-9 * max(float(np.mean(np.diagonal(sigma))) if sigma.size else 0.0, 1e-300)
+    try:
+        np.linalg.cholesky(sigma + shift * np.eye(len(sigma)))
+    except np.linalg.LinAlgError:
+        low = float(np.linalg.eigvalsh(sigma).min())
+        raise ValueError(
+            f"{path}: sigma is not positive semi-definite (eigenvalue {low:.3g}), so it is no covariance; "
+            f"recompute the reference with `fid.py ref`"
+        ) from None
 
 
 def load_stats(path: str | os.PathLike) -> dict:
@@ -173,22 +200,71 @@ def load_stats(path: str | os.PathLike) -> dict:
         raise ValueError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not form [D] and [D, D]")
     if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
         raise ValueError(f"{path}: mu or sigma holds NaN/Inf; recompute the reference with `fid.py ref`")
+    _check_covariance(sigma, path)
+    try:
+        channels = int(data["channels"]) if "channels" in data else None
+        resolution = tuple(int(v) for v in np.asarray(data["resolution"]).reshape(-1)) if "resolution" in data else None
+        count = int(data["count"]) if "count" in data else None
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: 'channels', 'resolution' or 'count' is not a number; recompute it with `fid.py ref`")
+    if (
+        resolution is not None
+        and (len(resolution) != 2 or min(resolution) < 1)
+        or (channels is not None and channels < 1)
+    ):
+        raise ValueError(f"{path}: resolution {resolution} / channels {channels} are no image shape; recompute it")
     return dict(
         mu=mu,
         sigma=sigma,
         detector=str(data.get("detector", "inception")),
-        count=int(data["count"]) if "count" in data else None,
+        count=count,
         fingerprint=str(data.get("detector_fingerprint", "")) or None,
+        channels=channels,
+        resolution=resolution,
     )
+
+
+def image_shape(ds) -> tuple[int, int, int]:
+    """(C, H, W) of an image source (open_images): the first item's, as every item's (readers check it)."""
+    shape = getattr(ds, "image_shape", None) or getattr(ds, "data_shape", None)
+    if shape is None:
+        item = ds[0]
+        shape = tuple((item[0] if isinstance(item, (tuple, list)) else item).shape)
+    return tuple(int(v) for v in shape)
+
+
+def check_image_shape(refstats: dict, shape, ref_path, images: str) -> str | None:
+    """Images of another resolution or channel count than the reference's are refused (a detector resizes
+    and converts them, so their distance would be a number, and a meaningless one). A reference that does not
+    record its shape (EDM's files, older ones of ours) cannot be checked: returns a one-line note saying so."""
+    c, h, w = (int(v) for v in shape)
+    if refstats.get("resolution") is None or refstats.get("channels") is None:
+        return (
+            f"Note: {ref_path} does not record the resolution and channels of its images (made by EDM or an older "
+            f"fid.py ref), so it is not checked that {images} ({c}x{h}x{w}) matches it"
+        )
+    rc, (rh, rw) = refstats["channels"], refstats["resolution"]
+    if (c, h, w) != (rc, rh, rw):
+        raise ValueError(
+            f"{images}: images are {c}x{h}x{w} (channels x height x width) but the reference {ref_path} was made "
+            f"from {rc}x{rh}x{rw} images; their Fréchet distance would compare different things. Use images of "
+            f"the reference's shape, or make a reference from matching data with `fid.py ref`"
+        )
+    return None
 
 
 # ----------------------------------------------------------------------------------------------
 # Image sources
 
 
+LAYOUTS = ("NHWC", "NCHW", "NHW")
+
+
 class NpzImages(torch.utils.data.Dataset):
     """uint8 images from an .npz (key 'images'), as generate.py --npz writes: [N, H, W, C] like
-    EDM; [N, C, H, W] (C 1 or 3) and grayscale [N, H, W] are accepted too."""
+    EDM; [N, C, H, W] (C 1 or 3) and grayscale [N, H, W] are accepted too. An optional 'layout' entry
+    ('NHWC', 'NCHW', 'NHW') says which; without it, a shape that reads both ways ([N, 3, 8, 3]) is refused
+    rather than guessed."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -197,23 +273,47 @@ class NpzImages(torch.utils.data.Dataset):
                 if "images" not in z.files:
                     raise ValueError(f"no 'images' array (has {z.files})")
                 x = z["images"]
+                layout = str(z["layout"]) if "layout" in z.files else None
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
             raise ValueError(f"{self.path}: not a readable image .npz ({type(e).__name__}: {e})") from None
         if x.dtype != np.uint8:
             raise ValueError(f"{self.path}: 'images' must be uint8 0..255, got {x.dtype}")
-        if x.ndim == 3:
-            x = x[:, None]
-        elif x.ndim == 4 and x.shape[-1] in (1, 3):
-            x = x.transpose(0, 3, 1, 2)
-        elif not (x.ndim == 4 and x.shape[1] in (1, 3)):
-            raise ValueError(f"{self.path}: 'images' has shape {x.shape}; expected [N, H, W, C] with C 1 or 3")
-        self.images = np.ascontiguousarray(x)
+        self.images = np.ascontiguousarray(_to_nchw(x, layout, self.path))
+        if min(self.images.shape[2:], default=0) < 1:
+            raise ValueError(f"{self.path}: 'images' has shape {x.shape}: images without pixels")
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, idx: int) -> torch.Tensor:
         return torch.from_numpy(self.images[idx])
+
+
+def _to_nchw(x: np.ndarray, layout: str | None, path) -> np.ndarray:
+    """[N, C, H, W] from an array stored as `layout`, or, without one, as the only layout its shape fits."""
+    fits = []
+    if x.ndim == 3:
+        fits.append("NHW")
+    elif x.ndim == 4:
+        fits += ["NHWC"] * (x.shape[3] in (1, 3)) + ["NCHW"] * (x.shape[1] in (1, 3))
+    if layout is not None:
+        if layout not in LAYOUTS:
+            raise ValueError(f"{path}: 'layout' is {layout!r}; use one of {', '.join(LAYOUTS)}")
+        if layout not in fits:
+            raise ValueError(f"{path}: 'images' has shape {x.shape}, which is not {layout} with 1 or 3 channels")
+        fits = [layout]
+    if not fits:
+        raise ValueError(f"{path}: 'images' has shape {x.shape}; expected [N, H, W, C] with C 1 or 3 (or [N, H, W])")
+    if len(fits) > 1:
+        raise ValueError(
+            f"{path}: 'images' has shape {x.shape}, which reads as [N, H, W, C] and as [N, C, H, W]; store its "
+            f"layout beside it: np.savez(path, images=x, layout='NHWC') (or 'NCHW')"
+        )
+    return {"NHW": lambda: x[:, None], "NHWC": lambda: x.transpose(0, 3, 1, 2), "NCHW": lambda: x}[fits[0]]()
 
 
 def open_images(path: str | os.PathLike, max_size: int | None = None, seed: int = 0) -> torch.utils.data.Dataset:

@@ -20,25 +20,53 @@ from sampling import grids
 from sampling.solvers import SOLVERS, StackedRandomGenerator
 from torch_utils import checkpoint
 from torch_utils import distributed as dist
+from torch_utils.checks import INT64_MAX, check_memory
+
+# What one seed costs in memory before any sample is kept: its entry in the list, its int, its share of the
+# per-seed generators of a batch (sampling.solvers.StackedRandomGenerator) and of the output bookkeeping.
+BYTES_PER_SEED = 64
 
 
 def parse_int_list(s: str | Sequence[int]) -> list[int]:
-    """'0-63,100' → [0, …, 63, 100] (ranges inclusive, EDM's syntax). ValueError names the bad piece."""
+    """'0-63,100' → [0, …, 63, 100] (ranges inclusive, EDM's syntax). ValueError names the bad piece. Counted
+    before it is expanded: a typo like 0-99999999999 is refused with the memory the list would need, not
+    answered with a MemoryError; every seed fits in int64 (the .npz files store them so)."""
     if not isinstance(s, str):
         return [int(v) for v in s]
-    out = []
+    spans = []
     for part in s.split(","):
         part = part.strip()
         if m := re.fullmatch(r"(\d+)-(\d+)", part):
             lo, hi = int(m.group(1)), int(m.group(2))
             if hi < lo:
                 raise ValueError(f"range '{part}' is empty (end before start)")
-            out.extend(range(lo, hi + 1))
         elif re.fullmatch(r"\d+", part):
-            out.append(int(part))
+            lo = hi = int(part)
         else:
             raise ValueError(f"'{part}' is not a non-negative integer or a range like 0-63")
-    return out
+        if hi > INT64_MAX:
+            raise ValueError(f"'{part}': seeds must be integers ≤ {INT64_MAX} (int64)")
+        spans.append((lo, hi))
+    count = sum(hi - lo + 1 for lo, hi in spans)
+    check_memory(count * BYTES_PER_SEED, f"'{s}' is {count:,} seeds, whose list alone", "Give fewer seeds.")
+    return [v for lo, hi in spans for v in range(lo, hi + 1)]
+
+
+def check_sample_memory(net, seeds: int, batch: int, keep: bool) -> None:
+    """Refuse, before sampling, a batch whose solver state, or a set of kept samples (an .npz, FASTA), that
+    would not fit in memory, with the size it would need (ValueError naming --batch or --seeds)."""
+    per_sample = math.prod(int(s) for s in net.data_shape)
+    check_memory(
+        batch * per_sample * 8 * 6,
+        f"--batch {batch} of {list(net.data_shape)} (the solver's float64 state)",
+        "Lower --batch.",
+    )
+    if keep:
+        check_memory(
+            seeds * (per_sample * 4 + BYTES_PER_SEED),
+            f"{seeds:,} samples of {list(net.data_shape)} kept for one file",
+            "Give fewer --seeds, or write PNGs with --outdir only.",
+        )
 
 
 def load_network(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict | None]:

@@ -139,7 +139,8 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         if hasattr(self, "_raw_shape") and [image.shape[2], *image.shape[:2]] != self._raw_shape[1:]:
             raise DatasetError(
                 f"{self.path}: image '{fname}' has shape {image.shape} (HWC) but the data "
-                f"set's first image is CHW {tuple(self._raw_shape[1:])}; all images must match."
+                f"set's first image is CHW {tuple(self._raw_shape[1:])}; all images must match "
+                f"(dataset_tool.py --resolution and --channels make them alike)."
             )
         return image.transpose(2, 0, 1)  # HWC => CHW
 
