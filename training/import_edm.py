@@ -162,8 +162,13 @@ def import_network(path: str | Path) -> tuple[torch.nn.Module, dict]:
     """(this project's network with the EDM pickle's EMA weights, its build_network options)."""
     from training.networks import build_network
 
-    edm = _network(load_pickle(path))
-    kwargs = network_kwargs(edm)
+    try:  # every refusal names the file
+        edm = _network(load_pickle(path))
+        kwargs = network_kwargs(edm)
+    except ValueError as e:
+        raise ValueError(str(e) if str(e).startswith(f"{path}:") else f"{path}: {e}") from None
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"{path}: not an EDM network pickle this can read ({type(e).__name__}: {e})") from None
     try:
         ours = build_network(**kwargs)
     except (TypeError, ValueError) as e:
@@ -175,12 +180,15 @@ def import_network(path: str | Path) -> tuple[torch.nn.Module, dict]:
         raise ValueError(
             f"{path}: weights do not match {kwargs['arch']}: missing {missing[:4]}, unexpected {unexpected[:4]}"
         )
-    for name, module in ours.named_modules():
-        if hasattr(module, "qkv") and getattr(module, "num_heads", 0):
-            key = f"{name}.qkv.weight"
-            state[key] = qkv_edm_to_ours(state[key], module.num_heads)
-            state[f"{name}.qkv.bias"] = qkv_edm_to_ours(state[f"{name}.qkv.bias"], module.num_heads)
-    ours.load_state_dict(state)
+    try:
+        for name, module in ours.named_modules():
+            if hasattr(module, "qkv") and getattr(module, "num_heads", 0):
+                key = f"{name}.qkv.weight"
+                state[key] = qkv_edm_to_ours(state[key], module.num_heads)
+                state[f"{name}.qkv.bias"] = qkv_edm_to_ours(state[f"{name}.qkv.bias"], module.num_heads)
+        ours.load_state_dict(state)
+    except RuntimeError as e:  # same names, other shapes
+        raise ValueError(f"{path}: weights do not fit {kwargs['arch']} ({str(e).splitlines()[0][:200]})") from None
     return ours.eval().requires_grad_(False), kwargs
 
 
