@@ -22,7 +22,9 @@ import torch
 from torch_utils.files import atomic_write
 
 FORMAT = "infonoise-snapshot-v1"
-SNAPSHOT_RE = re.compile(r"^network-snapshot-(\d+)\.pt$")
+# network-snapshot-<kimg>.pt on the run's grid; network-snapshot-<kimg>-step<step>.pt a resume point (a stop
+# between grid snapshots, removed by the next snapshot).
+SNAPSHOT_RE = re.compile(r"^network-snapshot-(\d+)(-step\d+)?\.pt$")
 
 
 def atomic_save(obj, path: str | os.PathLike) -> None:
@@ -51,12 +53,18 @@ def load(path: str | os.PathLike, map_location="cpu") -> dict:
 
 
 def list_snapshots(run_dir: str | os.PathLike) -> list[Path]:
-    """Snapshots in a run directory, oldest first (by kimg in the name)."""
+    """Snapshots in a run directory (resume points included), oldest first: by kimg in the name, then, within
+    one kimg, by when they were written."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in run_dir.iterdir() if (m := SNAPSHOT_RE.match(p.name))]
-    return [p for _, p in sorted(found)]
+    found = [(int(m.group(1)), p.stat().st_mtime_ns, p) for p in run_dir.iterdir() if (m := SNAPSHOT_RE.match(p.name))]
+    return [p for _, _, p in sorted(found)]
+
+
+def list_resume_points(run_dir: str | os.PathLike) -> list[Path]:
+    """The resume points among a run directory's snapshots (see SNAPSHOT_RE)."""
+    return [p for p in list_snapshots(run_dir) if SNAPSHOT_RE.match(p.name).group(2)]
 
 
 def latest_snapshot(run_dir: str | os.PathLike) -> Path | None:

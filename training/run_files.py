@@ -73,6 +73,31 @@ def load_latest_good(
     return None, None, bad
 
 
+# What a run writes as it goes, besides its snapshots: an earlier attempt's copies are set aside on a fresh start.
+RUN_FILES = ("log.txt", "stats.jsonl", "schedule.jsonl")
+RUN_FILE_GLOBS = ("samples-*.png", "samples-*.fasta")
+ATTEMPTS = "earlier-attempts"
+
+
+def set_aside_earlier_attempt(run_dir: Path) -> Path | None:
+    """A run that starts from step 0 in a folder with the files of an earlier attempt (killed before its first
+    snapshot, or whose snapshots were all unreadable) moves them to earlier-attempts/<n>/, so the folder's
+    log.txt, stats.jsonl and schedule.jsonl are this run's alone, as an uninterrupted run's would be, and the
+    earlier attempt's stay readable (why it stopped). Returns the folder they went to, or None if none."""
+    found = [run_dir / name for name in RUN_FILES if (run_dir / name).is_file()]
+    found += sorted(p for pattern in RUN_FILE_GLOBS for p in run_dir.glob(pattern) if p.is_file())
+    if not found:
+        return None
+    n = 1
+    while (run_dir / ATTEMPTS / str(n)).exists():
+        n += 1
+    dest = run_dir / ATTEMPTS / str(n)
+    dest.mkdir(parents=True)
+    for path in found:
+        path.replace(dest / path.name)
+    return dest
+
+
 def move_aside(paths: list[Path], log: Callable[[str], None]) -> None:
     for path in paths:
         target = path.with_name(path.name + ".corrupt")

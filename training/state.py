@@ -66,6 +66,11 @@ class TrainingState:
         self.net, self.ema, self.optimizer, self.scheduler = net, ema, optimizer, scheduler
         self.sigma_gen, self.stream = sigma_gen, stream
         self.cur_nimg, self.cur_tick, self.global_step = 0, 0, 0
+        # The tick under way: where it started, and this rank's sums so far (loss, error, examples). A stop in the
+        # middle of a tick saves them, so the resumed run ends that tick where an uninterrupted run would, with
+        # the same statistics: ticks and snapshots stay on the uninterrupted run's grid.
+        self.tick_start_nimg = 0
+        self.tick_partial = torch.zeros(3, dtype=torch.float64)
 
     def _rng_state(self) -> dict:
         state = {
@@ -80,6 +85,7 @@ class TrainingState:
     def state_dict(self) -> dict:
         """The snapshot's state part (plain tensors and containers). Collective: every rank calls it."""
         rngs, schedulers = du.gather(self._rng_state()), du.gather(self.scheduler.state_dict())
+        partial = du.gather(self.tick_partial.detach().cpu().clone())
         return {
             "net": self.net.state_dict(),
             "ema": self.ema.state_dict(),
@@ -87,7 +93,13 @@ class TrainingState:
             "scheduler": schedulers[0],
             "scheduler_ranks": schedulers,
             "profile": self.scheduler.profile(),
-            "progress": {"cur_nimg": self.cur_nimg, "cur_tick": self.cur_tick, "global_step": self.global_step},
+            "progress": {
+                "cur_nimg": self.cur_nimg,
+                "cur_tick": self.cur_tick,
+                "global_step": self.global_step,
+                "tick_start_nimg": self.tick_start_nimg,
+            },
+            "tick_partial": partial,
             "rng": rngs,
         }
 
@@ -104,6 +116,14 @@ class TrainingState:
         self.cur_nimg, self.cur_tick, self.global_step = (
             int(state["progress"][k]) for k in ("cur_nimg", "cur_tick", "global_step")
         )
+        # Snapshots written before a stop could fall mid-tick were all written at a tick's end.
+        self.tick_start_nimg = int(state["progress"].get("tick_start_nimg", self.cur_nimg))
+        partial = [torch.as_tensor(p, dtype=torch.float64) for p in state.get("tick_partial") or []]
+        if len(partial) == world:
+            self.tick_partial = partial[rank].clone()
+        else:  # another number of ranks (or none saved): the tick's sums go to rank 0, as the all-reduce adds them
+            total = torch.stack(partial).sum(0) if partial else torch.zeros(3, dtype=torch.float64)
+            self.tick_partial = total if rank == 0 else torch.zeros(3, dtype=torch.float64)
         rngs = state["rng"]
         if len(rngs) != world:
             self.stream.position = self.global_step * batch_per_rank

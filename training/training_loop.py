@@ -149,6 +149,12 @@ def _resume(run_dir: Path, st: TrainingState, batch_per_rank: int, log, files: t
                 f"re-run the same command to start the run afresh."
             )
     if resume is None:
+        if rank == 0 and (dest := run_files.set_aside_earlier_attempt(run_dir)) is not None:
+            du.print0(
+                f"Starting from step 0: moved the files of an earlier attempt (no snapshot to resume from) to "
+                f"{dest.relative_to(run_dir)}/."
+            )
+        du.barrier()
         return None
     if rank == 0:
         cut = run_files.trim_log(log_path, resumed.get("log_bytes"))
@@ -258,8 +264,8 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
         if bad or (scaler.is_enabled() and scaler.get_scale() < 2.0**-24):
             msg = (
                 f"Non-finite loss/gradient by step {st.global_step} ({st.cur_nimg / 1e3:.1f} kimg): training "
-                f"stopped. The last good snapshot is {last_snapshot or 'none (no snapshot yet)'}; re-run the "
-                f"same command with a lower --lr (it may change on resume), or check the data."
+                f"stopped. The last good snapshot is {last_snapshot or 'none (no snapshot yet)'}. Options that can "
+                f"cause it: {opt.nonfinite_causes(options)}; or the data. Re-run the same command after changing one."
             )
             log(msg)
             raise NonFiniteLossError(msg)
@@ -267,9 +273,13 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
     total_nimg = round(duration * 1e6)
     ema_halflife_nimg = ema * 1e6
 
-    def save_snapshot() -> Path:
+    def save_snapshot(resume_point: bool = False) -> Path:
+        """A snapshot on the run's grid (every `snap` ticks and at the end), or, for a stop between them, a
+        resume point (network-snapshot-<kimg>-step<step>.pt, no sample grid): the next snapshot removes it,
+        so a stopped and resumed run ends with the same snapshots, under the same names, as one never stopped."""
         state = st.state_dict()
-        path = run_dir / f"network-snapshot-{st.cur_nimg // 1000:06d}.pt"
+        name = f"network-snapshot-{st.cur_nimg // 1000:06d}" + (f"-step{st.global_step}" if resume_point else "")
+        path = run_dir / f"{name}.pt"
         if rank == 0:
             saved_options = json.loads((run_dir / "training_options.json").read_text())
             log_bytes = log_path.stat().st_size if log_path.is_file() else 0
@@ -289,6 +299,10 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
                 )
                 log(msg)
                 raise DiskFullError(msg) from None
+            for old in checkpoint.list_resume_points(run_dir):
+                if old != path:
+                    old.unlink(missing_ok=True)
+        if rank == 0 and not resume_point:
             try:
                 _write_samples(
                     ema_net,
@@ -309,13 +323,15 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
         f"scheduler {sched!r}, weighting {g['loss']['weighting']}, endpoint {context['endpoint']}, batch {batch} "
         f"({rounds} round(s) of {batch_gpu}/process), for {duration * 1e3:g} kimg."
     )
-    tick_start_nimg, tick_start_time, start_time = st.cur_nimg, time.time(), time.time()
+    tick_start_nimg, tick_start_time, start_time = st.tick_start_nimg, time.time(), time.time()
     # Data: a DataLoader over the resumable stream (the same order with or without workers), created after
     # the resume so it starts where the run stands. The step itself never waits for the host: statistics
     # stay on the device until a tick, errors are staged by the scheduler until a refresh.
     loader = _loader(dataset, stream, batch_gpu, g["loader"]["workers"], dev, seed)
-    tick_sums = torch.zeros(2, dtype=torch.float64, device=dev)  # weighted loss, error: summed on the device
-    tick_count, steps_this_call, last_snapshot = 0, 0, resume
+    tick_sums = (
+        st.tick_partial[:2].to(dev).clone()
+    )  # weighted loss, error: summed on the device (a stopped tick's so far)
+    tick_count, steps_this_call, last_snapshot = int(st.tick_partial[2]), 0, resume
     done = st.cur_nimg >= total_nimg
 
     loader_seconds = 0.0  # host time spent waiting for the loader this tick (its share of the step)
@@ -371,11 +387,18 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
 
         done = st.cur_nimg >= total_nimg
         stopping = stop_after_steps is not None and steps_this_call >= stop_after_steps
-        if not done and not stopping and st.cur_nimg < tick_start_nimg + tick * 1e3:
+        tick_ends = done or st.cur_nimg >= tick_start_nimg + tick * 1e3
+        if not tick_ends and not stopping:
             continue
 
         # Tick: a diverged run stops here, before any snapshot of its weights; then status line and stats.
         check_finite()
+        if not tick_ends:  # a stop in the middle of a tick: the tick so far goes into a resume point, to be ended
+            st.tick_start_nimg = tick_start_nimg  # by the resumed run where an uninterrupted run ends it
+            st.tick_partial = torch.cat([tick_sums.cpu(), torch.tensor([float(tick_count)], dtype=torch.float64)])
+            last_snapshot = save_snapshot(resume_point=True)
+            du.print0(f"Stopped after {steps_this_call} steps, mid-tick (step {st.global_step}): {last_snapshot.name}")
+            break
         totals = du.all_reduce_sum(torch.cat([tick_sums.cpu(), torch.tensor([float(tick_count)], dtype=torch.float64)]))
         now = time.time()
         tick_kimg = (st.cur_nimg - tick_start_nimg) / 1e3
@@ -403,8 +426,10 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
         )
         tick_done = st.cur_tick
         st.cur_tick += 1  # before a snapshot: it holds the counter of the next tick, as a resumed run needs
-        if done or stopping or (snap and tick_done % snap == 0):
-            last_snapshot = save_snapshot()
+        st.tick_start_nimg, st.tick_partial = st.cur_nimg, torch.zeros(3, dtype=torch.float64)
+        on_grid = done or (snap and tick_done % snap == 0)
+        if on_grid or stopping:
+            last_snapshot = save_snapshot(resume_point=not on_grid)
         tick_start_nimg, tick_start_time = st.cur_nimg, time.time()
         tick_sums.zero_()
         tick_count, loader_seconds = 0, 0.0
