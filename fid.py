@@ -36,7 +36,7 @@ from evaluation.frechet import (
 )
 from sampling.generation import parse_int_list
 from torch_utils import distributed as dist
-from torch_utils.checks import Float, Int, check_memory
+from torch_utils.checks import Float, Int, check_memory, one_line
 from torch_utils.files import COMPLETION_MARKER, check_writable
 
 # ----------------------------------------------------------------------------------------------
@@ -66,20 +66,6 @@ def check_complete(path: str, found: int, num: int | None) -> None:
         )
 
 
-def one_line(e: Exception) -> str:
-    """An exception as one line. An error raised in a DataLoader worker arrives as 'Caught X in DataLoader worker
-    process 0. Original Traceback …' with the original message on its last line: that line is the one."""
-    text = str(e).strip()
-    if not text:
-        return type(e).__name__
-    lines = text.splitlines()
-    if "Original Traceback" in text:
-        last = lines[-1]
-        head, sep, rest = last.partition(": ")
-        return rest if sep and "." in head.split()[-1] else last
-    return lines[0]
-
-
 def _fail(e: Exception) -> click.ClickException:
     return click.ClickException(one_line(e))
 
@@ -104,6 +90,13 @@ def _detector(name: str, device: torch.device, inception_weights: str | None) ->
         return get_detector(name, device, inception_weights=inception_weights)
     except (FileNotFoundError, ValueError) as e:
         raise _fail(e) from None
+
+
+def _seeds(ctx, param, value) -> list[int]:
+    try:
+        return parse_int_list(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
 
 
 def _log(msg: str) -> None:
@@ -239,7 +232,9 @@ def calc(image_path, ref_path, detector_name, num, allow_partial, batch, workers
 @cli.command()
 @click.option("--network", "network_path", required=True, type=str, help="Snapshot (network-snapshot-*.pt) to sample.")
 @click.option("--ref", "ref_path", required=True, type=str, help="Reference statistics .npz (from `ref` or EDM).")
-@click.option("--seeds", default="0-999", show_default=True, help="Seeds, e.g. 0-999 (one sample each).")
+@click.option(
+    "--seeds", default="0-999", show_default=True, callback=_seeds, help="Seeds, e.g. 0-999 (one sample each)."
+)
 @click.option(
     "--steps", type=Int(1, MAX_STEPS), default=18, show_default=True, help="Sampling levels N (Heun: 2N−1 NFE)."
 )
@@ -301,7 +296,7 @@ def gen(
     start = time.time()
     try:
         dist.init(device)
-        n = len(parse_int_list(seeds))
+        n = len(seeds)
         _log(
             f"{network_path}: {n} seeds, {solver} on the {grid_kind} grid, {steps} steps, "
             f"{dist.get_world_size()} rank(s), reference {ref_path}"

@@ -34,7 +34,7 @@ from sampling.image_grid import save_image_grid
 from sampling.probe import probe_network
 from sampling.solvers import SOLVERS, nfe
 from torch_utils import distributed as dist
-from torch_utils.checks import Float, Int, check_memory
+from torch_utils.checks import Float, Int, check_memory, one_line
 from torch_utils.files import COMPLETION_MARKER, atomic_write, check_writable, check_writable_dir
 from training.edm_cli import EDMCommand
 
@@ -197,7 +197,7 @@ def main(
             profile = probe_network(net, probe_data, lo, hi, probe_samples, probe_bins, batch_size, device=dev)
         sigmas = build_sigmas(net, grid_kind, steps, rho, lo, hi, profile, dev)
     except (FileNotFoundError, ValueError) as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(one_line(e)) from None
     rank = dist.get_rank()
     dist.print0(
         f"{len(seeds)} seeds, {dist.get_world_size()} rank(s), {solver} on the {grid_kind} grid, "

@@ -16,7 +16,7 @@ import click
 
 import schedulers
 from torch_utils import distributed as du
-from torch_utils.checks import Float, Int
+from torch_utils.checks import Float, Int, one_line
 from torch_utils.files import atomic_write
 from training import options as opt
 from training.edm_cli import EDMCommand
@@ -126,7 +126,7 @@ def main(outdir, preset, dry_run, dist_timeout, stop_after_steps, cbase, cres, n
     try:
         training_loop.run(run_dir, opts, stop_after_steps=stop_after_steps)
     except (training_loop.TrainingError, DatasetError) as e:  # a cause named in one line, not a traceback
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(one_line(e)) from None
     finally:
         du.shutdown()
 

@@ -20,7 +20,12 @@ from training.networks import ADMUNet
 
 
 def level_lengths(seq_length: int, num_levels: int) -> list[int]:
-    """Lengths of the U-Net levels; a ValueError with the fix if a level would have a fractional length."""
+    """Lengths of the U-Net levels; a ValueError with the fix if a level would have a fractional length, or if
+    there is no level at all."""
+    if num_levels < 1:
+        raise ValueError(
+            "SequenceUNet: channel_mult is empty; a U-Net needs at least one level (e.g. channel_mult=[1])"
+        )
     if seq_length % 2 ** (num_levels - 1):
         fit = 1
         while seq_length % 2**fit == 0:

@@ -239,6 +239,20 @@ def check_kwargs(fn: Callable, kwargs: dict, flag: str, defaults: dict | None = 
             raise ValueError(f"{name} must be {names}, got {value!r} ({type(value).__name__})")
 
 
+def one_line(e: BaseException) -> str:
+    """An exception as the one line a user sees. An error raised in a DataLoader worker arrives as 'Caught X in
+    DataLoader worker process 0. Original Traceback …' with the original message on its last line: that line,
+    without its 'module.Class: ' prefix, is the one."""
+    text = str(e).strip()
+    if not text:
+        return type(e).__name__
+    lines = text.splitlines()
+    if "Original Traceback" in text:
+        head, sep, rest = lines[-1].partition(": ")
+        return rest if sep and " " not in head else lines[-1]
+    return lines[0]
+
+
 # ----------------------------------------------------------------------------------------------------
 # memory
 

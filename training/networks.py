@@ -251,7 +251,9 @@ class FourierEmbedding(nn.Module):
 
 def level_resolutions(img_resolution: int, num_levels: int, what: str = "U-Net") -> list[int]:
     """Resolutions of the U-Net levels (halving each time). Raises a ValueError naming the resolution,
-    the levels and the fix when a level would have a fractional size."""
+    the levels and the fix when a level would have a fractional size, or when there is no level at all."""
+    if num_levels < 1:
+        raise ValueError(f"{what}: channel_mult is empty; a U-Net needs at least one level (e.g. channel_mult=[1])")
     res, out = img_resolution, [img_resolution]
     for _ in range(num_levels - 1):
         if res % 2:

@@ -335,6 +335,11 @@ def check_ranges(opts: dict, world_size: int = 1) -> None:
     for key, valid in _CHOICES.items():
         if opts.get(key) not in valid:
             raise OptionError(f"{option_name(key)} must be one of {', '.join(valid)}, got {opts.get(key)!r}.")
+    check_device(opts.get("device"))
+    if round(opts["duration"] * 1e6) < 1:
+        raise OptionError(f"{option_name('duration')} is {opts['duration']:g} Mimg, not one image: give a longer one.")
+    if opts.get("desc") is not None and set(opts["desc"]) <= {"."}:  # '.' or '..' would be --outdir or its parent
+        raise OptionError(f"{option_name('desc')} names the run's folder; {opts['desc']!r} is none, give a name.")
     if opts["sigma_min"] >= opts["sigma_max"]:
         raise OptionError(f"sigma_min ({opts['sigma_min']}) must be below sigma_max ({opts['sigma_max']}).")
     if opts["batch"] % world_size:
@@ -345,6 +350,23 @@ def check_ranges(opts: dict, world_size: int = 1) -> None:
             f"--batch-gpu {opts['batch_gpu']} does not divide the per-process batch {per_rank} "
             f"(--batch {opts['batch']} over {world_size} process(es)); use a divisor of {per_rank}."
         )
+
+
+def check_device(device: str | None) -> None:
+    """A device torch knows and this project runs on (cpu, cuda, cuda:N), and that is there — checked with the
+    other options, whether a flag or a preset names it."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise OptionError(f"{option_name('device')}: unknown device '{device}'; use cpu, cuda or cuda:N.") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise OptionError(f"{option_name('device')}: device '{device}' is not supported here; use cpu, cuda or cuda:N.")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise OptionError(f"{option_name('device')}: '{device}' was requested but this machine has no usable CUDA GPU.")
 
 
 # What a training step holds per example, in copies of the example as float32, at the very least (data, noise,
@@ -373,6 +395,11 @@ def network_kwargs(opts: dict, data_shape, label_dim: int) -> dict:
     count, the σ range, and the preset's network_kwargs (plus --dropout)."""
     kw = dict(opts["network_kwargs"])
     if opts["dropout"] is not None:
+        if "dropout" in kw and kw["dropout"] != opts["dropout"]:
+            raise OptionError(
+                f"--dropout {opts['dropout']} and network_kwargs dropout={kw['dropout']!r} (--net-opt) both set the "
+                f"dropout; give one of them."
+            )
         kw["dropout"] = opts["dropout"]
     if opts["weighting"] == "edm2":  # the learned uncertainty head beside the network (EDM2)
         kw.setdefault("logvar_channels", 128)
@@ -423,15 +450,20 @@ def resolve(preset: str | None, flags: dict, world_size: int = 1) -> dict:
         schedulers.scheduler_class(opts["scheduler"])  # unknown names fail here, listing the valid ones
     except ValueError as e:
         raise OptionError(str(e)) from None
+    # Every value by its type first, then what needs the data (the network's shape) and the builds.
+    check_network_options(opts["network_kwargs"], opts["arch"], opts["precond"])
+    check_scheduler_options(opts["scheduler"], opts["scheduler_kwargs"])
     try:
         dataset = open_dataset(opts["data"], use_labels=opts["cond"], max_size=opts["max_size"])
     except (FileNotFoundError, ValueError) as e:
         raise OptionError(str(e)) from None
+    if opts["xflip"] and len(dataset.data_shape) != 3:  # it would be dropped without a word
+        raise OptionError(f"--xflip mirrors images; {opts['data']} holds data of shape {list(dataset.data_shape)}.")
     opts["label_names"] = list(getattr(dataset, "label_names", None) or []) if opts["cond"] else None
     check_sizes(opts, dataset.data_shape, world_size)
-    check_network_options(opts["network_kwargs"], opts["arch"], opts["precond"])
+    given = dict(opts["network_kwargs"])
     opts["network_kwargs"] = network_kwargs(opts, dataset.data_shape, dataset.label_dim)
-    check_network(opts["network_kwargs"])
+    check_network(opts["network_kwargs"], given)
     check_scheduler(opts)
     if not opts["desc"]:  # the preset's name, plus what the flags changed of its recipe
         if opts.get("preset"):
@@ -447,13 +479,40 @@ def _given(kwargs: dict, flag: str) -> str:
     return " ".join(f"{flag} {k}={v!r}" for k, v in kwargs.items()) or "defaults"
 
 
+# Network options that come from the data or from training options, never from --net-opt / network_kwargs.
+_DERIVED_NETWORK_KEYS = dict(
+    data_shape="the data set",
+    img_resolution="the data set",
+    in_channels="the data set",
+    out_channels="the data set",
+    seq_length="the data set",
+    label_dim="the data set's labels (--cond)",
+    augment_dim="--augment",
+    sigma_min="--sigma-min",
+    sigma_max="--sigma-max",
+    sigma_data="sigma_data (a training option)",
+    arch="--arch",
+    precond="--precond",
+)
+
+
+def _is_count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def check_network_options(kwargs: dict, arch: str, precond: str) -> None:
     """The network options a preset or --net-opt gives, before anything is built: each of the type its
     constructor's annotation or default says (the architecture's registry defaults count as defaults), every
-    number finite; a count (an integer option) ≥ 1, or ≥ 0 where its default is 0; any other number ≥ 0, and
-    a probability (…dropout) ≤ 1. Unknown names are left to build_network, which lists the valid ones."""
+    number finite; a count (an integer option) ≥ 1, or ≥ 0 where its default is 0, and a list whose default
+    holds counts (channel_mult, attn_resolutions) holds counts; any other number ≥ 0, and a probability
+    (…dropout) ≤ 1. Unknown names are left to build_network, which lists the valid ones."""
     from training import networks
 
+    for key in kwargs:
+        if key in _DERIVED_NETWORK_KEYS:  # set from the data or another option: a value here would be overridden
+            raise OptionError(
+                f"Network: --net-opt {key} is set by {_DERIVED_NETWORK_KEYS[key]}; drop it from --net-opt."
+            )
     try:
         entry = networks.ARCHS.get(arch)
         targets = [networks.PRECONDS[precond]] if precond in networks.PRECONDS else []
@@ -471,6 +530,10 @@ def check_network_options(kwargs: dict, arch: str, precond: str) -> None:
         name = f"--net-opt {key}"
         try:
             check_kwargs(owner, {key: value}, "--net-opt", defaults=entry.defaults if entry else None)
+            counts = isinstance(default, (list, tuple)) and all(_is_count(v) and v >= 1 for v in default)
+            if counts and isinstance(value, (list, tuple)):  # a list of counts (channel_mult, resolutions) holds counts
+                for i, v in enumerate(value):
+                    check_number(v, f"{name}[{i}]", integer=True, lo=1)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
             if isinstance(value, int) and not isinstance(default, float):
@@ -485,15 +548,16 @@ def check_network_options(kwargs: dict, arch: str, precond: str) -> None:
 _COPIES_PER_PARAMETER = 5
 
 
-def check_network(kwargs: dict) -> None:
+def check_network(kwargs: dict, given: dict | None = None) -> None:
     """Build the network once without memory (on torch's meta device) to fail before any work — a resolution
     the architecture cannot take, an unknown option, a size that cannot be built — and refuse one whose
-    parameters, EMA and optimizer state would not fit in memory, saying how much they would need."""
+    parameters, EMA and optimizer state would not fit in memory, saying how much they would need. `given`: the
+    network options the user set (named in the messages; default: all but the data's shape)."""
     import torch
 
     from training import networks
 
-    user = {k: v for k, v in kwargs.items() if k not in ("data_shape", "label_dim", "arch", "precond")}
+    user = given if given is not None else {k: v for k, v in kwargs.items() if k not in ("data_shape", "label_dim")}
     try:
         with torch.device("meta"):
             net = networks.build_network(**kwargs)
@@ -504,14 +568,23 @@ def check_network(kwargs: dict) -> None:
             f"Network {kwargs.get('arch')} cannot be built with {_given(user, '--net-opt')} "
             f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); fix those options."
         ) from None
+    sigma = torch.logspace(math.log10(net.sigma_min), math.log10(net.sigma_max), 64, dtype=torch.float64)
+    try:  # the preconditioning's own numbers (VP's beta_d, beta_min, M) give finite coefficients over the σ range
+        finite = all(bool(torch.isfinite(torch.as_tensor(c)).all()) for c in net.precond_coefficients(sigma))
+    except Exception:  # noqa: BLE001 — a coefficient that cannot be computed is as bad as a non-finite one
+        finite = False
+    if not finite:
+        raise OptionError(
+            f"Network preconditioning {kwargs.get('precond')} with {_given(user, '--net-opt')} gives non-finite "
+            f"coefficients for σ in [{net.sigma_min:g}, {net.sigma_max:g}]; fix those options."
+        )
     count = sum(p.numel() for p in net.parameters())
     try:
         check_memory(
             count * 4 * _COPIES_PER_PARAMETER,
-            f"Network {kwargs.get('arch')} of {count / 1e6:,.1f} M parameters "
-            f"(model_channels={kwargs.get('model_channels', 'default')}, --cbase / --net-opt) with its EMA and "
-            f"optimizer state",
-            "Lower --cbase (model_channels), --cres or num_blocks.",
+            f"Network {kwargs.get('arch')} with {_given(user, '--net-opt')}: {count / 1e6:,.1f} M parameters, "
+            f"with its EMA and optimizer state,",
+            "Lower those options (--cbase is model_channels, --cres channel_mult).",
         )
     except ValueError as e:
         raise OptionError(str(e)) from None
@@ -519,6 +592,17 @@ def check_network(kwargs: dict) -> None:
 
 # σ a training step can use: σ² and 1/σ² stay far inside float32 (the loss weights σ and 1/σ²).
 SIGMA_LIMITS = (1e-12, 1e12)
+
+
+def check_scheduler_options(name: str, kwargs: dict) -> None:
+    """Each scheduler option of the type the constructor's annotation (or default) says, every number in it
+    finite and within int64 (the constructors check their own ranges)."""
+    import schedulers
+
+    try:
+        check_kwargs(schedulers.scheduler_class(name).__init__, kwargs, "--sched-opt")
+    except ValueError as e:
+        raise OptionError(f"Scheduler: {e}.") from None
 
 
 def check_scheduler(opts: dict) -> None:
@@ -532,10 +616,7 @@ def check_scheduler(opts: dict) -> None:
 
     name, kwargs = opts["scheduler"], opts["scheduler_kwargs"]
     given = _given(kwargs, "--sched-opt")
-    try:
-        check_kwargs(schedulers.scheduler_class(name).__init__, kwargs, "--sched-opt")
-    except ValueError as e:
-        raise OptionError(f"Scheduler: {e}.") from None
+    check_scheduler_options(name, kwargs)
     try:
         context = dict(scheduler_context(opts, "continuous"), training_data=lambda: None)  # data read by the run
         sched = schedulers.build(name, context, **kwargs)
