@@ -85,10 +85,21 @@ def env(tmp_path_factory):
         "loop": "extends: loop.yaml\n",
         "sched_list": "scheduler_kwargs: 5\n",
         "cond_str": "cond: maybe\n",
+        "dup_key": "lr: 0.1\nlr: 0.2\n",
+        "dup_nested": "network_kwargs: {num_blocks: 1, num_blocks: 2}\n",
+        "netkw_wide": "network_kwargs: {model_channels: wide, channel_mult: [1, 2], attn_resolutions: []}\n",
+        "sched_nan": "scheduler_kwargs: {P_mean: .nan}\n",
+        "lr_inf": "lr: .inf\n",
+        "batch_huge": "batch: 100000000000000000000000\n",
+        "seed_float": "seed: 1.5\n",
+        "extends_num": "extends: 5\n",
+        "netkw_intkey": "network_kwargs: {1: 2}\n",
     }
     for name, text in presets.items():
         (t / f"{name}.yaml").write_text(f"data: {p['data']}\n{text}")
         p[f"preset_{name}"] = str(t / f"{name}.yaml")
+    (t / "latin1.yaml").write_bytes(f"data: {p['data']}\n# caf\xe9 au lait\nlr: 0.1\n".encode("latin-1"))
+    p["preset_latin1"] = str(t / "latin1.yaml")
     # A snapshot, and what can go wrong with one.
     r = CliRunner().invoke(
         __import__("train").main,
@@ -140,6 +151,31 @@ def env(tmp_path_factory):
     np.savez(p["ref_badkeys"], mean=np.zeros(3))
     p["ref_corrupt"] = str(t / "ref_corrupt.npz")
     Path(p["ref_corrupt"]).write_bytes(b"PK\x03\x04 not a zip")
+    # A reference that records the shape of its images (1x8x8), one whose Σ is not symmetric, one not PSD.
+    p["ref8"] = str(t / "ref8.npz")
+    save_stats(p["ref8"], np.zeros(128), np.eye(128), "lenet-digits", 20, image_shape=(1, 8, 8))
+    asym = np.eye(128)
+    asym[0, 1] = 0.5
+    p["ref_asym"] = str(t / "ref_asym.npz")
+    save_stats(p["ref_asym"], np.zeros(128), asym, "lenet-digits", 20, image_shape=(1, 8, 8))
+    notpsd = np.eye(128)
+    notpsd[3, 3] = -1.0
+    p["ref_notpsd"] = str(t / "ref_notpsd.npz")
+    save_stats(p["ref_notpsd"], np.zeros(128), notpsd, "lenet-digits", 20, image_shape=(1, 8, 8))
+    rnd = np.random.RandomState(2)
+    for name, shape in (("img86", (20, 8, 6, 1)), ("img16", (20, 16, 16, 1)), ("rgb8", (20, 8, 8, 3))):
+        p[name] = str(t / f"{name}.npz")
+        np.savez(p[name], images=rnd.randint(0, 256, shape).astype(np.uint8))
+    p["ambiguous"] = str(t / "ambiguous.npz")  # [N, 3, 3, 3]: NHWC or NCHW?
+    np.savez(p["ambiguous"], images=rnd.randint(0, 256, (20, 3, 3, 3)).astype(np.uint8))
+    p["bad_layout"] = str(t / "bad_layout.npz")
+    np.savez(p["bad_layout"], images=rnd.randint(0, 256, (20, 8, 8, 1)).astype(np.uint8), layout="HWNC")
+    mixed = t / "mixed_folder"  # generate.py's output with one image of another size
+    mixed.mkdir()
+    for i in range(4):
+        PIL.Image.fromarray(grey[i % 4]).save(mixed / f"{i:06d}.png")
+    PIL.Image.fromarray(np.zeros((9, 9), np.uint8)).save(mixed / "000009.png")
+    p["mixed_folder"] = str(mixed)
     partial = t / "partial"
     partial.mkdir()
     for i in range(3):
@@ -152,6 +188,10 @@ def env(tmp_path_factory):
     Path(p["fasta"]).write_text("".join(f">s{i}\n{'ACGT' * 4}\n" for i in range(8)))
     p["fasta_bad"] = str(t / "bad.fa")
     Path(p["fasta_bad"]).write_text(">s0\nACGTXYZ!\n")
+    p["fasta_short"] = str(t / "short.fa")  # 8 bp where the others have 16
+    Path(p["fasta_short"]).write_text("".join(f">s{i}\n{'ACGT' * 2}\n" for i in range(8)))
+    p["fasta_rna"] = str(t / "rna.fa")  # another alphabet
+    Path(p["fasta_rna"]).write_text("".join(f">s{i}\n{'ACGU' * 4}\n" for i in range(8)))
     p["unwritable"] = "/proc/infonoise-nope/out"
     return p
 
@@ -195,6 +235,34 @@ TRAIN = [
     ["--scheduler", "infonoise", "--sched-opt", "pivot_rule=knee"],
     ["--cres", "1,x"],
     ["--dist-timeout", "0"],
+    # issue 25: wrong types, NaN/Inf, huge values, options given twice or silently dropped
+    ["--net-opt", "model_channels=abc"],
+    ["--sched-opt", "P_mean=nan"],
+    ["--sched-opt", "P_mean=inf"],
+    ["--sched-opt", "P_std=1e300"],
+    ["--sched-opt", "P_mean=1e3"],
+    ["--sched-opt", "P_mean=-1", "--sched-opt", "P_mean=1"],
+    ["--scheduler", "infonoise", "--sched-opt", "num_bins=abc"],
+    ["--scheduler", "infonoise", "--sched-opt", "floor=nan"],
+    ["--scheduler", "loguniform", "--sched-opt", "sigma_max=1e300"],
+    ["--net-opt", "dropout=nan"],
+    ["--net-opt", "num_blocks=-1"],
+    ["--net-opt", "num_blocks=1.5"],
+    ["--net-opt", "channel_mult_emb=100000000"],
+    ["--lr", "1e300"],
+    ["--dropout", "nan"],
+    ["--sigma-max", "inf"],
+    ["--batch", "100000000000000000000000"],
+    ["--batch", "10000000000000"],
+    ["--sample-grid", "10000000000000"],
+    ["--seed", "99999999999999999999"],
+    ["--max-size", "99999999999999999999"],
+    ["--workers", "100000"],
+    ["--tick", "nan"],
+    ["--ema", "inf"],
+    ["--augment", "nan"],
+    ["--dist-timeout", "nan"],
+    ["--stop-after-steps", "0"],
 ]
 TRAIN_EXPECT = [
     "batch",
@@ -234,6 +302,33 @@ TRAIN_EXPECT = [
     "pivot_rule",
     "cres",
     "dist-timeout",
+    "model_channels",
+    "P_mean",
+    "P_mean",
+    "P_std",
+    "P_mean",
+    "P_mean",
+    "num_bins",
+    "floor",
+    "sigma_max",
+    "dropout",
+    "num_blocks",
+    "num_blocks",
+    "channel_mult_emb",
+    "lr",
+    "dropout",
+    "sigma_max",
+    "batch",
+    "batch",
+    "sample_grid",
+    "seed",
+    "max_size",
+    "workers",
+    "tick",
+    "ema",
+    "augment",
+    "dist-timeout",
+    "stop-after-steps",
 ]
 TRAIN_DATA = [
     (["--data", "{tmp}/missing.zip"], "missing.zip"),
@@ -257,6 +352,16 @@ PRESETS = [
     ("loop", "loops"),
     ("sched_list", "scheduler_kwargs"),
     ("cond_str", "cond"),
+    ("dup_key", "dup_key.yaml"),
+    ("dup_nested", "dup_nested.yaml"),
+    ("latin1", "latin1.yaml"),
+    ("netkw_wide", "model_channels"),
+    ("sched_nan", "P_mean"),
+    ("lr_inf", "lr"),
+    ("batch_huge", "batch"),
+    ("seed_float", "seed"),
+    ("extends_num", "extends"),
+    ("netkw_intkey", "network_kwargs"),
 ]
 
 
@@ -305,6 +410,25 @@ def generate_cases():
         ([*net, "--solver", "bogus"], "bogus"),
         ([*net, "--S-churn", "-1"], "S-churn"),
         (["--network", "{snap}", "--grid-png", "{tmp}"], "directory"),
+        # issue 25: non-finite sampler numbers, bounded work from a typo
+        ([*net, "--S-churn", "1", "--S-noise", "nan"], "S-noise"),
+        ([*net, "--S-churn", "1", "--S-noise", "inf"], "S-noise"),
+        ([*net, "--S-churn", "nan"], "S-churn"),
+        ([*net, "--S-churn", "1", "--S-min", "nan"], "S-min"),
+        ([*net, "--S-churn", "1", "--S-max", "nan"], "S-max"),
+        ([*net, "--S-churn", "1", "--S-min", "5", "--S-max", "1"], "S-min"),
+        ([*net, "--rho", "nan"], "rho"),
+        ([*net, "--rho", "inf"], "rho"),
+        ([*net, "--sigma-min", "nan"], "sigma-min"),
+        ([*net, "--sigma-max", "inf"], "sigma-max"),
+        ([*net, "--steps", "100000000000000000000"], "steps"),
+        ([*net, "--batch", "100000000000000000000"], "batch"),
+        ([*net, "--batch", "10000000000000"], "batch"),
+        ([*net, "--class", "100000000000000000000"], "class"),
+        ([*net, "--seeds", "0-99999999999"], "seeds"),
+        ([*net, "--seeds", "99999999999999999999999"], "seeds"),
+        ([*net, "--grid", "infogrid", "--probe-data", "{data}", "--probe-samples", "100000000000000"], "probe-samples"),
+        ([*net, "--grid", "infogrid", "--probe-data", "{data}", "--probe-bins", "1000000000"], "probe-bins"),
     ]
 
 
@@ -331,6 +455,25 @@ def fid_cases():
         (["calc", "--images", "{nokey_npz}", "--ref", "{ref}"], "nokey.npz"),
         (["calc", "--images", "{images_npz}", "--ref", "{ref}", "--num", "1"], "num"),
         (["calc", "--images", "{one_npz}", "--ref", "{ref}"], "one.npz"),
+        # issue 25: the metric checks what it compares
+        (["calc", "--images", "{img86}", "--ref", "{ref8}"], "img86.npz"),
+        (["calc", "--images", "{img16}", "--ref", "{ref8}"], "img16.npz"),
+        (["calc", "--images", "{rgb8}", "--ref", "{ref8}"], "rgb8.npz"),
+        (["calc", "--images", "{ambiguous}", "--ref", "{ref8}"], "layout"),
+        (["calc", "--images", "{bad_layout}", "--ref", "{ref8}"], "HWNC"),
+        (["calc", "--images", "{images_npz}", "--ref", "{ref_asym}"], "ref_asym.npz"),
+        (["calc", "--images", "{images_npz}", "--ref", "{ref_notpsd}"], "ref_notpsd.npz"),
+        (["calc", "--images", "{mixed_folder}", "--ref", "{ref8}", "--allow-partial"], "000009.png"),
+        (["calc", "--images", "{mixed_folder}", "--ref", "{ref8}", "--allow-partial", "--workers", "0"], "000009.png"),
+        (["ref", "--data", "{mixed_folder}", "--dest", "{tmp}/r.npz", "--detector", "lenet-digits"], "000009.png"),
+        (["ref", "--data", "{ambiguous}", "--dest", "{tmp}/r.npz", "--detector", "lenet-digits"], "layout"),
+        (["calc", "--images", "{images_npz}", "--ref", "{ref8}", "--seed", "-1"], "seed"),
+        (["calc", "--images", "{images_npz}", "--ref", "{ref8}", "--batch", "100000000000000000000"], "batch"),
+        (["calc", "--images", "{images_npz}", "--ref", "{ref8}", "--workers", "nan"], "workers"),
+        (["gen", "--network", "{snap}", "--ref", "{ref8}", "--seeds", "0-99999999999"], "seeds"),
+        (["gen", "--network", "{snap}", "--ref", "{ref8}", "--rho", "nan"], "rho"),
+        (["gen", "--network", "{snap}", "--ref", "{ref_notpsd}", "--seeds", "0-1"], "ref_notpsd.npz"),
+        (["train-detector", "--dataset", "digits", "--out", "{tmp}/d.pt", "--epochs", "100000000"], "epochs"),
         (["gen", "--network", "{tmp}/missing.pt", "--ref", "{ref}"], "missing.pt"),
         (["gen", "--network", "{malicious}", "--ref", "{ref}"], "malicious.pt"),
         (["gen", "--network", "{snap}", "--ref", "{ref}", "--seeds", "x"], "x"),
@@ -360,6 +503,10 @@ def dataset_tool_cases():
         (["--source", "{partial}", "--dest", "{tmp}/o4.zip", "--resolution", "0"], "0"),
         (["--source", "{partial}", "--dest", "{file}"], "a-file"),
         (["--source", "{partial}", "--dest", "{tmp}/o5.zip", "--split", "bogus"], "bogus"),
+        (["--source", "{partial}", "--dest", "{tmp}/o6.zip", "--seed", "-1"], "seed"),
+        (["--source", "{partial}", "--dest", "{tmp}/o6.zip", "--seed", "99999999999999999999"], "seed"),
+        (["--source", "{partial}", "--dest", "{tmp}/o6.zip", "--resolution", "100000"], "100000"),
+        (["--source", "{partial}", "--dest", "{tmp}/o6.zip", "--max-images", "1.5"], "max-images"),
     ]
 
 
@@ -446,6 +593,25 @@ def dna_tool_cases():
         (["train-classifier", "--train", "{tmp}/missing.tsv", "--out", "{tmp}/c.pt"], "missing.tsv"),
         (["train-classifier", "--train", "{fasta_bad}", "--out", "{tmp}/c.pt"], "bad.fa"),
         (["train-classifier", "--train", "{fasta}", "--out", "{unwritable}.pt"], "nope"),
+        (["train-classifier", "--train", "{fasta}", "--out", "{tmp}/c.pt", "--lr", "nan"], "lr"),
+        (["make-benchmark", "--out", "{tmp}/d.tsv", "--per-class", "100000000000000"], "per-class"),
+        (["make-benchmark", "--out", "{tmp}/d.tsv", "--per-class", "2", "--length", "100000000000"], "length"),
+        (["make-benchmark", "--out", "{tmp}/d.tsv", "--per-class", "2", "--seed", "-1"], "seed"),
+        (
+            ["metrics", "--generated", "{fasta_short}", "--reference", "{fasta}", "--train", "{fasta}"]
+            + ["--out", "{tmp}/m.json"],
+            "short.fa",
+        ),
+        (
+            ["metrics", "--generated", "{fasta_rna}", "--reference", "{fasta}", "--train", "{fasta}"]
+            + ["--out", "{tmp}/m.json"],
+            "rna.fa",
+        ),
+        (
+            ["metrics", "--generated", "{fasta}", "--reference", "{fasta}", "--train", "{fasta}", "--pvalue", "nan"]
+            + ["--out", "{tmp}/m.json"],
+            "pvalue",
+        ),
     ]
 
 
