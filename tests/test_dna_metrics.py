@@ -172,3 +172,24 @@ def test_metrics_reject_unknown_labels(tmp_path, bench):
             motif_ids=BENCH_IDS[:1],
             log=lambda *a: None,
         )
+
+
+def test_metrics_compare_sequences_of_one_length_only(tmp_path, bench):
+    """A generated set, or a classifier, of another length than the reference is refused naming the file:
+    k-mer shares and positions of sequences of other lengths would be numbers, and meaningless ones."""
+    rec = read_sequences(bench / "train-test.tsv")
+    write_fasta(tmp_path / "short.fa", [s[:100] for s in rec.seqs[:20]])
+    kw = dict(motif_ids=BENCH_IDS[:1], log=lambda *a: None)
+    with pytest.raises(ValueError, match=r"short\.fa: sequences of 100 bp but the reference .* has 200 bp"):
+        dm.compute_metrics(str(tmp_path / "short.fa"), str(bench / "train-test.tsv"), str(bench / "train.tsv"), **kw)
+    write_fasta(tmp_path / "ref100.fa", [s[:100] for s in rec.seqs[20:40]])
+    train100 = [s[:100] for s in read_sequences(bench / "train.tsv").seqs[:40]]
+    write_fasta(tmp_path / "train100.fa", train100)
+    with pytest.raises(ValueError, match=r"clf\.pt: trained on sequences of 200 bp, these have 100 bp"):
+        dm.compute_metrics(
+            str(tmp_path / "short.fa"),
+            str(tmp_path / "ref100.fa"),
+            str(tmp_path / "train100.fa"),
+            classifier=str(bench / "clf.pt"),
+            **kw,
+        )

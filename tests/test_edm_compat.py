@@ -303,3 +303,31 @@ def test_readme_python_api_block_runs(tmp_path, capsys):
     exec(compile(code, "README.md", "exec"), {})
     out = capsys.readouterr().out
     assert re.search(r"FD \d+\.\d{3}, σ-grid \[80\.0, .*, 0\.0\]", out), out
+
+
+def test_import_refusals_name_the_file(ours, tmp_path):
+    """Every refusal of an EDM pickle names the file: not a network, no constructor arguments, arguments
+    without the resolution, weights of other shapes."""
+    tree = edm_tree(ours, "EDMPrecond", "pass")
+    cases = {
+        "notnet.pkl": {"ema": OrderedDict(a=1)},
+        "noargs.pkl": {"ema": tree},
+        "nores.pkl": {"ema": Persistent("EDMPrecond", {**tree.meta["state"], "_init_kwargs": {"img_channels": 1}})},
+        "shapes.pkl": {
+            "ema": Persistent("EDMPrecond", {**tree.meta["state"], "_init_kwargs": {**EDM_KWARGS, "model_channels": 8}})
+        },
+    }
+    fake = types.ModuleType("torch_utils.persistence")
+    fake._reconstruct_persistent_obj = _reconstruct_persistent_obj
+    _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
+    sys.modules["torch_utils.persistence"] = fake
+    try:
+        for name, obj in cases.items():
+            (tmp_path / name).write_bytes(pickle.dumps(obj))
+    finally:
+        del sys.modules["torch_utils.persistence"]
+    for name in cases:
+        r = CliRunner().invoke(import_edm.main, [str(tmp_path / name), "--out", str(tmp_path / "o.pt")])
+        errors = [line for line in r.output.splitlines() if line.startswith("Error")]
+        assert r.exit_code != 0 and "Traceback" not in r.output and len(errors) == 1, (name, r.output)
+        assert str(tmp_path / name) in errors[0], (name, r.output)

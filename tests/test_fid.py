@@ -250,3 +250,59 @@ def test_ref_checks_its_output_and_input_before_work(digit_pngs, tmp_path):
     save_stats(nan, np.full(128, np.nan), np.eye(128), "lenet-digits", 10)
     r = _run("calc", "--images", root / "images.npz", "--ref", nan)
     assert r.exit_code != 0 and "NaN" in r.output
+
+
+def test_reference_records_the_image_shape_and_calc_checks_it(digit_pngs, tmp_path):
+    """`ref` stores channels and resolution; `calc` scores images of that shape — stored NHWC or, with their
+    layout, NCHW, to the same value as the statistics computed here — and refuses other shapes, an array
+    that reads both ways, and notes (once) that an old reference cannot be checked."""
+    root, folder = digit_pngs
+    images = load_digit_data("digits")[0][:60]  # [N, 1, 8, 8]
+    np.savez(tmp_path / "first.npz", images=images[:30].transpose(0, 2, 3, 1))
+    ref = tmp_path / "ref.npz"
+    assert _run("ref", "--data", tmp_path / "first.npz", "--dest", ref, "--detector", "lenet-digits").exit_code == 0
+    stats = load_stats(ref)
+    assert (stats["channels"], stats["resolution"]) == (1, (8, 8))
+    det = get_detector("lenet-digits")
+    expected = frechet_distance(
+        *compute_stats([torch.from_numpy(images[30:])], det).mean_cov(), stats["mu"], stats["sigma"]
+    )
+    np.savez(tmp_path / "nhwc.npz", images=images[30:].transpose(0, 2, 3, 1))
+    np.savez(tmp_path / "nchw.npz", images=images[30:], layout="NCHW")
+    for name in ("nhwc.npz", "nchw.npz"):
+        r = _run("calc", "--images", tmp_path / name, "--ref", ref, "--workers", 0)
+        assert r.exit_code == 0, r.output
+        assert float(r.stdout.strip().splitlines()[-1]) == pytest.approx(expected, rel=1e-5) and expected > 1
+    for shape, says in (((10, 8, 6, 1), "1x8x6"), ((10, 16, 16, 1), "1x16x16"), ((10, 8, 8, 3), "3x8x8")):
+        np.savez(tmp_path / "other.npz", images=np.zeros(shape, np.uint8))
+        r = _run("calc", "--images", tmp_path / "other.npz", "--ref", ref, "--workers", 0)
+        assert r.exit_code != 0 and says in r.output and "1x8x8" in r.output and "Traceback" not in r.output
+    np.savez(tmp_path / "both.npz", images=np.zeros((10, 3, 8, 3), np.uint8))  # NHWC 3x8x3 or NCHW 3x8x3
+    r = _run("calc", "--images", tmp_path / "both.npz", "--ref", ref, "--workers", 0)
+    assert r.exit_code != 0 and "reads as [N, H, W, C] and as [N, C, H, W]" in r.output and "layout=" in r.output
+    old = tmp_path / "old.npz"
+    save_stats(old, stats["mu"], stats["sigma"], "lenet-digits", 30)  # as refs were written before
+    r = _run("calc", "--images", tmp_path / "nhwc.npz", "--ref", old, "--workers", 0)
+    assert r.exit_code == 0 and r.output.count("Note:") == 1 and "does not record the resolution" in r.output
+    assert float(r.stdout.strip().splitlines()[-1]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_reference_sigma_must_be_a_covariance(tmp_path):
+    """Σ symmetric and PSD within rounding: a singular one (fewer images than dimensions) and rounding-level
+    asymmetry pass; a negative eigenvalue or a visible asymmetry is one line naming the file."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 32))
+    sigma = np.cov(x, rowvar=False)
+    sigma[0, 1] += 1e-14
+    save_stats(tmp_path / "ok.npz", x.mean(0), sigma, "lenet-digits", 12)
+    assert load_stats(tmp_path / "ok.npz")["sigma"].shape == (32, 32)
+    bad = np.eye(32)
+    bad[5, 5] = -0.5
+    save_stats(tmp_path / "neg.npz", np.zeros(32), bad, "lenet-digits", 12)
+    with pytest.raises(ValueError, match=r"neg\.npz: sigma is not positive semi-definite \(eigenvalue -0\.5\)"):
+        load_stats(tmp_path / "neg.npz")
+    asym = np.eye(32)
+    asym[2, 7] = 0.3
+    save_stats(tmp_path / "asym.npz", np.zeros(32), asym, "lenet-digits", 12)
+    with pytest.raises(ValueError, match=r"asym\.npz: sigma is not symmetric"):
+        load_stats(tmp_path / "asym.npz")

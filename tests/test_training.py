@@ -167,12 +167,8 @@ def test_resume_matches_uninterrupted_run(tmp_path, tiny_zip, scheduler):
     assert "Resuming from" in result.output
     a = final_params(tmp_path / "a" / f"tiny-{scheduler}-edm")
     b = final_params(tmp_path / "b" / f"tiny-{scheduler}-edm")
-    # (--stop-after-steps ends a tick early, so the stopped run has counted one tick more; a killed run resumes
-    # at a tick boundary of its own and counts alike: test_killed_run_resumes_to_identical_files)
-    assert (
-        a["progress"]["cur_nimg"] == b["progress"]["cur_nimg"]
-        and a["progress"]["global_step"] == 6 == (b["progress"]["global_step"])
-    )
+    # a stop mid-tick ends that tick where the uninterrupted run ends it: the same progress, ticks included
+    assert a["progress"] == b["progress"] and a["progress"]["global_step"] == 6
     for key in ("net", "ema"):
         for name in a[key]:
             assert torch.equal(a[key][name], b[key][name]), f"{key}.{name} differs after resume"
@@ -453,3 +449,102 @@ def test_progress_bar_on_a_terminal_and_startup_messages(tmp_path, tiny_zip, mon
     )
     assert result.exit_code == 0, result.output
     assert re.search(r"0\.0/0\.0 kimg \[\d\d:\d\d<\d\d:\d\d\]", result.output) and "tick 0" in result.output
+
+
+# ----------------------------------------------------------------------------------------------------
+# A restart that starts clean, and a stop that keeps the grid (issue 25).
+
+FAST_INFONOISE = [
+    "--scheduler",
+    "infonoise",
+    "--sample-grid",
+    "0",
+    "--sched-opt",
+    "warmup_steps=2",
+    "--sched-opt",
+    "refresh_every=2",
+    "--sched-opt",
+    "min_count=1",
+    "--sched-opt",
+    "num_bins=4",
+    "--sched-opt",
+    "floor=0.5",
+]
+
+
+def _log_lines(run_dir):
+    """log.txt without its wall times: what two runs of the same command must both have written."""
+    return [re.sub(r"sec/(tick|kimg) +[\d.]+", "", line) for line in (run_dir / "log.txt").read_text().splitlines()]
+
+
+def _kill(args, kill_at):
+    killed = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "kill_train_worker.py"), kill_at, *[str(a) for a in args]],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+    )
+    assert killed.returncode == 137, killed.stderr
+
+
+def test_restart_after_a_kill_before_the_first_snapshot_starts_clean(tmp_path, tiny_zip):
+    """Killed at step 4 of 6 with no snapshot yet (--snap 0: only the last), then the same command again: the
+    earlier attempt's files go to earlier-attempts/1/ (said in one line), and stats.jsonl, schedule.jsonl and
+    log.txt equal an uninterrupted run's — ticks 0–2 are not there twice."""
+    extra = [*FAST_INFONOISE, "--tick", "0.008", "--snap", "0", "--duration", "0.000048"]
+    run_train(base_args(tiny_zip, tmp_path / "a", *extra))
+    args = base_args(tiny_zip, tmp_path / "b", *extra)
+    _kill(args, "step:4")
+    a_dir, b_dir = tmp_path / "a" / "tiny-infonoise-edm", tmp_path / "b" / "tiny-infonoise-edm"
+    assert not checkpoint.list_snapshots(b_dir) and len((b_dir / "stats.jsonl").read_text().splitlines()) == 3
+    result = run_train(args)
+    assert "moved the files of an earlier attempt" in result.output and "earlier-attempts/1" in result.output
+    assert _run_files(a_dir) == _run_files(b_dir)
+    assert _log_lines(a_dir) == _log_lines(b_dir)
+    assert len((b_dir / "earlier-attempts" / "1" / "stats.jsonl").read_text().splitlines()) == 3
+
+
+def test_restart_after_every_snapshot_is_unreadable_starts_clean(tmp_path, tiny_zip):
+    """A finished run whose snapshots are all unreadable: one line says so, and re-running (as it advises)
+    starts afresh with the old files set aside, leaving what an uninterrupted run leaves."""
+    extra = [*FAST_INFONOISE, "--tick", "0.016", "--snap", "1", "--duration", "0.000064"]
+    run_train(base_args(tiny_zip, tmp_path / "a", *extra))
+    args = base_args(tiny_zip, tmp_path / "b", *extra)
+    run_train(args)
+    a_dir, b_dir = tmp_path / "a" / "tiny-infonoise-edm", tmp_path / "b" / "tiny-infonoise-edm"
+    for p in checkpoint.list_snapshots(b_dir):
+        p.write_bytes(p.read_bytes()[:500])
+    result = run_train(args, expect_ok=False)
+    assert result.exit_code != 0 and "no snapshot there can be resumed from" in result.output
+    assert "Traceback" not in result.output
+    result = run_train(args)
+    assert "moved the files of an earlier attempt" in result.output
+    assert _run_files(a_dir) == _run_files(b_dir)
+    assert _log_lines(a_dir) == _log_lines(b_dir)
+    a, b = (checkpoint.load(checkpoint.latest_snapshot(d)) for d in (a_dir, b_dir))
+    assert a["progress"] == b["progress"] and all(torch.equal(a["net"][k], b["net"][k]) for k in a["net"])
+
+
+@pytest.mark.parametrize("stop_after", [20, 16])
+def test_graceful_stop_keeps_ticks_and_snapshots_on_the_grid(tmp_path, tiny_zip, stop_after):
+    """Ticks of 8 steps, 47 steps in all, a snapshot every 2 ticks; stopped after 20 steps (mid-tick) or 16
+    (a tick's end without a snapshot), then the same command: the ticks end at steps 8, 16, 24, 32, 40, 47 as
+    in the uninterrupted run, with the same statistics, the same snapshots under the same names, the same
+    weights; the stop's resume point is gone."""
+    extra = [*FAST_INFONOISE, "--tick", "0.064", "--snap", "2", "--duration", "0.000376"]
+    run_train(base_args(tiny_zip, tmp_path / "a", *extra))
+    args = base_args(tiny_zip, tmp_path / "b", *extra)
+    run_train(args + ["--stop-after-steps", str(stop_after)])
+    b_dir = tmp_path / "b" / "tiny-infonoise-edm"
+    points = checkpoint.list_resume_points(b_dir)
+    assert [checkpoint.load(p)["progress"]["global_step"] for p in points] == [stop_after]
+    result = run_train(args)
+    assert "Resuming from" in result.output and not checkpoint.list_resume_points(b_dir)
+    a_dir = tmp_path / "a" / "tiny-infonoise-edm"
+    names, stats, schedule = _run_files(b_dir)
+    assert [s["step"] for s in stats] == [8, 16, 24, 32, 40, 47] and [s["tick"] for s in stats] == list(range(6))
+    assert _run_files(a_dir) == (names, stats, schedule)
+    a, b = (checkpoint.load(checkpoint.latest_snapshot(d)) for d in (a_dir, b_dir))
+    assert a["progress"] == b["progress"]
+    assert all(torch.equal(a[k][n], b[k][n]) for k in ("net", "ema") for n in a[k])
