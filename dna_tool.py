@@ -150,6 +150,10 @@ def metrics(generated, reference, train_path, classifier, out, motifs, pvalue, s
     if threads:
         torch.set_num_threads(threads)
     ids = None if motifs == "all" else [m.strip() for m in motifs.split(",") if m.strip()]
+    if ids == []:  # no motif: the motif metrics would be 0 without measuring anything
+        raise click.BadParameter(
+            f"{motifs!r} names no motif; give 'all' or comma-separated JASPAR IDs", param_hint="--motifs"
+        )
     try:
         check_writable(out, "--out JSON")
         result = compute_metrics(generated, reference, train_path, classifier, ids, pvalue, seed=seed, log=click.echo)

@@ -43,7 +43,7 @@ from torch_utils.files import COMPLETION_MARKER, check_writable
 # Command line
 
 # Upper bounds of the numbers (beyond them the work is unbounded or the grid degenerates), as generate.py's.
-MAX_STEPS, MAX_RHO, MAX_PROBE_BINS, MAX_BATCH = 100_000, 1000.0, 100_000, 2**20
+MAX_STEPS, MIN_RHO, MAX_RHO, MAX_PROBE_BINS, MAX_BATCH = 100_000, 0.05, 1000.0, 100_000, 2**20
 
 
 def check_complete(path: str, found: int, num: int | None) -> None:
@@ -85,11 +85,12 @@ def _stats(ds, detector: Detector, batch: int, workers: int, desc: str):
         raise _fail(e) from None
 
 
-def _detector(name: str, device: torch.device, inception_weights: str | None) -> Detector:
+def _detector(name: str, device: torch.device, inception_weights: str | None, ref_path: str | None = None) -> Detector:
+    """The detector by name; with `ref_path`, the name is the one that reference records, and an error says so."""
     try:
         return get_detector(name, device, inception_weights=inception_weights)
     except (FileNotFoundError, ValueError) as e:
-        raise _fail(e) from None
+        raise click.ClickException(f"{ref_path}: records detector {name!r}: {one_line(e)}" if ref_path else one_line(e))
 
 
 def _seeds(ctx, param, value) -> list[int]:
@@ -205,7 +206,7 @@ def calc(image_path, ref_path, detector_name, num, allow_partial, batch, workers
         raise _fail(e) from None
     if note:
         _log(note)
-    detector = _detector(refstats["detector"], device, inception_weights)
+    detector = _detector(refstats["detector"], device, inception_weights, ref_path)
     if detector.feature_dim != len(refstats["mu"]):
         raise click.ClickException(
             f"{ref_path}: {len(refstats['mu'])}-d statistics but detector "
@@ -246,7 +247,7 @@ def calc(image_path, ref_path, detector_name, num, allow_partial, batch, workers
     show_default=True,
     help="σ discretisation.",
 )
-@click.option("--rho", type=Float(0, MAX_RHO, lo_open=True), default=7.0, show_default=True, help="EDM grid exponent.")
+@click.option("--rho", type=Float(MIN_RHO, MAX_RHO), default=7.0, show_default=True, help="EDM grid exponent.")
 @click.option("--solver", type=click.Choice(["heun", "euler"]), default="heun", show_default=True, help="ODE solver.")
 @click.option("--batch", type=Int(1, MAX_BATCH), default=64, show_default=True, help="Samples per batch (per rank).")
 @click.option(

@@ -41,7 +41,7 @@ from training.edm_cli import EDMCommand
 GRID_PNG_MAX = 1024  # a contact sheet shows at most this many samples (the first seeds)
 # Upper bounds of the sampler's numbers (beyond them the work is unbounded or the grid degenerates): EDM uses
 # 18–256 steps, ρ = 7 and S_noise ≈ 1.003–1.007.
-MAX_STEPS, MAX_RHO, MAX_S_NOISE, MAX_PROBE_BINS = 100_000, 1000.0, 10.0, 100_000
+MAX_STEPS, MIN_RHO, MAX_RHO, MAX_S_NOISE, MAX_PROBE_BINS = 100_000, 0.05, 1000.0, 10.0, 100_000
 COMPLETE = COMPLETION_MARKER  # written into --outdir after its last PNG
 
 
@@ -92,7 +92,7 @@ EDM_SPELLINGS = dict(
 @click.option("--batch", "batch_size", type=Int(1), default=64, help="Samples per batch and rank")
 @click.option("--steps", type=Int(1, MAX_STEPS), default=18, help="Sampling levels N (Heun: 2N−1 NFE)")
 @click.option("--grid", "grid_kind", type=click.Choice(grids.GRID_KINDS), default="edm", help="σ discretisation")
-@click.option("--rho", type=Float(0, MAX_RHO, lo_open=True), default=7.0, help="EDM grid exponent")
+@click.option("--rho", type=Float(MIN_RHO, MAX_RHO), default=7.0, help="EDM grid exponent")
 @click.option(
     "--sigma-min",
     type=Float(0, lo_open=True),

@@ -68,7 +68,10 @@ def evaluate_snapshot(
             f"{ref_path}: computed with detector '{refstats['detector']}' but detector '{detector}' "
             f"was requested; statistics from different detectors are not comparable"
         )
-    det = detector if isinstance(detector, Detector) else get_detector(refstats["detector"], dev, inception_weights)
+    try:
+        det = detector if isinstance(detector, Detector) else get_detector(refstats["detector"], dev, inception_weights)
+    except (FileNotFoundError, ValueError) as e:
+        raise ValueError(f"{ref_path}: records detector {refstats['detector']!r}: {str(e).splitlines()[0]}") from None
     check_reference(refstats, det, ref_path)
     if isinstance(net_or_path, torch.nn.Module):
         net = net_or_path.to(dev)

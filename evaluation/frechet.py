@@ -194,8 +194,15 @@ def load_stats(path: str | os.PathLike) -> dict:
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path}: not a readable statistics .npz ({type(e).__name__}: {e})") from None
     if "mu" not in data or "sigma" not in data:
-        raise ValueError(f"{path}: statistics .npz must hold 'mu' and 'sigma' (has {sorted(data)})")
-    mu, sigma = data["mu"].astype(np.float64), data["sigma"].astype(np.float64)
+        names = sorted(data)
+        shown = ", ".join(names[:6]) + (f", … ({len(names)} in all)" if len(names) > 6 else "")
+        raise ValueError(f"{path}: statistics .npz must hold 'mu' and 'sigma' (has {shown})")
+    try:
+        mu, sigma = data["mu"].astype(np.float64), data["sigma"].astype(np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{path}: mu and sigma must be numbers (they are {data['mu'].dtype}, {data['sigma'].dtype})"
+        ) from None
     if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
         raise ValueError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not form [D] and [D, D]")
     if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):

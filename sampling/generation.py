@@ -30,7 +30,8 @@ BYTES_PER_SEED = 64
 def parse_int_list(s: str | Sequence[int]) -> list[int]:
     """'0-63,100' → [0, …, 63, 100] (ranges inclusive, EDM's syntax). ValueError names the bad piece. Counted
     before it is expanded: a typo like 0-99999999999 is refused with the memory the list would need, not
-    answered with a MemoryError; every seed fits in int64 (the .npz files store them so)."""
+    answered with a MemoryError; every seed fits in int64 (the .npz files store them so), and none is given
+    twice."""
     if not isinstance(s, str):
         return [int(v) for v in s]
     spans = []
@@ -47,6 +48,10 @@ def parse_int_list(s: str | Sequence[int]) -> list[int]:
         if hi > INT64_MAX:
             raise ValueError(f"'{part}': seeds must be integers ≤ {INT64_MAX} (int64)")
         spans.append((lo, hi))
+    ordered = sorted(spans)
+    for (lo0, hi0), (lo1, hi1) in zip(ordered, ordered[1:]):
+        if lo1 <= hi0:  # one seed twice: the same sample twice, and one file written over the other
+            raise ValueError(f"seed {lo1} is given twice in '{s}'; every seed names one sample")
     count = sum(hi - lo + 1 for lo, hi in spans)
     check_memory(count * BYTES_PER_SEED, f"'{s}' is {count:,} seeds, whose list alone", "Give fewer seeds.")
     return [v for lo, hi in spans for v in range(lo, hi + 1)]
@@ -104,7 +109,17 @@ def build_sigmas(
 ) -> torch.Tensor:
     """The σ-grid for `net` (float64 on `device`), within the network's σ range."""
     lo, hi = sigma_range(net, sigma_min, sigma_max)
-    sigmas = grids.make_grid(kind, steps, lo, hi, rho=rho, profile=profile)
+    what = f"the {kind} σ-grid of {steps} steps" + (f" with rho {rho:g}" if kind == "edm" else "")
+    try:
+        sigmas = grids.make_grid(kind, steps, lo, hi, rho=rho, profile=profile)
+    except (OverflowError, ZeroDivisionError, FloatingPointError) as e:
+        raise ValueError(f"{what} cannot be computed on [{lo:g}, {hi:g}] ({e}); change --rho/--steps/--grid") from None
+    s = torch.as_tensor(sigmas, dtype=torch.float64)
+    # whatever the grid and its parameters: N finite levels from σ_max down, strictly decreasing, then 0
+    if not (torch.isfinite(s).all() and (s[:-1] > 0).all() and s[-1] == 0 and (s[1:] < s[:-1]).all()):
+        raise ValueError(
+            f"{what} is not a decreasing sequence of finite σ ending at 0 on [{lo:g}, {hi:g}]; change --rho/--steps"
+        )
     return torch.as_tensor(net.round_sigma(sigmas), dtype=torch.float64).to(device)
 
 

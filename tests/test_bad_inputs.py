@@ -160,6 +160,10 @@ def env(tmp_path_factory):
     save_stats(p["ref_asym"], np.zeros(128), asym, "lenet-digits", 20, image_shape=(1, 8, 8))
     notpsd = np.eye(128)
     notpsd[3, 3] = -1.0
+    p["ref_nodet"] = str(t / "ref_nodet.npz")
+    save_stats(p["ref_nodet"], np.zeros(128), np.eye(128), "no-such-detector", 20, image_shape=(1, 8, 8))
+    p["ref_str"] = str(t / "ref_str.npz")
+    np.savez(p["ref_str"], mu=np.array(["a", "b"]), sigma=np.eye(2))
     p["ref_notpsd"] = str(t / "ref_notpsd.npz")
     save_stats(p["ref_notpsd"], np.zeros(128), notpsd, "lenet-digits", 20, image_shape=(1, 8, 8))
     rnd = np.random.RandomState(2)
@@ -427,6 +431,8 @@ def generate_cases():
         ([*net, "--class", "100000000000000000000"], "class"),
         ([*net, "--seeds", "0-99999999999"], "seeds"),
         ([*net, "--seeds", "99999999999999999999999"], "seeds"),
+        ([*net, "--seeds", "0-5,5-9"], "seeds"),
+        ([*net, "--rho", "1e-300"], "rho"),
         ([*net, "--grid", "infogrid", "--probe-data", "{data}", "--probe-samples", "100000000000000"], "probe-samples"),
         ([*net, "--grid", "infogrid", "--probe-data", "{data}", "--probe-bins", "1000000000"], "probe-bins"),
     ]
@@ -462,6 +468,8 @@ def fid_cases():
         (["calc", "--images", "{ambiguous}", "--ref", "{ref8}"], "layout"),
         (["calc", "--images", "{bad_layout}", "--ref", "{ref8}"], "HWNC"),
         (["calc", "--images", "{images_npz}", "--ref", "{ref_asym}"], "ref_asym.npz"),
+        (["calc", "--images", "{images_npz}", "--ref", "{ref_nodet}"], "ref_nodet.npz"),
+        (["calc", "--images", "{images_npz}", "--ref", "{ref_str}"], "ref_str.npz"),
         (["calc", "--images", "{images_npz}", "--ref", "{ref_notpsd}"], "ref_notpsd.npz"),
         (["calc", "--images", "{mixed_folder}", "--ref", "{ref8}", "--allow-partial"], "000009.png"),
         (["calc", "--images", "{mixed_folder}", "--ref", "{ref8}", "--allow-partial", "--workers", "0"], "000009.png"),
@@ -611,6 +619,11 @@ def dna_tool_cases():
             ["metrics", "--generated", "{fasta}", "--reference", "{fasta}", "--train", "{fasta}", "--pvalue", "nan"]
             + ["--out", "{tmp}/m.json"],
             "pvalue",
+        ),
+        (
+            ["metrics", "--generated", "{fasta}", "--reference", "{fasta}", "--train", "{fasta}", "--motifs", ","]
+            + ["--out", "{tmp}/m.json"],
+            "motifs",
         ),
     ]
 

@@ -79,7 +79,7 @@ def test_check_kwargs_types_by_annotation_then_default():
 def test_preset_duplicate_key_and_numbers(tmp_path):
     p = tmp_path / "p.yaml"
     p.write_text("lr: 0.1\nbatch: 8\nlr: 0.2\n")
-    with pytest.raises(options.OptionError, match=r"p\.yaml: key 'lr' is given twice \(lines 1 and 3\)"):
+    with pytest.raises(options.OptionError, match=r"p\.yaml: key 'lr' is given twice \(line 1 and line 3\)"):
         options.load_preset(str(p))
     p.write_text("lr: 1e-3\nscheduler_kwargs: {P_mean: -1.2e0}\n")  # YAML 1.1 would read 1e-3 as a string
     assert options.load_preset(str(p)) == {"lr": 0.001, "scheduler_kwargs": {"P_mean": -1.2}}

@@ -395,7 +395,7 @@ GENERATE = {
     "--seeds": ["a-b", "5-2", "-1", "1.5", "0-99999999999999", "99999999999999999999999", "", "1,,2", "x"],
     "--batch": Int(1),
     "--steps": Int(1, 100_000),
-    "--rho": Float(0, 1000, lo_open=True),
+    "--rho": Float(0.05, 1000),
     "--sigma-min": Float(0, lo_open=True),
     "--sigma-max": Float(0, lo_open=True),
     "--S-churn": Float(0),
@@ -435,7 +435,7 @@ FID = {
         {
             "--seeds": ["a-b", "5-2", "0-99999999999999", "3", "x"],
             "--steps": Int(1, 100_000),
-            "--rho": Float(0, 1000, lo_open=True),
+            "--rho": Float(0.05, 1000),
             "--batch": Int(1, 2**20),
             "--probe-samples": Int(1),
             "--probe-bins": Int(2, 100_000),

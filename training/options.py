@@ -138,7 +138,7 @@ class OptionError(ValueError):
 
 
 class _DuplicateKey(Exception):
-    def __init__(self, key, first: int, again: int):
+    def __init__(self, key, first: str, again: str):
         super().__init__(key)
         self.key, self.first, self.again = key, first, again
 
@@ -155,9 +155,11 @@ class _PresetLoader(yaml.SafeLoader):
                 first = seen.get(key)
             except TypeError:  # an unhashable key: PyYAML's own error follows
                 continue
+            mark = key_node.start_mark
+            where = f"line {mark.line + 1}" + (f", column {mark.column + 1}" if node.flow_style else "")
             if first is not None:
-                raise _DuplicateKey(key, first, key_node.start_mark.line + 1)
-            seen[key] = key_node.start_mark.line + 1
+                raise _DuplicateKey(key, first, where)
+            seen[key] = where
         return super().construct_mapping(node, deep)
 
 
@@ -183,7 +185,7 @@ def _read_preset(path: Path):
         return yaml.load(text, Loader=_PresetLoader)
     except _DuplicateKey as e:
         raise OptionError(
-            f"{path}: key '{e.key}' is given twice (lines {e.first} and {e.again}); keep one of them."
+            f"{path}: key '{e.key}' is given twice ({e.first} and {e.again}); keep one of them."
         ) from None
     except yaml.YAMLError as e:
         raise OptionError(f"{path}: not valid YAML ({str(e).splitlines()[0]}).") from None
