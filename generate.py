@@ -91,13 +91,13 @@ EDM_SPELLINGS = dict(
     "--sigma-min",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="Lowest σ (default and floor: the network's)",
+    help="Lowest σ (floor: the network's; default: the network's, on the edm grid for VP/VE networks EDM's 0.002)",
 )
 @click.option(
     "--sigma-max",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="Highest σ (default and ceiling: the network's)",
+    help="Highest σ (ceiling: the network's; default: the network's, on the edm grid for VP/VE networks EDM's 80)",
 )
 @click.option("--solver", type=click.Choice(list(SOLVERS)), default="heun", help="ODE solver")
 @click.option("--S-churn", "S_churn", type=click.FloatRange(min=0), default=0.0, help="Stochasticity (EDM Alg. 2)")
@@ -175,9 +175,14 @@ def main(
         if is_seq and grid_png:
             raise ValueError("--grid-png draws images; this network generates sequences (use --outdir or --npz)")
         check_class(net, class_idx)
-        lo, hi = sigma_range(net, sigma_min, sigma_max)
+        lo, hi = sigma_range(net, sigma_min, sigma_max, grid_kind)
         if (sigma_min is not None and sigma_min < lo) or (sigma_max is not None and sigma_max > hi):
             dist.print0(f"Note: σ range clamped to the network's: [{lo:g}, {hi:g}]")
+        elif (sigma_min is None and lo != net.sigma_min) or (sigma_max is None and hi != net.sigma_max):
+            dist.print0(
+                f"Note: σ range [{lo:g}, {hi:g}], EDM's sampler range within the network's [{net.sigma_min:g}, "
+                f"{net.sigma_max:g}] (--sigma-min/--sigma-max to change)"
+            )
         if grid_kind == "infogrid" and probe_data:
             dist.print0(f"Probing the profile: {probe_samples} examples of {probe_data} x {probe_bins} σ bins...")
             profile = probe_network(net, probe_data, lo, hi, probe_samples, probe_bins, batch_size, device=dev)
