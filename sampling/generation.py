@@ -18,7 +18,6 @@ import tqdm
 
 from sampling import grids
 from sampling.solvers import SOLVERS, StackedRandomGenerator
-from torch_utils import checkpoint
 from torch_utils import distributed as dist
 
 
@@ -42,10 +41,12 @@ def parse_int_list(s: str | Sequence[int]) -> list[int]:
 
 
 def load_network(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict | None]:
-    """(EMA network in eval mode, the snapshot's information profile or None)."""
+    """(EMA network in eval mode, the snapshot's information profile or None). `path`: a snapshot .pt, an
+    EDM network pickle (.pkl, converted in memory without running code from it) or a URL to either."""
     from training import networks
+    from training.network_source import open_snapshot
 
-    snapshot = checkpoint.load(path)
+    snapshot = open_snapshot(path)
     net = networks.from_snapshot(snapshot, which="ema", device=device)
     net.label_names = snapshot.get("options", {}).get("label_names")  # cell-type names for FASTA headers
     return net, snapshot.get("profile")
