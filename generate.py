@@ -1,11 +1,15 @@
 """Generate samples from a snapshot: checkpoint → σ-grid (edm | infogrid | loguniform) → Heun/Euler → files.
 
     python generate.py --network run/network-snapshot-000200.pt --outdir out --seeds 0-63 --grid-png out.png
+    python generate.py --network https://nvlabs-fi-cdn.nvidia.com/edm/pretrained/edm-cifar10-32x32-cond-vp.pkl \
+        --outdir out --seeds 0-63 --batch 64      # EDM's pickle, read without running code: EDM's images
     torchrun --nproc_per_node=2 generate.py --network ... --seeds 0-49999 --npz samples.npz --grid infogrid
 
 Only flags and files here: the sample stream is sampling.generation's (each sample a function of its
 seed alone, whatever the batch size or number of ranks). Uses the EMA weights. InfoGrid (docs/method.md §6)
-takes the information profile saved in the snapshot, or one probed from data with --probe-data.
+takes the information profile saved in the snapshot, or one probed from data with --probe-data. An EDM
+network gives EDM's images for EDM's seeds: its draws (latents, label, churn noise at every step) and, for
+VP/VE networks on the edm grid, its σ range [0.002, 80] are EDM's.
 """
 
 from __future__ import annotations
@@ -80,7 +84,12 @@ EDM_SPELLINGS = dict(
 
 
 @click.command(cls=EDMCommand, edm=EDM_SPELLINGS, context_settings={"show_default": True})
-@click.option("--network", "network_path", required=True, help="Snapshot (network-snapshot-*.pt) to sample from")
+@click.option(
+    "--network",
+    "network_path",
+    required=True,
+    help="Network: a snapshot .pt, an EDM .pkl (converted in memory, no code from it runs), or a URL to either",
+)
 @click.option("--outdir", type=click.Path(file_okay=False), help="Folder for {seed:06d}.png (FASTA for sequences)")
 @click.option("--seeds", callback=_seeds_option, default="0-63", help="Seeds, e.g. 0-63,100")
 @click.option("--batch", "batch_size", type=click.IntRange(min=1), default=64, help="Samples per batch and rank")
