@@ -9,15 +9,18 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 import fid
 import generate
+import train
 from analysis import audit
 from evaluation.detectors import load_digit_data
 from evaluation.frechet import save_stats
 from tests.conftest import write_image_dataset
 from tests.test_edm_pickles import DATA, edm_outputs
+from torch_utils import checkpoint
 from training import import_edm
 
 KIND = "edm-ddpmpp-uncond"  # EDM precond + DDPM++, 3x8x8, augment labels (like EDM's CIFAR-10 networks)
@@ -107,3 +110,61 @@ def test_audit_probes_an_edm_pickle_url(served, tmp_path):
     r = CliRunner().invoke(audit.main, [*args, "--checkpoint", f"{base}/edm.pkl"])
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "a" / "audit.json").read_text())["source"] == "probed from edm.pkl"
+
+
+def _train(*args: str) -> CliRunner:
+    return CliRunner().invoke(train.main, list(args), catch_exceptions=False)
+
+
+def test_transfer_fine_tunes_an_edm_pickle_with_infonoise(served, tmp_path):
+    """train.py --transfer URL: the run starts from the pickle's weights (EMA too) — its first snapshot, after
+    one step at the ramped-up learning rate 0, holds exactly them — with a fresh optimizer and InfoNoise;
+    a re-run resumes from its own snapshot, not from the pickle again."""
+    folder, base, _ = served
+    data = write_image_dataset(tmp_path / "d.zip", n=16, res=8, channels=3, labels=False)[0]
+    run = [
+        *("--outdir", str(tmp_path / "runs"), "--data", str(data), "--transfer", f"{base}/edm.pkl"),
+        *("--scheduler", "infonoise", "--augment", "0.12", "--batch", "8", "--duration", "0.001"),
+        *("--sample-grid", "0", "--desc", "ft"),
+    ]
+    r = _train(*run, "--stop-after-steps", "1")
+    assert r.exit_code == 0, r.output
+    assert "Transferred the weights of" in r.output
+    snap = checkpoint.load(checkpoint.latest_snapshot(tmp_path / "runs" / "ft"))
+    assert snap["options"]["transfer"] == f"{base}/edm.pkl" and snap["options"]["scheduler"] == "infonoise"
+    assert snap["options"]["network_kwargs"]["augment_dim"] == 9 and snap["progress"]["global_step"] == 1
+    edm, _ = import_edm.import_network(folder / "edm.pkl")
+    expected = edm.state_dict()
+    for which in ("net", "ema"):
+        assert snap[which].keys() == expected.keys()
+        assert all(torch.equal(snap[which][k], v) for k, v in expected.items()), which
+    assert all(float(s["step"]) == 1 for s in snap["optimizer"]["state"].values())  # a fresh Adam, one step in
+    r = _train(*run, "--stop-after-steps", "3")
+    assert r.exit_code == 0 and "Resuming from" in r.output and "Transferred" not in r.output, r.output
+    snap = checkpoint.load(checkpoint.latest_snapshot(tmp_path / "runs" / "ft"))
+    assert snap["progress"]["global_step"] == 4
+    assert not all(torch.equal(snap["net"][k], v) for k, v in expected.items())  # and then it trains
+
+
+def test_transfer_takes_the_networks_shape_and_names_what_does_not_fit(served, tmp_path):
+    folder, base, _ = served
+    data = write_image_dataset(tmp_path / "d.zip", n=8, res=8, channels=3, labels=True)[0]
+    grey = write_image_dataset(tmp_path / "g.zip", n=8, res=8, channels=1, labels=False)[0]
+    common = ["--outdir", str(tmp_path / "r"), "--transfer", str(folder / "edm.pkl"), "-n"]
+    r = _train(*common, "--data", str(data))
+    opts = json.loads(r.output)
+    assert opts["network_kwargs"]["model_channels"] == 8 and "augment_dim" not in opts["network_kwargs"]
+    assert opts["desc"] == "d-lognormal-edm-from-edm"
+    r = _train(*common, "--data", str(data), "--dropout", "0.2")
+    assert json.loads(r.output)["network_kwargs"]["dropout"] == 0.2
+    for extra, message in [
+        (["--data", str(data), "--cbase", "16"], "its network has model_channels=8"),
+        (["--data", str(data), "--arch", "adm"], "--arch adm: the --transfer network has arch 'ddpmpp'"),
+        (["--data", str(data), "--cond"], "takes 0 class labels, the run gives 3; drop --cond"),
+        (["--data", str(grey)], "a network for data of shape [3, 8, 8], but --data"),
+    ]:
+        r = _train(*common, *extra)
+        assert r.exit_code != 0 and message in r.output and "Traceback" not in r.output, (extra, r.output)
+        assert len(r.output.strip().splitlines()) == 1, r.output
+    r = _train("--outdir", str(tmp_path / "r"), "--data", str(data), "--transfer", str(tmp_path / "no.pkl"), "-n")
+    assert r.exit_code != 0 and "--transfer " in r.output and "no.pkl: no such snapshot" in r.output
