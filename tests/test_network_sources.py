@@ -168,3 +168,26 @@ def test_transfer_takes_the_networks_shape_and_names_what_does_not_fit(served, t
         assert len(r.output.strip().splitlines()) == 1, r.output
     r = _train("--outdir", str(tmp_path / "r"), "--data", str(data), "--transfer", str(tmp_path / "no.pkl"), "-n")
     assert r.exit_code != 0 and "--transfer " in r.output and "no.pkl: no such snapshot" in r.output
+
+
+def test_readme_edm_commands_run_as_typed(served, tmp_path, monkeypatch):
+    """README's three EDM commands parse as written; the generate line runs on a served EDM-written pickle."""
+    import re
+    import shlex
+
+    from tests.conftest import REPO
+
+    block = re.search(r"## Coming from EDM.*?```bash\n(.*?)```", (REPO / "README.md").read_text(), re.S).group(1)
+    lines = [line for line in block.replace("\\\n", " ").splitlines() if line and not line.startswith("#")]
+    commands = {shlex.split(line)[1]: shlex.split(line)[2:] for line in lines}
+    assert sorted(commands) == ["fid.py", "generate.py", "train.py"] and commands["fid.py"][0] == "calc"
+    generate.main.make_context("generate.py", list(commands["generate.py"]))
+    fid.calc.make_context("fid.py calc", commands["fid.py"][1:])
+    train.main.make_context("train.py", list(commands["train.py"]))
+    assert all(a.startswith("--") for c in commands.values() for a in c if a != "calc")
+    monkeypatch.chdir(tmp_path)
+    _, base, _ = served
+    args = [re.sub(r"https://\S+\.pkl", f"{base}/edm.pkl", a) for a in commands["generate.py"]]
+    r = CliRunner().invoke(generate.main, args)
+    assert r.exit_code == 0, r.output
+    assert len(list((tmp_path / "out").glob("*.png"))) == 64
