@@ -27,6 +27,11 @@ Nothing is downloaded.
 Transforms, in this order: --channels; --resolution R or WxH (center-crop to the target aspect ratio,
 then PIL LANCZOS resize; a no-op at the source size); --binarize (pixel >= 128 -> 255, else 0, so the
 loader yields exactly +-1). --max-images N keeps a --seed'ed random subset, written in source order.
+--transform center-crop | center-crop-wide with --resolution WxH is EDM's dataset_tool.py --transform,
+pixel for pixel (EDM's ImageNet line: --transform=center-crop --resolution=64x64): center-crop takes the
+largest centred square, center-crop-wide a centred band of the target's aspect ratio pasted into a square
+black canvas (a source narrower than W, or too short for H, is skipped); both give RGB, then resize with
+LANCZOS; --channels then converts, --binarize thresholds.
 
 The result is written to a temporary name beside --dest and renamed into place only when complete, so an
 interrupted or failed conversion never leaves a partial data set under the final name.
@@ -430,13 +435,51 @@ def _parse_resolution(ctx, param, value: str | None) -> tuple[int, int] | None:
     raise click.BadParameter(f"'{value}' is not R or WxH with integers from 1 to {MAX_RESOLUTION}, e.g. 32 or 64x32.")
 
 
+TRANSFORMS = ("center-crop", "center-crop-wide")
+
+
+def edm_transform(img: PIL.Image.Image, kind: str, size: tuple[int, int]) -> PIL.Image.Image | None:
+    """EDM's dataset_tool.py --transform (center-crop or center-crop-wide) to `size` (W, H), the same integer
+    crops and LANCZOS resize, so a data set made here holds EDM's pixels. RGB out; None for an image
+    center-crop-wide skips (narrower than W, or its band shorter than H)."""
+    width, height = size
+    a = np.asarray(img.convert("L" if img.mode in GRAY_MODES else "RGB"))
+    if kind == "center-crop":
+        crop = min(a.shape[:2])
+        a = a[(a.shape[0] - crop) // 2 : (a.shape[0] + crop) // 2, (a.shape[1] - crop) // 2 : (a.shape[1] + crop) // 2]
+    elif kind == "center-crop-wide":
+        band = int(np.round(width * a.shape[0] / a.shape[1]))
+        if a.shape[1] < width or band < height:
+            return None
+        a = a[(a.shape[0] - band) // 2 : (a.shape[0] + band) // 2]
+    else:
+        raise ValueError(f"unknown transform {kind!r}; valid: {', '.join(TRANSFORMS)}")
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, np.newaxis], 3, axis=2)
+    out = PIL.Image.fromarray(np.ascontiguousarray(a), "RGB").resize((width, height), PIL.Image.LANCZOS)
+    if kind == "center-crop-wide":
+        canvas = np.zeros([width, width, 3], dtype=np.uint8)
+        canvas[(width - height) // 2 : (width + height) // 2, :] = np.asarray(out)
+        out = PIL.Image.fromarray(canvas, "RGB")
+    return out
+
+
 def transform(
-    img: PIL.Image.Image, size: tuple[int, int] | None, channels: int | None, binarize: bool
-) -> PIL.Image.Image:
-    """--channels, then --resolution (center-crop to the aspect ratio + LANCZOS), then --binarize."""
+    img: PIL.Image.Image,
+    size: tuple[int, int] | None,
+    channels: int | None,
+    binarize: bool,
+    edm: str | None = None,
+) -> PIL.Image.Image | None:
+    """--channels, then --resolution (center-crop to the aspect ratio + LANCZOS), then --binarize; with an
+    EDM --transform (`edm`), that transform first and --channels after it (None: the image is skipped)."""
+    if edm is not None:
+        img = edm_transform(img, edm, size)
+        if img is None:
+            return None
     if channels is not None:
         img = img.convert("L" if channels == 1 else "RGB")
-    if size is not None and img.size != size:
+    if edm is None and size is not None and img.size != size:
         img = PIL.ImageOps.fit(img, size, method=PIL.Image.LANCZOS)
     if binarize:
         img = img.point(lambda v: 255 if v >= 128 else 0)
@@ -454,20 +497,24 @@ def convert_dataset(
     labels_from_dirs: bool = False,
     channels: int | None = None,
     overwrite: bool = False,
+    edm_transform: str | None = None,
 ) -> dict:
     """Convert `source` into an EDM-format data set at `dest`. Returns a summary dict."""
     dest = Path(dest).expanduser()
+    if edm_transform is not None and resolution is None:
+        raise ToolError(f"--transform {edm_transform} needs --resolution WxH (EDM's ImageNet line: --resolution 64x64)")
     _check_dest(dest, overwrite)  # before reading the source, so a bad --dest fails fast
     src = open_source(source, split, labels_from_dirs)
     order = np.arange(src.size)
     if max_images is not None and max_images < src.size:
         order = np.sort(np.random.RandomState(seed).permutation(src.size)[:max_images])
-    labels, shape = [], None
+    labels, shape, k, skipped = [], None, 0, 0
     with _AtomicDest(dest, overwrite) as out:
-        for k, i in enumerate(
-            tqdm(order, desc=f"writing {dest.name}", unit="img", leave=False, disable=None)
-        ):  # no bar when stderr is not a terminal
-            img = transform(src.load(int(i)), resolution, channels, binarize)
+        for i in tqdm(order, desc=f"writing {dest.name}", unit="img", leave=False, disable=None):  # no bar off a tty
+            img = transform(src.load(int(i)), resolution, channels, binarize, edm_transform)
+            if img is None:  # EDM's center-crop-wide skips what it cannot fill
+                skipped += 1
+                continue
             this = (len(img.getbands()), img.height, img.width)
             if shape is None:
                 shape = this
@@ -482,13 +529,20 @@ def convert_dataset(
             out.add(name, buf.getvalue())
             if src.labels is not None:
                 labels.append([name, int(src.labels[i])])
+            k += 1
+        if k == 0:
+            raise ToolError(
+                f"{source}: --transform {edm_transform} skipped all {skipped} images (narrower than the target, "
+                f"or too short for it); choose a smaller --resolution"
+            )
         meta = {"labels": labels if src.labels is not None else None, **src.meta}
         if binarize:
             meta["binarized"] = True
         out.add("dataset.json", json.dumps(meta).encode())
     return {
         "dest": str(dest),
-        "images": len(order),
+        "images": k,
+        "skipped": skipped,
         "shape": shape,
         "classes": (int(max(l for _, l in labels)) + 1) if labels else 0,
     }
@@ -510,6 +564,13 @@ def convert_dataset(
     metavar="R|WxH",
     help="Center-crop to the aspect ratio, then LANCZOS-resize to R x R (or W x H).",
 )
+@click.option(
+    "--transform",
+    "edm_transform",
+    type=click.Choice(TRANSFORMS),
+    help="EDM's crop before resizing to --resolution WxH: center-crop (largest centred square) or center-crop-wide "
+    "(a centred band in a square canvas; narrower images skipped).",
+)
 @click.option("--binarize", is_flag=True, help="Threshold at 128 to {0, 255}: the loader then yields exactly +-1.")
 @click.option(
     "--split", type=click.Choice(["train", "test"]), help="For MNIST IDX and CIFAR-10 sources [default: train]."
@@ -524,6 +585,7 @@ def main(channels: str | None, **kwargs) -> None:
     click.echo(
         f"Wrote {info['images']} image{'s' * (info['images'] != 1)} ({c}x{h}x{w}, "
         f"{info['classes'] or 'no'} classes) to {info['dest']}"
+        + (f"; skipped {info['skipped']} that --transform could not fill" if info["skipped"] else "")
     )
 
 

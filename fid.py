@@ -8,6 +8,7 @@ and the feature sums are all-reduced.
   python fid.py calc  --images out/samples.npz --ref refs/mnist-lenet.npz
   python fid.py train-detector --dataset mnist-subset --out detectors/lenet-mnist.pt --seed 0
   python fid.py gen   --network run/network-snapshot-000300.pt --ref refs/mnist-lenet.npz --seeds 0-999
+  python fid.py calc  --images fid-tmp --ref https://nvlabs-fi-cdn.nvidia.com/edm/fid-refs/cifar10-32x32.npz
 
 Only flags and messages here: the statistics are evaluation.frechet's, the generate-and-score chain
 evaluation.evaluate's.
@@ -105,6 +106,19 @@ def _log(msg: str) -> None:
         click.echo(msg, err=True)
 
 
+# EDM's FIDs score 50,000 generated images: with fewer the estimate is biased upward and noisy.
+FID_IMAGES = 50_000
+
+
+def warn_if_few(count: int) -> None:
+    """One line on stderr when `count` images are fewer than a FID comparable with EDM's needs."""
+    if count < FID_IMAGES:
+        _log(
+            f"Warning: scoring {count:,} images; a Fréchet distance from fewer than {FID_IMAGES:,} (EDM's count) is "
+            f"biased upward, so compare it only with scores of as many images"
+        )
+
+
 _common = [
     click.option("--batch", type=Int(1, MAX_BATCH), default=64, show_default=True, help="Images per batch (per rank)."),
     click.option("--workers", type=Int(0, 256), default=2, show_default=True, help="DataLoader worker processes."),
@@ -175,7 +189,13 @@ def ref(data_path, dest, detector_name, max_size, batch, workers, inception_weig
 
 @cli.command()
 @click.option("--images", "image_path", required=True, type=str, help="Folder/.zip of PNGs or an .npz of uint8 images.")
-@click.option("--ref", "ref_path", required=True, type=str, help="Reference statistics .npz (from `ref` or EDM).")
+@click.option(
+    "--ref",
+    "ref_path",
+    required=True,
+    type=str,
+    help="Reference statistics .npz (from `ref` or EDM): a path or a URL (downloaded once, cached).",
+)
 @click.option("--detector", "detector_name", default=None, help="Detector; default: the one the reference used.")
 @click.option("--num", type=Int(2), default=None, help="Use this many images; fewer is an error.")
 @click.option(
@@ -221,6 +241,7 @@ def calc(image_path, ref_path, detector_name, num, allow_partial, batch, workers
         f"{image_path}: {len(ds)} images, detector {detector.name}, reference {ref_path} "
         f"({refstats['count'] if refstats['count'] is not None else '?'} images)"
     )
+    warn_if_few(len(ds))
     stats = _stats(ds, detector, batch, workers, "calc")
     mu, sigma = stats.mean_cov()
     if dist.get_rank() == 0:
@@ -231,8 +252,16 @@ def calc(image_path, ref_path, detector_name, num, allow_partial, batch, workers
 
 
 @cli.command()
-@click.option("--network", "network_path", required=True, type=str, help="Snapshot (network-snapshot-*.pt) to sample.")
-@click.option("--ref", "ref_path", required=True, type=str, help="Reference statistics .npz (from `ref` or EDM).")
+@click.option(
+    "--network",
+    "network_path",
+    required=True,
+    type=str,
+    help="Network to sample: a snapshot .pt, an EDM .pkl, or a URL to either.",
+)
+@click.option(
+    "--ref", "ref_path", required=True, type=str, help="Reference statistics .npz (from `ref` or EDM), or a URL."
+)
 @click.option(
     "--seeds", default="0-999", show_default=True, callback=_seeds, help="Seeds, e.g. 0-999 (one sample each)."
 )
@@ -302,6 +331,7 @@ def gen(
             f"{network_path}: {n} seeds, {solver} on the {grid_kind} grid, {steps} steps, "
             f"{dist.get_world_size()} rank(s), reference {ref_path}"
         )
+        warn_if_few(n)
         fd = evaluate_snapshot(
             network_path,
             ref_path,

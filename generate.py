@@ -1,11 +1,15 @@
 """Generate samples from a snapshot: checkpoint → σ-grid (edm | infogrid | loguniform) → Heun/Euler → files.
 
     python generate.py --network run/network-snapshot-000200.pt --outdir out --seeds 0-63 --grid-png out.png
+    python generate.py --network https://nvlabs-fi-cdn.nvidia.com/edm/pretrained/edm-cifar10-32x32-cond-vp.pkl \
+        --outdir out --seeds 0-63 --batch 64      # EDM's pickle, read without running code: EDM's images
     torchrun --nproc_per_node=2 generate.py --network ... --seeds 0-49999 --npz samples.npz --grid infogrid
 
 Only flags and files here: the sample stream is sampling.generation's (each sample a function of its
 seed alone, whatever the batch size or number of ranks). Uses the EMA weights. InfoGrid (docs/method.md §6)
-takes the information profile saved in the snapshot, or one probed from data with --probe-data.
+takes the information profile saved in the snapshot, or one probed from data with --probe-data. An EDM
+network gives EDM's images for EDM's seeds: its draws (latents, label, churn noise at every step) and, for
+VP/VE networks on the edm grid, its σ range [0.002, 80] are EDM's.
 """
 
 from __future__ import annotations
@@ -86,7 +90,12 @@ EDM_SPELLINGS = dict(
 
 
 @click.command(cls=EDMCommand, edm=EDM_SPELLINGS, context_settings={"show_default": True})
-@click.option("--network", "network_path", required=True, help="Snapshot (network-snapshot-*.pt) to sample from")
+@click.option(
+    "--network",
+    "network_path",
+    required=True,
+    help="Network: a snapshot .pt, an EDM .pkl (converted in memory, no code from it runs), or a URL to either",
+)
 @click.option("--outdir", type=click.Path(file_okay=False), help="Folder for {seed:06d}.png (FASTA for sequences)")
 @click.option("--seeds", callback=_seeds_option, default="0-63", help="Seeds, e.g. 0-63,100")
 @click.option("--batch", "batch_size", type=Int(1), default=64, help="Samples per batch and rank")
@@ -97,13 +106,13 @@ EDM_SPELLINGS = dict(
     "--sigma-min",
     type=Float(0, lo_open=True),
     default=None,
-    help="Lowest σ (default and floor: the network's)",
+    help="Lowest σ (floor: the network's; default: the network's, on the edm grid for VP/VE networks EDM's 0.002)",
 )
 @click.option(
     "--sigma-max",
     type=Float(0, lo_open=True),
     default=None,
-    help="Highest σ (default and ceiling: the network's)",
+    help="Highest σ (ceiling: the network's; default: the network's, on the edm grid for VP/VE networks EDM's 80)",
 )
 @click.option("--solver", type=click.Choice(list(SOLVERS)), default="heun", help="ODE solver")
 @click.option("--S-churn", "S_churn", type=Float(0), default=0.0, help="Stochasticity (EDM Alg. 2)")
@@ -184,9 +193,14 @@ def main(
             raise ValueError("--grid-png draws images; this network generates sequences (use --outdir or --npz)")
         check_class(net, class_idx)
         check_sample_memory(net, len(seeds), batch_size, keep=bool(npz_path) or is_seq)
-        lo, hi = sigma_range(net, sigma_min, sigma_max)
+        lo, hi = sigma_range(net, sigma_min, sigma_max, grid_kind)
         if (sigma_min is not None and sigma_min < lo) or (sigma_max is not None and sigma_max > hi):
             dist.print0(f"Note: σ range clamped to the network's: [{lo:g}, {hi:g}]")
+        elif (sigma_min is None and lo != net.sigma_min) or (sigma_max is None and hi != net.sigma_max):
+            dist.print0(
+                f"Note: σ range [{lo:g}, {hi:g}], EDM's sampler range within the network's [{net.sigma_min:g}, "
+                f"{net.sigma_max:g}] (--sigma-min/--sigma-max to change)"
+            )
         if grid_kind == "infogrid" and probe_data:
             check_memory(
                 probe_samples * math.prod(net.data_shape) * 4 * 8,

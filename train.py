@@ -6,6 +6,8 @@ Options come from three places, later winning: training.options.DEFAULTS → a p
 
   python train.py --preset digits-infonoise --outdir runs
   torchrun --nproc_per_node=2 train.py --preset mnist-subset --outdir runs --batch 256
+  python train.py --data data/cifar10-32x32.zip --cond --outdir runs --scheduler infonoise \
+      --transfer https://nvlabs-fi-cdn.nvidia.com/edm/pretrained/edm-cifar10-32x32-cond-vp.pkl
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ EDM_SPELLINGS = dict(
         "--cache": "the data set is read per item; drop --cache",
         "--nosubdir": "runs always go to <outdir>/<desc>; use --desc to name the folder",
         "--dump": "every snapshot holds the full training state; use --snap",
-        "--transfer": "fine-tuning from a pickle is not supported; convert it with python -m training.import_edm",
         "--resume": "re-run the same command with the same --outdir and --desc: it resumes from the latest snapshot",
     },
 )
@@ -81,6 +82,12 @@ EDM_SPELLINGS = dict(
     "--channels-last/--no-channels-last", default=None, help="Channels-last memory (image networks, CPU and CUDA)"
 )
 @click.option("--compile/--no-compile", default=None, help="torch.compile the network (opt-in)")
+@click.option(
+    "--transfer",
+    type=str,
+    help="Fine-tune: start from this network's weights, EMA too (snapshot .pt, EDM .pkl or a URL; read without "
+    "running code), with a fresh optimizer and the chosen scheduler; the network's shape comes from it",
+)
 @click.option("--desc", type=str, help="Run directory name (default from preset/data, scheduler, weighting)")
 @click.option("-n", "--dry-run", is_flag=True, help="Print the options and exit")
 @click.option(

@@ -163,7 +163,9 @@ def plot(result: dict, sigma: torch.Tensor, path: Path, title: str) -> Path:
 @click.option(
     "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for audit.json / .png / .md"
 )
-@click.option("--checkpoint", default=None, type=click.Path(exists=True, dir_okay=False), help="Probe this snapshot")
+@click.option(
+    "--checkpoint", default=None, type=str, help="Probe this network: a snapshot .pt, an EDM .pkl, or a URL to either"
+)
 @click.option(
     "--probe-kimg",
     type=click.FloatRange(min=0, min_open=True),
@@ -195,7 +197,7 @@ def main(data, out_dir, checkpoint, probe_kimg, probe_samples, num_bins, endpoin
             mmse = probe_network(
                 from_snapshot(checkpoint, which="ema"), data, 0.002, 80.0, probe_samples, num_bins, seed=seed
             )["mmse"]
-            source = f"probed from {Path(checkpoint).name}"
+            source = f"probed from {Path(str(checkpoint).split('?', 1)[0]).name}"
         else:
             with tempfile.TemporaryDirectory() as tmp:
                 mmse = probe_by_training(data, probe_kimg, num_bins, probe_samples, seed, Path(tmp))

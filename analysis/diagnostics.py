@@ -399,7 +399,7 @@ def _when(result: dict) -> str:
     "--endpoint", type=click.Choice(["continuous", "discrete", "auto"]), help="[default: the run's, else auto]"
 )
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), help="InfoNoise run dir to compare with")
-@click.option("--checkpoint", type=click.Path(path_type=Path), help="Snapshot to probe (sampling.grids.probe_profile)")
+@click.option("--checkpoint", type=str, help="Network to probe: a snapshot .pt, an EDM .pkl, or a URL (sampling.probe)")
 @click.option("--probe-samples", type=int, default=256, show_default=True, help="Examples for the probe")
 def main(data_path: str, out_dir: Path, **kwargs) -> None:
     """Offline oracle: exact empirical-Bayes MMSE profile of a data set, its entropy rate and allocation."""

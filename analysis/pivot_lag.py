@@ -50,6 +50,23 @@ def replay(records: list[dict], beta: float, kappa: float = 1.5, smooth_decades:
     mhat = [torch.tensor(r["mmse"], dtype=F64) for r in records]
     rows = []
     for r, ell in zip(records, fifo_means(mhat, beta)):
+        if "bayes_cap" in r:  # the run read min(m̂, B) (docs/method.md §4b); so does its replay
+            ell = torch.minimum(ell, torch.tensor(r["bayes_cap"], dtype=F64))
+        if r.get("pivot_rule") == "onset":  # continuous: the onset of the refresh's own statistics
+            onset = info.pivot_onset(info.entropy_rate(ell, sigma), sigma)
+            rows.append(
+                dict(
+                    step=r["step"],
+                    kimg=r.get("kimg"),
+                    sigma_p=r["sigma_p"],
+                    pivot_rule="onset",
+                    prominence=None,
+                    fresh_valley=onset,
+                    fresh_prominence=math.nan,
+                    fresh_qualifies=abs(math.log(r["sigma_p"] / onset)) <= info.log_step(sigma) * 1.01,
+                )
+            )
+            continue
         v = info.most_prominent_valley(info.entropy_rate(ell, sigma), sigma, smooth_decades)
         rows.append(
             dict(
@@ -73,14 +90,39 @@ def lag(rows: list[dict]) -> tuple[int | None, int | None]:
     return fresh, used
 
 
+def lag_refreshes(rows: list[dict]) -> int | None:
+    """How many refreshes the run trails its own statistics (docs/method.md §5, "freshness"). Discrete: from the
+    first refresh whose own FIFO means show a qualifying valley to the first that uses the valley rule (None
+    if the statistics never show one; len(rows) if the run never follows). Continuous (onset): the longest
+    streak of refreshes whose σ_p is more than one bin away from the onset of that refresh's own means."""
+    if rows and rows[0]["pivot_rule"] == "onset":
+        streak = longest = 0
+        for r in rows:
+            streak = 0 if r["fresh_qualifies"] else streak + 1
+            longest = max(longest, streak)
+        return longest
+    steps = [r["step"] for r in rows]
+    fresh, used = lag(rows)
+    if fresh is None:
+        return None
+    return (steps.index(used) if used is not None else len(rows)) - steps.index(fresh)
+
+
 def markdown(name: str, rows: list[dict], beta: float) -> str:
     fmt = lambda x: "—" if x is None else f"{x:.3g}"  # noqa: E731
     fresh, used = lag(rows)
+    if rows[0]["pivot_rule"] == "onset":
+        agree = sum(r["fresh_qualifies"] for r in rows)
+        head = f"Onset: σ_p within one bin of its own statistics' onset at {agree} of {len(rows)} refreshes"
+    else:
+        head = (
+            f"Valley in the refresh's own statistics from step {fresh if fresh is not None else 'never'}; "
+            f"used by the run from step {used if used is not None else 'never'}"
+        )
     lines = [
         f"### {name} (β = {beta:g})",
         "",
-        f"Valley in the refresh's own statistics from step {fresh if fresh is not None else 'never'}; "
-        f"used by the run from step {used if used is not None else 'never'}.",
+        f"{head}; the run trails its own statistics by {lag_refreshes(rows)} refresh(es).",
         "",
         "| step | kimg | run: σ_p | rule | prominence | own FIFO means: valley σ | prominence | ≥ ln κ |",
         "|---:|---:|---:|---|---:|---:|---:|---|",
@@ -112,9 +154,15 @@ LEGACY_EMA_BETA = 0.9
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--ema-beta", type=float, default=None, help="β of the run (default: its training_options.json)")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Also write the tables to this .md")
-def main(paths: tuple[Path, ...], ema_beta: float | None, out: Path | None) -> None:
+@click.option(
+    "--max-lag",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Exit 1 if a run trails its own statistics by more than this many refreshes (the freshness check)",
+)
+def main(paths: tuple[Path, ...], ema_beta: float | None, out: Path | None, max_lag: int | None) -> None:
     """Replay each run's refreshes: the valley in its own FIFO means vs the valley the run used."""
-    texts = []
+    texts, stale = [], []
     for path in paths:
         try:
             records = load_schedule(path)  # a run folder or a copied schedule .jsonl; clear errors for both
@@ -138,10 +186,15 @@ def main(paths: tuple[Path, ...], ema_beta: float | None, out: Path | None) -> N
         except ValueError as e:
             raise click.ClickException(f"{path}: {e}") from None
         texts.append(markdown(str(path), rows, float(beta)))
+        late = lag_refreshes(rows)
+        if max_lag is not None and late is not None and late > max_lag:
+            stale.append(f"{path}: trails its own statistics by {late} refreshes (more than --max-lag {max_lag})")
     text = "\n".join(texts)
     click.echo(text)
     if out:
         out.write_text(text)
+    if stale:
+        raise click.ClickException("; ".join(stale))
 
 
 if __name__ == "__main__":

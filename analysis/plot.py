@@ -102,11 +102,17 @@ def fixed_label(name: str, weighting: str) -> str:
     return {"lognormal": "log-normal · λ_EDM", "loguniform": f"log-uniform · w={weighting}"}[name]
 
 
-def warmup_log_density(options: dict, sigma: torch.Tensor) -> torch.Tensor | None:
+def warmup_log_density(options: dict, sigma: torch.Tensor, legacy: bool = False) -> torch.Tensor | None:
     """The warm-up sampler's density per unit ln σ on `sigma`, from the run's own InfoNoise configuration
-    (its `density` before the first refresh), or None if the options do not rebuild it on this grid."""
+    (its `density` before the first refresh), or None if the options do not rebuild it on this grid. `legacy`:
+    the run predates the automatic defaults (its records carry no β), when 'auto' meant the floored log-normal
+    for continuous endpoints and log-uniform for discrete ones."""
     context = {k: options[k] for k in ("sigma_min", "sigma_max", "sigma_data", "weighting") if k in options}
-    kwargs = {**(options.get("scheduler_kwargs") or {}), "endpoint": "continuous"}  # irrelevant before a refresh
+    kwargs = dict(options.get("scheduler_kwargs") or {})
+    endpoint = options.get("endpoint") if options.get("endpoint") in ("continuous", "discrete") else "continuous"
+    if legacy and kwargs.get("warmup_sampler", "auto") == "auto":
+        kwargs["warmup_sampler"] = "lognormal" if endpoint == "continuous" else "loguniform"
+    kwargs["endpoint"] = endpoint
     try:
         sched = build("infonoise", context, **kwargs)
     except (ValueError, TypeError) as e:
@@ -225,7 +231,7 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
     out.mkdir(parents=True, exist_ok=True)
     weighting, sigma_data = options["weighting"], float(options["sigma_data"])
     sigma = torch.tensor(records[-1]["sigma"], dtype=torch.float64)
-    warmup = warmup_log_density(options, sigma)
+    warmup = warmup_log_density(options, sigma, legacy="ema_beta" not in records[0])
     return [
         plot_evolution(records, out / "schedule-evolution.png", f"InfoNoise schedule — {run_dir.name}", warmup),
         plot_emphasis(

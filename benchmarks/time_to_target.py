@@ -554,6 +554,10 @@ def summarize(rows: list[dict], lower_is_better: bool = True) -> dict:
     summary["lower_is_better"] = lower_is_better
     ref = summary["target_method"] and summary["methods"][summary["target_method"]]["kex_at_target"]
     for m, s in summary["methods"].items():
+        s["speedup_interval"] = None
+        if ref and s["kex_at_target"] and m != summary["target_method"]:
+            target = sign * summary["target"]  # the signed target the crossings were found against
+            s["speedup_interval"] = bootstrap_speedup(signed, m, summary["target_method"], target)
         if ref and s["kex_at_target"]:
             s["speedup"], s["speedup_text"] = ref / s["kex_at_target"], f"{ref / s['kex_at_target']:.2f}×"
         elif ref:  # never reached within the budget: the speedup is below ref / (last evaluated kEx)
@@ -561,6 +565,42 @@ def summarize(rows: list[dict], lower_is_better: bool = True) -> dict:
         else:
             s["speedup"], s["speedup_text"] = None, "—"
     return summary
+
+
+BOOTSTRAP_DRAWS = 2000
+
+
+def bootstrap_speedup(signed: list[dict], method: str, ref_method: str, target: float) -> tuple[float, float] | None:
+    """95 % percentile interval of the speedup over seeds: the seeds of `method` and of `ref_method` (the
+    baseline that set the target) are resampled with replacement, each resample's seed-mean curves cross the
+    same target, and the ratio of crossings is taken. A resample that does not reach the target counts as
+    reaching it at its last evaluation (for the baseline that understates the speedup, for the method it
+    overstates it; both are said in RESULTS). Deterministic (fixed generator); None with one seed or none."""
+
+    def seeds_of(m):
+        return {
+            sd: [r for r in signed if r["method"] == m and r["seed"] == sd]
+            for sd in {r["seed"] for r in signed if r["method"] == m}
+        }
+
+    own, ref = seeds_of(method), seeds_of(ref_method)
+    if len(own) < 2 or len(ref) < 2:
+        return None
+    gen = np.random.default_rng(0)
+
+    def crossing(groups, keys):
+        rows = [dict(r, seed=f"{i}") for i, k in enumerate(keys) for r in groups[k]]
+        curve = next(iter(curves(rows).values()))
+        hit = crossing_kex(curve, target)
+        return hit if hit is not None else curve[-1]["kex"]
+
+    own_keys, ref_keys = sorted(own), sorted(ref)
+    ratios = [
+        crossing(ref, gen.choice(ref_keys, len(ref_keys))) / crossing(own, gen.choice(own_keys, len(own_keys)))
+        for _ in range(BOOTSTRAP_DRAWS)
+    ]
+    lo, hi = np.percentile(ratios, [2.5, 97.5])
+    return float(lo), float(hi)
 
 
 def per_seed_text(reach: list[float | None]) -> str:
@@ -603,6 +643,7 @@ def table(summary: dict, rows: list[dict], settings: dict) -> str:
         "kEx@target",
         "per seed: kEx@target",
         "speedup vs best fixed",
+        "95 % bootstrap over seeds",
     ]
     body = []
     for m, s in summary["methods"].items():
@@ -619,6 +660,7 @@ def table(summary: dict, rows: list[dict], settings: dict) -> str:
                 "not reached" if s["kex_at_target"] is None else f"{s['kex_at_target']:.4g}",
                 per_seed_text(s.get("kex_at_target_per_seed", [])),
                 s["speedup_text"],
+                "—" if not s.get("speedup_interval") else "{:.2f}–{:.2f}×".format(*s["speedup_interval"]),
             ]
         )
     return "\n".join(lines + [common.markdown_table(header, body), ""])

@@ -91,7 +91,7 @@ def evaluate_snapshot(
     if len(seeds) < 2:
         raise ValueError(f"need at least 2 seeds for a covariance, got {len(seeds)}")
     check_sample_memory(net, len(seeds), batch, keep=False)
-    lo, hi = sigma_range(net, sigma_min, sigma_max)
+    lo, hi = sigma_range(net, sigma_min, sigma_max, grid)
     if grid == "infogrid" and probe_data is not None:
         profile = probe_network(net, probe_data, lo, hi, probe_samples, probe_bins, max(batch, 256), device=dev)
     sigmas = build_sigmas(net, grid, steps, rho, lo, hi, profile, dev)

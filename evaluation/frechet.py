@@ -19,9 +19,11 @@ import scipy.linalg
 import torch
 import tqdm
 
+from dnnlib.util import is_url
 from evaluation.detectors import Detector
 from torch_utils import distributed as dist
 from torch_utils.files import atomic_write
+from training.network_source import local_file
 
 
 class FeatureStats:
@@ -184,7 +186,13 @@ def _check_covariance(sigma: np.ndarray, path) -> None:
 
 def load_stats(path: str | os.PathLike) -> dict:
     """{mu, sigma, detector, count, fingerprint} from a `ref` file or one of EDM's reference
-    files (which hold only mu and sigma: detector 'inception', count None)."""
+    files (which hold only mu and sigma: detector 'inception', count None); a path or a URL (file://,
+    http(s):// — EDM's references are URLs), downloaded once into dnnlib's cache."""
+    if is_url(os.fspath(path)):
+        try:
+            path = local_file(path)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{os.fspath(path)}: reference statistics not found") from None
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: reference statistics not found")

@@ -18,7 +18,6 @@ import tqdm
 
 from sampling import grids
 from sampling.solvers import SOLVERS, StackedRandomGenerator
-from torch_utils import checkpoint
 from torch_utils import distributed as dist
 from torch_utils.checks import INT64_MAX, check_memory
 
@@ -75,20 +74,38 @@ def check_sample_memory(net, seeds: int, batch: int, keep: bool) -> None:
 
 
 def load_network(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict | None]:
-    """(EMA network in eval mode, the snapshot's information profile or None)."""
+    """(EMA network in eval mode, the snapshot's information profile or None). `path`: a snapshot .pt, an
+    EDM network pickle (.pkl, converted in memory without running code from it) or a URL to either."""
     from training import networks
+    from training.network_source import open_snapshot
 
-    snapshot = checkpoint.load(path)
+    snapshot = open_snapshot(path)
     net = networks.from_snapshot(snapshot, which="ema", device=device)
     net.label_names = snapshot.get("options", {}).get("label_names")  # cell-type names for FASTA headers
     return net, snapshot.get("profile")
 
 
-def sigma_range(net, sigma_min: float | None, sigma_max: float | None) -> tuple[float, float]:
+# EDM's generate.py samples every network on [0.002, 80] (edm_sampler's defaults cut to the network's range).
+# On EDM's grid a VP network (σ ∈ [0.001, 152]) or a VE one ([0.02, 100]) defaults to that range here too, so
+# EDM's seeds give EDM's images; --sigma-min/--sigma-max still pick any range inside the network's.
+EDM_SAMPLER_RANGE = (0.002, 80.0)
+
+
+def _precond(net) -> str | None:
+    return (getattr(net, "network_kwargs", None) or {}).get("precond")
+
+
+def sigma_range(net, sigma_min: float | None, sigma_max: float | None, grid: str | None = None) -> tuple[float, float]:
     """The requested σ range, clamped to the range the network was trained on (it has never seen σ
-    outside it); None means the network's own end."""
-    lo = net.sigma_min if sigma_min is None else max(float(sigma_min), net.sigma_min)
-    hi = net.sigma_max if sigma_max is None else min(float(sigma_max), net.sigma_max)
+    outside it). None means the default end: the network's own, or for a VP/VE network on the EDM grid
+    EDM's sampler range [0.002, 80] within the network's (EDM_SAMPLER_RANGE)."""
+    default_lo, default_hi = net.sigma_min, net.sigma_max
+    if grid == "edm" and _precond(net) in ("vp", "ve"):
+        lo, hi = max(EDM_SAMPLER_RANGE[0], net.sigma_min), min(EDM_SAMPLER_RANGE[1], net.sigma_max)
+        if lo < hi:
+            default_lo, default_hi = lo, hi
+    lo = default_lo if sigma_min is None else max(float(sigma_min), net.sigma_min)
+    hi = default_hi if sigma_max is None else min(float(sigma_max), net.sigma_max)
     if not lo < hi:
         raise ValueError(
             f"empty σ range after clamping to the network's [{net.sigma_min}, {net.sigma_max}]: "
@@ -107,8 +124,8 @@ def build_sigmas(
     profile: dict | None = None,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
-    """The σ-grid for `net` (float64 on `device`), within the network's σ range."""
-    lo, hi = sigma_range(net, sigma_min, sigma_max)
+    """The σ-grid for `net` (float64 on `device`), within the network's σ range (`sigma_range`)."""
+    lo, hi = sigma_range(net, sigma_min, sigma_max, kind)
     what = f"the {kind} σ-grid of {steps} steps" + (f" with rho {rho:g}" if kind == "edm" else "")
     try:
         sigmas = grids.make_grid(kind, steps, lo, hi, rho=rho, profile=profile)

@@ -59,13 +59,18 @@ def _churn(
     randn_like: Callable[[torch.Tensor], torch.Tensor],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """EDM Alg. 2 lines 4–6: raise σ to σ̂ = (1 + γ)σ by adding fresh noise, γ = min(S_churn/N, √2 − 1)
-    inside [S_min, S_max]. With S_churn = 0 no noise is drawn, so the deterministic path consumes no
-    randomness."""
-    gamma = min(S_churn / num_steps, math.sqrt(2) - 1) if S_churn > 0 and S_min <= float(sigma) <= S_max else 0.0
+    inside [S_min, S_max]. With S_churn > 0 the noise is drawn at every step, also where γ = 0 (outside
+    [S_min, S_max]), as EDM's edm_sampler draws it: the same seeds then give EDM's images. With S_churn = 0
+    nothing is drawn (EDM's draws there are multiplied by 0 and nothing after them is random), so the
+    deterministic path consumes no randomness."""
+    if S_churn <= 0:
+        return x, sigma
+    noise = randn_like(x)
+    gamma = min(S_churn / num_steps, math.sqrt(2) - 1) if S_min <= float(sigma) <= S_max else 0.0
     if gamma == 0:
         return x, sigma
     sigma_hat = sigma + gamma * sigma
-    return x + (sigma_hat**2 - sigma**2).sqrt() * S_noise * randn_like(x), sigma_hat
+    return x + (sigma_hat**2 - sigma**2).sqrt() * S_noise * noise, sigma_hat
 
 
 @torch.no_grad()

@@ -67,8 +67,8 @@ class InfoNoise(NoiseScheduler):
     keeps the valley rule while the prominence stays ≥ `valley_hysteresis`·ln κ (ours, 0.5; 1 = stateless):
     a bump hovering at κ would otherwise flip σ_p between the valley and the fallback every refresh (a
     recorded binarized-MNIST profile fell from 1.72× to 1.48× while its valley stayed put).
-    `warmup_sampler` 'auto' picks log-uniform for discrete endpoints and the floored log-normal for
-    continuous ones (docs/method.md §5)."""
+    `warmup_sampler` 'auto' is log-uniform for both endpoints (docs/method.md §5: the warm-up ends when every bin
+    is filled, which a log-uniform sampler does fastest); 'lognormal' is EDM's log-normal with the floor ε."""
 
     name = "infonoise"
 
@@ -182,8 +182,9 @@ class InfoNoise(NoiseScheduler):
         self.pivot_rule, self.valley_kappa = pivot_rule, float(valley_kappa)
         self.valley_smooth_decades, self.sigma_p_fallback = float(valley_smooth_decades), float(sigma_p_fallback)
         self.valley_hysteresis = float(valley_hysteresis)
-        if warmup_sampler == "auto":
-            warmup_sampler = "loguniform" if endpoint == "discrete" else "lognormal"
+        self._warmup_sampler_auto = warmup_sampler == "auto"
+        if warmup_sampler == "auto":  # every bin 1/M of the draws: filled after ≈ n_min·M/batch steps (§5)
+            warmup_sampler = "loguniform"
         self.warmup_sampler = warmup_sampler
         self.warmup = LogNormal(warmup_P_mean, warmup_P_std)
         self.loguniform = LogUniform(sigma_min, sigma_max)
@@ -487,6 +488,8 @@ class InfoNoise(NoiseScheduler):
             self.refresh_every = self.LEGACY_DEFAULTS["refresh_every"]
         if self.warmup_steps is None:
             self.warmup_steps = self.LEGACY_DEFAULTS["warmup_steps"]
+        if self._warmup_sampler_auto and self.endpoint == "continuous":  # it warmed up on the floored log-normal
+            self.warmup_sampler = "lognormal"
 
     def __repr__(self) -> str:
         return (

@@ -116,29 +116,51 @@ def coordinate_marginals(x: torch.Tensor, max_levels: int = MAX_LEVELS) -> Margi
 
 def scalar_bayes_mmse(levels: torch.Tensor, probs: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """mmse(σ) [U, M] of scalars X with P(X = levels_k) = probs[u, k] (one law per row), observed as
-    Y = X + σZ: mmse = ∫ p(y)·Var(X | y) dy = ∫ Σ_k p_k φ_σ(y − v_k)·(v_k − E[X | y])² dy — a sum of
-    non-negative terms (no cancellation when the MMSE is tiny), posterior in log space, float64. The
-    integrand is smooth on the scale h = min(σ, σ²/Δv)/8 (Δv the closest levels: the width of the
-    posterior's switch between them), so the trapezoid rule on that y-grid over [v_min − 12σ, v_max + 12σ]
-    is accurate to rounding (its error falls exponentially in 1/h). For ±1 with P(+1) = p, E[X | y] =
-    tanh(y/σ² + atanh(2p − 1))."""
+    Y = X + σZ: mmse = ∫ p(y)·Var(X | y) dy = ∫ Σ_k p_k φ_σ(y − v_k)·(v_k − E[X | y])² dy — non-negative terms
+    (no cancellation when the MMSE is tiny), posterior in log space, float64, trapezoid rule. For ±1 with
+    P(+1) = p, E[X | y] = tanh(y/σ² + atanh(2p − 1)).
+
+    Where the mass is: between two neighbouring levels a gap g apart the integrand falls off the midpoint as
+    exp(−g·u/(2σ²) − u²/(2σ²)), so it lives within W = 60σ²/g of each midpoint (e^-30 beyond) and varies on
+    the scale σ²/g there. Laws are grouped by which levels they use; for σ small enough that these windows
+    are disjoint, each window gets its own grid of spacing σ²/(8g) (a few hundred points whatever σ), else
+    one grid over [v_min − 12σ, v_max + 12σ] of spacing min(σ, σ²/g_min)/8. Both are accurate to rounding
+    (the trapezoid rule's error falls exponentially in 1/h for such integrands)."""
     v = _t(levels).reshape(-1)
     probs = _t(probs).reshape(-1, len(v))
-    logp = torch.where(probs > 0, probs.clamp_min(_TINY).log(), -math.inf)
-    dv = float(v.diff().min()) if len(v) > 1 else 1.0
     out = torch.zeros(len(probs), len(sigma), dtype=_F64)
-    for m, s in enumerate(_t(sigma).reshape(-1).tolist()):
-        h = min(s, s * s / dv) / 8
-        lo, hi = float(v[0]) - 12 * s, float(v[-1]) + 12 * s
-        count = min(int(math.ceil((hi - lo) / h)) + 1, 40_001)  # a cap where the MMSE is ~exp(−Δv²/8σ²) ≈ 0
-        y = torch.linspace(lo, hi, count, dtype=_F64)
-        for rows in range(0, len(probs), max(1, 2**22 // (count * len(v)))):
-            lp = logp[rows : rows + 2**22 // (count * len(v)) or None]
-            logits = lp[:, None, :] - (y[:, None] - v) ** 2 / (2 * s * s) - math.log(s * math.sqrt(2 * math.pi))
-            post = torch.softmax(logits, -1) @ v  # E[X | y]: [U, G]
-            integrand = (logits.exp() * (v - post[..., None]) ** 2).sum(-1)
-            out[rows : rows + len(lp), m] = torch.trapezoid(integrand, y, dim=-1)
+    patterns, group = torch.unique(probs > 0, dim=0, return_inverse=True)
+    for g, used in enumerate(patterns):
+        rows = (group == g).nonzero().flatten()
+        vk, pk = v[used], probs[rows][:, used]
+        if len(vk) < 2:
+            continue  # a constant coordinate: known exactly, error 0
+        gaps, mids = vk.diff(), (vk[:-1] + vk[1:]) / 2
+        for m, s in enumerate(_t(sigma).reshape(-1).tolist()):
+            half = 60 * s * s / gaps
+            if bool((mids[:-1] + half[:-1] < mids[1:] - half[1:]).all()) and bool((half < 12 * s).all()):
+                pieces = [torch.linspace(float(c - w), float(c + w), 961, dtype=_F64) for c, w in zip(mids, half)]
+            else:
+                h = min(s, s * s / float(gaps.min())) / 8
+                lo, hi = float(vk[0]) - 12 * s, float(vk[-1]) + 12 * s
+                pieces = [torch.linspace(lo, hi, min(int(math.ceil((hi - lo) / h)) + 1, 40_001), dtype=_F64)]
+            for y in pieces:
+                out[rows, m] += _posterior_variance_integral(vk, pk, y, s)
     return out
+
+
+def _posterior_variance_integral(v: torch.Tensor, p: torch.Tensor, y: torch.Tensor, s: float) -> torch.Tensor:
+    """∫ Σ_k p_k φ_σ(y − v_k)·(v_k − E[X | y])² dy over the grid `y`, for each row of `p` [R, L]."""
+    total = torch.zeros(len(p), dtype=_F64)
+    logp = p.clamp_min(_TINY).log()
+    step = max(1, 2**22 // (len(y) * len(v)))
+    for r in range(0, len(p), step):
+        logits = (
+            logp[r : r + step, None, :] - (y[:, None] - v) ** 2 / (2 * s * s) - math.log(s * math.sqrt(2 * math.pi))
+        )
+        post = torch.softmax(logits, -1) @ v  # E[X | y]: [R, G]
+        total[r : r + step] = torch.trapezoid((logits.exp() * (v - post[..., None]) ** 2).sum(-1), y, dim=-1)
+    return total
 
 
 def coordinate_bayes_mmse(marginals: Marginals, sigma: torch.Tensor) -> torch.Tensor:

@@ -400,3 +400,26 @@ def test_oracle_method_probes_a_mature_snapshot_and_fixes_its_allocation(bench, 
     assert [r["method"] for r in rows] == ["infonoise-oracle"] and math.isfinite(float(rows[0]["metric"]))
     other = invoke(ttt.main, [*args[:-1], out / "results.csv"], ok=False)  # a profile from elsewhere is refused
     assert other.exit_code != 0
+
+
+def test_bootstrap_interval_of_the_speedup():
+    """Identical seeds: the interval collapses onto the speedup itself. Spread seeds: it brackets the point
+    estimate, and a method the baseline set the target for has none."""
+
+    def rows(method, curves_by_seed):
+        return [
+            dict(method=method, seed=str(sd), kex=str(k), target_kex=str(k), metric=str(v), metric_name="fd")
+            for sd, curve in enumerate(curves_by_seed)
+            for k, v in zip((25, 50, 75, 100), curve)
+        ]
+
+    base = rows("edm", [[8, 6, 4, 2]] * 3)
+    fast = rows("infonoise", [[4, 2, 1, 0.5]] * 3)
+    summary = ttt.summarize(base + fast)
+    s = summary["methods"]["infonoise"]
+    assert s["speedup"] == pytest.approx(100 / 50) and s["speedup_interval"] == pytest.approx((2.0, 2.0))
+    assert summary["methods"]["edm"]["speedup_interval"] is None
+    spread = rows("infonoise", [[4, 2, 1, 0.5], [6, 3, 1.5, 1], [3, 1.5, 0.8, 0.4]])
+    s = ttt.summarize(base + spread)["methods"]["infonoise"]
+    lo, hi = s["speedup_interval"]
+    assert lo < s["speedup"] < hi

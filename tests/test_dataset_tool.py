@@ -318,6 +318,44 @@ def test_resolution_resizes_with_lanczos_and_center_crops(tmp_path):
     assert run("--source", src, "--dest", tmp_path / "bad.zip", "--resolution", "0", ok=False).exit_code == 2
 
 
+def test_edm_transforms_give_edms_pixels():
+    """--transform center-crop / center-crop-wide against EDM's own dataset_tool.py on the same images (stored
+    by tests/make_edm_pickles.py): equal pixels, and the same image skipped."""
+    with np.load(REPO / "tests" / "data" / "edm" / "transforms.npz") as z:
+        for kind in dataset_tool.TRANSFORMS:
+            size = tuple(int(v) for v in z[f"{kind}_size"])
+            for name in ("rgb", "grey"):
+                ours = dataset_tool.edm_transform(PIL.Image.fromarray(z[f"input_{name}"]), kind, size)
+                edm = z[f"{kind}_{name}"]
+                assert (ours is None) == (edm.size == 0), (kind, name)
+                assert ours is None or np.array_equal(np.asarray(ours), edm), (kind, name)
+        assert z["center-crop-wide_grey"].size == 0 and z["center-crop_rgb"].shape == (8, 8, 3)
+
+
+def test_transform_option(tmp_path):
+    src = tmp_path / "src"
+    wide, narrow = _gray(2, 8, 12), _gray(1, 8, 6, seed=1)  # 12 wide, and one only 6 wide
+    for i, image in enumerate([*wide, *narrow]):
+        _save(src / f"{i}.png", image)
+    run("--source", src, "--dest", tmp_path / "sq.zip", "--transform", "center-crop", "--resolution", "4x4")
+    x, _, ds = load(tmp_path / "sq.zip")
+    assert ds.data_shape == (3, 4, 4) and len(ds) == 3  # EDM's crops are RGB
+    r = run("--source", src, "--dest", tmp_path / "w.zip", "--transform", "center-crop-wide", "--resolution", "12x6")
+    x, _, ds = load(tmp_path / "w.zip")
+    assert ds.data_shape == (3, 12, 12) and len(ds) == 2 and "skipped 1 that --transform could not fill" in r.output
+    assert (x[:, :, :3] == 0).all() and (x[:, :, 9:] == 0).all()  # the band sits in a black square canvas
+    r = run(
+        "--source", src, "--dest", tmp_path / "g.zip", "--transform", "center-crop", "--resolution", 4, "--channels", 1
+    )
+    assert load(tmp_path / "g.zip")[2].data_shape == (1, 4, 4)
+    fails("--source", src, "--dest", tmp_path / "n.zip", "--transform", "center-crop", contains=("--resolution WxH",))
+    fails(
+        *("--source", src, "--dest", tmp_path / "n.zip", "--transform", "center-crop-wide", "--resolution", "64x32"),
+        contains=("skipped all 3 images",),
+    )
+    assert not (tmp_path / "n.zip").exists()
+
+
 def test_max_images_larger_than_source_keeps_all(tmp_path):
     data = write_mnist(tmp_path / "mnist", gz=False)
     run("--source", tmp_path / "mnist", "--dest", tmp_path / "all.zip", "--max-images", 100)

@@ -111,7 +111,7 @@ def test_gaussian_oracle_online():
 
 
 def test_refresh_timing_warmup_and_min_count():
-    s = InfoNoise(num_bins=8, fifo_size=4, min_count=2, warmup_steps=20, refresh_every=10)
+    s = InfoNoise(num_bins=8, fifo_size=4, min_count=2, warmup_steps=20, refresh_every=10, warmup_sampler="lognormal")
     assert s.profile() is None and s.step(20) is None
     x = np.logspace(-3, 2, 50)
     loguniform = ((x >= 0.002) & (x <= 80)) / (x * math.log(40000))
@@ -127,8 +127,9 @@ def test_refresh_timing_warmup_and_min_count():
 
 def test_warmup_sampler():
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
-    assert torch.equal(InfoNoise(floor=0).sample(1000, g1), LogNormal(-1.2, 1.2).sample(1000, g2))
-    s = InfoNoise(floor=0.1, warmup_P_mean=-0.5, warmup_P_std=1.5).sample(20000, g1).double().numpy()
+    lognormal = dict(warmup_sampler="lognormal")
+    assert torch.equal(InfoNoise(floor=0, **lognormal).sample(1000, g1), LogNormal(-1.2, 1.2).sample(1000, g2))
+    s = InfoNoise(floor=0.1, warmup_P_mean=-0.5, warmup_P_std=1.5, **lognormal).sample(20000, g1).double().numpy()
     cdf = lambda x: (
         0.9 * scipy.stats.norm.cdf((np.log(x) + 0.5) / 1.5) + 0.1 * np.clip(np.log(x / 0.002) / math.log(40000), 0, 1)
     )
@@ -144,7 +145,7 @@ def test_discrete_warmup_is_loguniform_and_fills_every_bin():
     x = InfoNoise(endpoint="discrete").sample(20000, g).double().numpy()
     assert scipy.stats.kstest(x, loguniform_cdf).pvalue > 0.01
     assert InfoNoise(endpoint="discrete").warmup_sampler == "loguniform"
-    assert InfoNoise(endpoint="continuous").warmup_sampler == "lognormal"
+    assert InfoNoise(endpoint="continuous").warmup_sampler == "loguniform"  # the automatic warm-up, both endpoints
     firsts = {}
     for sampler in ("loguniform", "lognormal"):
         s = InfoNoise(endpoint="discrete", warmup_sampler=sampler, warmup_steps=64, refresh_every=16, min_count=8)
@@ -580,6 +581,10 @@ def test_snapshot_from_before_the_auto_defaults_resumes_with_its_own():
     s = InfoNoise()
     s.load_state_dict(old)
     assert (s.ema_beta, s.refresh_every, s.warmup_steps) == (0.9, 500, 1000)
+    assert s.warmup_sampler == "lognormal"  # continuous runs warmed up on the floored log-normal then
+    s = InfoNoise(endpoint="discrete")
+    s.load_state_dict(old)
+    assert s.warmup_sampler == "loguniform"
     s = InfoNoise(ema_beta=0.5, refresh_every=50, warmup_steps=100)
     s.load_state_dict(old)
     assert (s.ema_beta, s.refresh_every, s.warmup_steps) == (0.5, 50, 100)

@@ -209,6 +209,7 @@ TRAIN_FLAGS = {
     "--device": ["tpu", "gpu", "mps", "cuda:x", "cpu0", "xla", "cuda:-1"],
     "--cres": ["1,x", "0", "-1,2", "1,,2", "99999999999999999999", "1.5", "x", "1,2,2,2,2,2,2"],
     "--data": ["/nonexistent/data.zip", "/proc/cpuinfo"],
+    "--transfer": ["/nonexistent/net.pkl", "/proc/cpuinfo", "file:///nonexistent.pt"],
 }
 # Culprits beside the flag's own name: --cres sets the network's channel_mult, --cbase its model_channels.
 ALIASES = {"--cres": ["channel_mult"], "--cbase": ["model_channels"], "--data": ["nonexistent", "cpuinfo"]}
@@ -287,14 +288,14 @@ def _preset_value(key: str) -> st.SearchStrategy:
         return st.one_of(st.sampled_from([5, [1], True, {"a": 1}]), words.filter(lambda v: v not in PRESET_NAMES[key]))
     if key in ("network_kwargs", "scheduler_kwargs"):
         return st.sampled_from([5, "abc", [1, 2], True, {1: 2}])
-    return st.sampled_from([5, [1], {"a": 1}, True])  # data, desc: strings
+    return st.sampled_from([5, [1], {"a": 1}, True])  # data, desc, transfer: strings
 
 
 @settings(max_examples=100, **SETTINGS)
 @given(data=st.data())
 def test_train_preset_keys(files, data, tmp_path_factory):
     keys = sorted(PRESET_NUMBERS) + PRESET_BOOLS + sorted(PRESET_NAMES) + ["network_kwargs", "scheduler_kwargs"]
-    key = data.draw(st.sampled_from(keys + ["data", "desc"]), label="key")
+    key = data.draw(st.sampled_from(keys + ["data", "desc", "transfer"]), label="key")
     value = data.draw(_preset_value(key), label="value")
     if value is None and key in PRESET_BOOLS:  # null is "not set" for an option whose default is None only
         value = "null-is-no-bool"
@@ -471,6 +472,7 @@ DATASET_TOOL = {
     "--resolution": ["0", "-8", "abc", "8x", "x8", "100000", "1.5", "8x0", "99999999999999999999"],
     "--channels": Choice("1", "3"),
     "--split": Choice("train", "test"),
+    "--transform": Choice(*dataset_tool.TRANSFORMS),
 }
 
 
@@ -544,5 +546,5 @@ def test_every_option_is_covered():
     from training.options import DEFAULTS
 
     settable = set(PRESET_NUMBERS) | set(PRESET_BOOLS) | set(PRESET_NAMES) | {"network_kwargs", "scheduler_kwargs"}
-    assert set(DEFAULTS) - {"data", "desc"} <= settable, set(DEFAULTS) - settable
+    assert set(DEFAULTS) - {"data", "desc", "transfer"} <= settable, set(DEFAULTS) - settable
     assert re.fullmatch(r"\d+", str(INT64))

@@ -84,3 +84,46 @@ def test_command_reads_beta_from_the_run(tmp_path):
     assert carried.exit_code == 0 and "(β = 0.5)" in carried.output, carried.output
     missing = CliRunner().invoke(pivot_lag.main, [str(tmp_path / "nowhere")])
     assert missing.exit_code != 0 and "nowhere: run directory not found" in missing.output
+
+
+def test_freshness_lag_in_refreshes():
+    """The freshness check (docs/method.md §5): with β = 0.5 the run trails the valley its own statistics show;
+    with today's β = 0 it uses it at the refresh that shows it; --max-lag fails a stale run."""
+    profiles = [young, young] + [lambda sg: valley_mmse(sg, 4.0)] * 4
+    stale = pivot_lag.replay(recorded_run(0.5, profiles)[0], 0.5)
+    fresh = pivot_lag.replay(recorded_run(0.0, profiles)[0], 0.0)
+    assert pivot_lag.lag_refreshes(fresh) == 0 and pivot_lag.lag_refreshes(stale) >= 1
+    never = pivot_lag.replay(recorded_run(0.0, [young] * 3)[0], 0.0)
+    assert pivot_lag.lag_refreshes(never) is None
+
+
+def test_freshness_check_on_a_recorded_run_with_the_default_settings(tmp_path):
+    """A recorded profile sequence of the tables' new defaults (benchmarks/results/ttt-digits-binary-defaults,
+    seed 0): the run uses the valley no later than one refresh after its own statistics show it."""
+    from benchmarks.common import REPO
+
+    path = REPO / "benchmarks" / "results" / "ttt-digits-binary-defaults" / "infonoise-s0-schedule.jsonl"
+    if not path.is_file():
+        pytest.skip("the digits-binary defaults table has not recorded seed 0 yet")
+    ok = CliRunner().invoke(pivot_lag.main, [str(path), "--max-lag", "1"])
+    assert ok.exit_code == 0, ok.output
+    rows = pivot_lag.replay(pivot_lag.load_schedule(path), 0.0)
+    assert pivot_lag.lag_refreshes(rows) is not None and pivot_lag.lag_refreshes(rows) <= 1
+    old = REPO / "benchmarks" / "results" / "ttt-digits-binary" / "infonoise-s0-schedule.jsonl"
+    failed = CliRunner().invoke(pivot_lag.main, [str(old), "--ema-beta", "0.5", "--max-lag", "1"])
+    assert failed.exit_code != 0 and "trails its own statistics by 3 refreshes" in failed.output
+
+
+def test_onset_rows_compare_the_runs_pivot_with_its_own_statistics():
+    from tests.test_infonoise import gauss_mmse
+
+    s = exact(ema_beta=0.0)
+    records = []
+    for step in range(3):
+        feed_grid(s, gauss_mmse, 8)
+        records.append(json.loads(json.dumps(s.step(step))))
+    rows = pivot_lag.replay(records, 0.0)
+    assert all(r["pivot_rule"] == "onset" and r["fresh_qualifies"] for r in rows)
+    assert pivot_lag.lag_refreshes(rows) == 0
+    records[1]["sigma_p"] *= 3  # a pivot that does not follow its statistics
+    assert pivot_lag.lag_refreshes(pivot_lag.replay(records, 0.0)) == 1

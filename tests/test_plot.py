@@ -117,6 +117,10 @@ def test_warmup_column_is_the_lognormal_in_ln_sigma(tmp_path):
     options["scheduler_kwargs"]["floor"] = 0.0
     expected = torch.exp(-0.5 * ((sigma.log() + 1.2) / 1.2) ** 2)
     expected = expected / (expected.sum() * info.log_step(sigma))
+    flat = torch.full_like(sigma, 1 / math.log(80 / 0.002))  # today's automatic warm-up: log-uniform
+    assert torch.allclose(warmup_log_density(options, sigma), flat, rtol=1e-12)
+    assert torch.allclose(warmup_log_density(options, sigma, legacy=True), expected, rtol=1e-12)  # a v2 run
+    options["scheduler_kwargs"]["warmup_sampler"] = "lognormal"
     assert torch.allclose(warmup_log_density(options, sigma), expected, rtol=1e-12)
     assert warmup_log_density(options, sigma[:-1]) is None  # another grid: no column rather than a wrong one
 

@@ -112,12 +112,19 @@ def test_churn_lands_on_data_and_depends_only_on_seed(solver):
     assert not torch.allclose(plain, together)  # churn changed the trajectories
 
 
-def test_deterministic_path_draws_no_noise():
+def test_deterministic_path_draws_no_noise_and_churn_draws_at_every_step():
+    """S_churn = 0 draws nothing. S_churn > 0 draws at every step, also where γ = 0 (outside [S_min, S_max]), as
+    EDM's edm_sampler does, so a seed's later draws line up with EDM's; where γ = 0 the draw changes nothing."""
+
     def boom(x):
         raise AssertionError("noise drawn with S_churn = 0")
 
-    sample_heun(gaussian, start(8), edm_grid(8), randn_like=boom)
-    sample_heun(gaussian, start(8), edm_grid(8), S_churn=10.0, S_min=100.0, randn_like=boom)  # outside range
+    plain = sample_heun(gaussian, start(8), edm_grid(8), randn_like=boom)
+    draws = []
+    outside = sample_heun(
+        gaussian, start(8), edm_grid(8), S_churn=10.0, S_min=100.0, randn_like=lambda x: draws.append(1) or x + 1
+    )
+    assert len(draws) == 8 and torch.equal(outside, plain)
 
 
 def test_nfe_counts_denoiser_calls():

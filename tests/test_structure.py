@@ -11,8 +11,21 @@ import pytest
 
 from tests.conftest import REPO
 
-PACKAGES = ["schedulers", "training", "sampling", "evaluation", "dna", "analysis", "torch_utils", "benchmarks"]
+PACKAGES = [
+    "schedulers",
+    "training",
+    "sampling",
+    "evaluation",
+    "dna",
+    "analysis",
+    "torch_utils",
+    "dnnlib",
+    "benchmarks",
+]
 SCRIPTS = {"train", "generate", "fid", "dataset_tool", "dna_tool"}
+# The lowest layers (docs/architecture.md) and what each may import of the project: nothing above them,
+# not even lazily inside a function (the registries' lazy imports are for training and up).
+LOWEST = {"torch_utils": {"torch_utils"}, "dnnlib": {"dnnlib", "torch_utils"}}
 
 
 def modules():
@@ -87,6 +100,17 @@ def test_no_library_module_imports_a_script(pkg):
         for p in sorted((REPO / pkg).rglob("*.py"))
         for name in imported_names(p)
         if name in SCRIPTS
+    ]
+    assert not offenders
+
+
+@pytest.mark.parametrize("pkg", LOWEST)
+def test_lowest_layers_import_nothing_above_them(pkg):
+    offenders = [
+        f"{p.relative_to(REPO)} imports {name}"
+        for p in sorted((REPO / pkg).rglob("*.py"))
+        for name in imported_names(p)
+        if name in set(PACKAGES) | SCRIPTS and name not in LOWEST[pkg]
     ]
     assert not offenders
 

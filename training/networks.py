@@ -170,6 +170,7 @@ class UNetBlock(nn.Module):
         init_zero=None,
         init_attn=None,
         dims=2,
+        min_one_head=True,
     ):
         super().__init__()
         init = init or {}
@@ -177,9 +178,9 @@ class UNetBlock(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.dropout, self.skip_scale, self.adaptive_scale = dropout, skip_scale, adaptive_scale
         heads = 0
-        if attention:
-            heads = num_heads or max(1, out_channels // channels_per_head)
-            while out_channels % heads:
+        if attention:  # a block narrower than channels_per_head: one head here, none in EDM (min_one_head=False)
+            heads = num_heads or max(int(min_one_head), out_channels // channels_per_head)
+            while heads and out_channels % heads:
                 heads -= 1
         self.num_heads = heads
 
@@ -488,6 +489,7 @@ class ADMUNet(nn.Module, _LabelMixin):
         label_dropout=0.0,
         embedding_type="positional",
         dims=2,
+        min_one_head=True,
     ):
         super().__init__()
         if embedding_type not in ("positional", "fourier"):
@@ -507,6 +509,7 @@ class ADMUNet(nn.Module, _LabelMixin):
             init=init,
             init_zero=init_zero,
             dims=dims,
+            min_one_head=min_one_head,
         )
 
         self.map_noise = (
@@ -575,7 +578,9 @@ class ADMUNet(nn.Module, _LabelMixin):
 
 
 class DhariwalUNet(ADMUNet):
-    """The ADM U-Net on square images: levels named '{res}x{res}', attention at attn_resolutions."""
+    """The ADM U-Net on square images: levels named '{res}x{res}', attention at attn_resolutions.
+    min_one_head=False is EDM's rule (a block narrower than 64 channels gets no attention, what EDM's ADM
+    pickles hold); True, the default, keeps one head there, as this project's ADM networks were trained."""
 
     def __init__(
         self,
@@ -591,6 +596,7 @@ class DhariwalUNet(ADMUNet):
         attn_resolutions=(32, 16, 8),
         dropout=0.10,
         label_dropout=0.0,
+        min_one_head=True,
     ):
         resolutions = level_resolutions(img_resolution, len(channel_mult), "DhariwalUNet")
         super().__init__(
@@ -606,6 +612,7 @@ class DhariwalUNet(ADMUNet):
             num_blocks,
             dropout=dropout,
             label_dropout=label_dropout,
+            min_one_head=min_one_head,
         )
         self.img_resolution = img_resolution
 
@@ -957,14 +964,15 @@ def build_network(
 
 
 def from_snapshot(snapshot: dict | str | Path, which: str = "ema", device="cpu") -> nn.Module:
-    """Rebuild the network stored in a snapshot (dict from torch_utils.checkpoint.load, or a path) and
-    load its 'ema' or 'net' weights. Returns it in eval mode with requires_grad False."""
+    """Rebuild the network stored in a snapshot (dict from torch_utils.checkpoint.load, or a path or URL
+    of a snapshot .pt or an EDM .pkl: training.network_source) and load its 'ema' or 'net' weights.
+    Returns it in eval mode with requires_grad False."""
     source = "snapshot"
     if isinstance(snapshot, (str, Path)):
-        from torch_utils import checkpoint
+        from training.network_source import open_snapshot
 
         source = str(snapshot)
-        snapshot = checkpoint.load(snapshot)
+        snapshot = open_snapshot(snapshot)
     if which not in ("ema", "net"):
         raise ValueError(f"which='{which}'; valid: 'ema', 'net'")
     try:

@@ -55,6 +55,9 @@ DEFAULTS = dict(
     seed=0,
     device=None,
     desc=None,
+    # Fine-tuning: start from this network's weights (a snapshot .pt, an EDM .pkl or a URL; EMA too), with a fresh
+    # optimizer and the chosen scheduler. The network's shape then comes from it (training.options.transfer_network).
+    transfer=None,
     # Speed: numerics (precision: fp32 | bf16 | fp16 autocast, fp16 with a gradient scaler) and switches
     # (data-loader workers: None = 0 on CPU, 4 on CUDA; TF32 matmuls and cuDNN autotuning, CUDA only;
     # channels-last memory for image networks and torch.compile, any device: they reorder float sums).
@@ -123,6 +126,7 @@ _TYPES = dict(
     seed=int,
     device=str,
     desc=str,
+    transfer=str,
     augment=(int, float),
     precision=str,
     workers=int,
@@ -425,6 +429,71 @@ def network_kwargs(opts: dict, data_shape, label_dim: int) -> dict:
     )
 
 
+def transfer_network(opts: dict, flags: dict, data_shape, label_dim: int) -> dict:
+    """The network options of a --transfer run: the source network's (architecture, shape, σ range, every
+    model option), with --dropout applied; the data, --cond, --augment and --weighting must fit it.
+    Explicit --arch/--precond/--cbase/--cres/--net-opt that differ from it are errors (it fixes the shape)."""
+    from training.network_source import open_snapshot
+
+    source = opts["transfer"]
+    try:
+        src = dict(open_snapshot(source)["options"]["network_kwargs"])
+    except (FileNotFoundError, ValueError) as e:
+        raise OptionError(f"--transfer {e}") from None
+    except (KeyError, TypeError):
+        raise OptionError(f"--transfer {source}: holds no network options (not written by train.py)") from None
+    for key in ("arch", "precond", "sigma_data"):
+        if flags.get(key) is not None and flags[key] != src.get(key):
+            raise OptionError(
+                f"--{key.replace('_', '-')} {flags[key]}: the --transfer network has {key} {src.get(key)!r}; "
+                f"drop --{key.replace('_', '-')} (the network comes from {source})"
+            )
+    differ = sorted(k for k, v in (flags.get("network_kwargs") or {}).items() if src.get(k) != v and k != "dropout")
+    if differ:
+        raise OptionError(
+            f"--transfer {source}: its network has {', '.join(f'{k}={src.get(k)!r}' for k in differ)}; drop the "
+            f"--cbase/--cres/--net-opt that change them (the network's shape comes from --transfer)"
+        )
+    if list(src["data_shape"]) != list(data_shape):
+        raise OptionError(
+            f"--transfer {source}: a network for data of shape {list(src['data_shape'])}, but --data {opts['data']} "
+            f"holds {list(data_shape)}; convert the data to that resolution and channel count (dataset_tool.py)"
+        )
+    want = label_dim if opts["cond"] else 0
+    if src.get("label_dim", 0) != want:
+        fix = (
+            f"add --cond (with data of {src.get('label_dim')} classes)"
+            if not opts["cond"]
+            else "drop --cond"
+            if not src.get("label_dim")
+            else f"use data with {src.get('label_dim')} classes"
+        )
+        raise OptionError(
+            f"--transfer {source}: the network takes {src.get('label_dim', 0)} class labels, the run gives "
+            f"{want}; {fix}"
+        )
+    if opts["dropout"] is not None:
+        src["dropout"] = opts["dropout"]
+    augment_dim = 0
+    if opts.get("augment"):
+        from training.augment import edm_pipe
+
+        augment_dim = edm_pipe(opts["augment"]).label_dim
+    if augment_dim and src.get("augment_dim", 0) != augment_dim:
+        raise OptionError(
+            f"--augment {opts['augment']}: the --transfer network takes {src.get('augment_dim', 0)} augment labels, "
+            f"EDM's pipe gives {augment_dim}; drop --augment"
+        )
+    if not augment_dim:  # no augment labels: the network's augment mapping is never used; its weights are left out
+        src.pop("augment_dim", None)
+    if opts["weighting"] == "edm2":  # EDM2's uncertainty head: the source's, or a fresh one beside its network
+        src.setdefault("logvar_channels", 128)
+    else:  # a head the loss would not use: left out like the augment mapping
+        src.pop("logvar_channels", None)
+    opts["arch"], opts["precond"], opts["sigma_data"] = src["arch"], src["precond"], src.get("sigma_data", 0.5)
+    return src
+
+
 def scheduler_context(opts: dict, endpoint: str | None = None) -> dict:
     """What a scheduler may know of the run besides its own options (schedulers.build's context)."""
     return dict(
@@ -464,7 +533,10 @@ def resolve(preset: str | None, flags: dict, world_size: int = 1) -> dict:
     opts["label_names"] = list(getattr(dataset, "label_names", None) or []) if opts["cond"] else None
     check_sizes(opts, dataset.data_shape, world_size)
     given = dict(opts["network_kwargs"])
-    opts["network_kwargs"] = network_kwargs(opts, dataset.data_shape, dataset.label_dim)
+    if opts["transfer"]:
+        opts["network_kwargs"] = transfer_network(opts, flags, dataset.data_shape, dataset.label_dim)
+    else:
+        opts["network_kwargs"] = network_kwargs(opts, dataset.data_shape, dataset.label_dim)
     check_network(opts["network_kwargs"], given)
     check_scheduler(opts)
     if not opts["desc"]:  # the preset's name, plus what the flags changed of its recipe
@@ -472,6 +544,8 @@ def resolve(preset: str | None, flags: dict, world_size: int = 1) -> dict:
             parts = [Path(opts["preset"]).stem] + [str(flags[k]) for k in ("scheduler", "weighting") if flags.get(k)]
         else:
             parts = [Path(str(opts["data"])).name.split(".")[0], opts["scheduler"], opts["weighting"]]
+        if opts["transfer"]:
+            parts.append("from-" + Path(str(opts["transfer"]).split("?", 1)[0].rstrip("/")).stem)
         opts["desc"] = "-".join(parts)
     opts["desc"] = re.sub(r"[^\w.+-]", "_", opts["desc"])
     return opts

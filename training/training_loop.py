@@ -96,6 +96,35 @@ def _write_samples(
     return path
 
 
+def _transfer(net: torch.nn.Module, source: str) -> dict:
+    """Load --transfer's training weights into `net` and return its EMA weights (an EDM pickle holds only its
+    EMA: both). Left out: the source's augment mapping or uncertainty head when the run does not use them
+    (training.options.transfer_network); kept fresh: an uncertainty head the source lacks (--weighting edm2).
+    TrainingError for anything else that does not fit."""
+    from training.network_source import open_snapshot
+
+    try:
+        snapshot = open_snapshot(source)
+    except (FileNotFoundError, ValueError) as e:
+        raise TrainingError(f"--transfer {e}") from None
+    target = net.state_dict()
+    out = []
+    for which in ("net", "ema"):
+        state = snapshot.get(which) or snapshot.get("ema") or {}
+        state = {k: v for k, v in state.items() if k in target or not k.startswith(("model.map_augment.", "logvar_"))}
+        state.update({k: v for k, v in target.items() if k.startswith("logvar_") and k not in state})
+        missing, unexpected = sorted(set(target) - set(state)), sorted(set(state) - set(target))
+        if missing or unexpected:
+            raise TrainingError(
+                f"--transfer {source}: its {which} weights do not fit the network: missing {missing[:4]}, "
+                f"unexpected {unexpected[:4]}"
+            )
+        out.append(state)
+    net.load_state_dict(out[0])
+    du.print0(f"Transferred the weights of {source} (EMA too); the optimizer and the scheduler start afresh.")
+    return out[1]
+
+
 def _step_model(net: torch.nn.Module, dev: torch.device, world: int, compile_net: bool) -> torch.nn.Module:
     """What a training step calls: the network under DDP across ranks (gradients summed over ranks while
     the backward pass runs; the loss is already divided by the global batch), compiled on request."""
@@ -208,7 +237,12 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
     image_net = channels_last and len(g["network"]["data_shape"]) == 3  # oneDNN on CPU likes it too (RESULTS §2b)
     if image_net:
         net = net.to(memory_format=torch.channels_last)
+    transfer = options["transfer"] if not checkpoint.list_snapshots(run_dir) else None  # a resumed run has its own
+    if transfer:
+        ema_state = _transfer(net, transfer)
     ema_net = copy.deepcopy(net).eval().requires_grad_(False)
+    if transfer:
+        ema_net.load_state_dict(ema_state)
     # Fused Adam on CUDA (one kernel for all tensors); on CPU the default, whose bits the benchmark tables hold.
     fused = dev.type == "cuda" or None
     optimizer = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8, fused=fused)
