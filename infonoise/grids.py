@@ -2,12 +2,13 @@
 
 Every grid is a float64 tensor of length N+1: N sampling levels, strictly decreasing from σ_max to
 σ_min, then a final 0 (the sampler's last step lands on clean data). Samplers take the grid as is,
-so a new discretisation is one function here plus one line in `make_grid`.
+so a new discretisation is one function here plus one line in `sampling.grids.GRIDS` (the framework's registry
+of grids by name, which is not part of this library).
 
 InfoGrid needs an information profile (σ, ḣ): either the one InfoNoise saved in the snapshot
 (`snapshot['profile']`, docs/method.md §5 "Exportable"), or, for checkpoints trained with a fixed schedule, one
-estimated by `sampling.probe` from the network's own denoising error on data (docs/method.md §7, "probed from a
-well-trained checkpoint").
+estimated by the framework's `sampling.probe` from the network's own denoising error on data (docs/method.md §7,
+"probed from a well-trained checkpoint").
 """
 
 from __future__ import annotations
@@ -141,31 +142,3 @@ def infogrid_from_profile(
         else torch.as_tensor(profile["mmse"], dtype=torch.float64) / sigma**3
     )
     return infogrid(n, sigma, hdot, sigma_min, sigma_max, floor)
-
-
-def _infogrid(n: int, sigma_min: float, sigma_max: float, rho: float, profile: dict | None) -> torch.Tensor:
-    if profile is None:
-        raise ValueError(
-            "--grid infogrid needs an information profile, but the snapshot has none "
-            "(it was trained with a fixed schedule). Add --probe-data PATH (a data set) "
-            "to estimate one by probing the network."
-        )
-    return infogrid_from_profile(n, profile, sigma_min, sigma_max)
-
-
-# The grids by name (generate.py's --grid): each takes (n, σ_min, σ_max, ρ, profile) and uses what it needs.
-GRIDS = {
-    "edm": lambda n, lo, hi, rho, profile: edm_grid(n, lo, hi, rho),
-    "infogrid": _infogrid,
-    "loguniform": lambda n, lo, hi, rho, profile: loguniform_grid(n, lo, hi),
-}
-GRID_KINDS = tuple(GRIDS)
-
-
-def make_grid(
-    kind: str, n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0, profile: dict | None = None
-) -> torch.Tensor:
-    """The grid `kind` from the registry. InfoGrid without a profile is an error that says how to get one."""
-    if kind not in GRIDS:
-        raise ValueError(f"Unknown grid '{kind}'. Valid grids: {', '.join(GRIDS)}")
-    return GRIDS[kind](n, sigma_min, sigma_max, rho, profile)

@@ -19,8 +19,7 @@ import math
 
 import torch
 
-from torch_utils import distributed
-
+from . import distributed
 from . import information as info
 from .base import NoiseScheduler, std_normal_icdf, uniform
 from .lognormal import LogNormal
