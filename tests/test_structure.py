@@ -145,3 +145,25 @@ def test_library_imports_only_its_dependencies():
     ]
     assert not offenders
     assert "training" not in allowed and "schedulers" not in allowed  # the check can fail
+
+
+def test_moved_modules_keep_their_old_paths():
+    """The modules that moved into the library import under their old names as the very same module objects (one
+    InfoNoise class, one set of maths), in a fresh interpreter, however they are spelled."""
+    code = """
+import importlib
+import schedulers
+import schedulers.information
+from schedulers.infonoise import InfoNoise
+from schedulers.information import loss_weight
+from schedulers import lognormal
+import infonoise
+for old, new in schedulers.MOVED.items():
+    assert importlib.import_module(f"schedulers.{old}") is importlib.import_module(new), old
+    assert getattr(schedulers, old) is importlib.import_module(new), old
+assert InfoNoise is infonoise.InfoNoise and loss_weight is infonoise.information.loss_weight
+assert schedulers.scheduler_class("infonoise") is InfoNoise and lognormal is infonoise.lognormal
+"""
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert set(__import__("schedulers").MOVED) == {"base", "information", "infonoise", "lognormal", "loguniform"}
