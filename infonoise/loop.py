@@ -13,6 +13,7 @@ The conversions it applies are derived in docs/method.md §10:
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Callable
 
@@ -63,6 +64,10 @@ class InfoNoiseSampler:
             raise ValueError(
                 f"loss_weight must be None or a function of the loop's t, got {type(loss_weight).__name__}"
             )
+        known = [name for name in inspect.signature(InfoNoise.__init__).parameters if name not in ("self", *_DECIDED)]
+        unknown = sorted(set(options) - set(known) - set(_DECIDED))
+        if unknown:
+            raise ValueError(f"unknown InfoNoise option(s) {', '.join(unknown)}. Valid options: {', '.join(known)}")
         decided = sorted(set(options) & set(_DECIDED))
         if decided:
             raise ValueError(

@@ -336,6 +336,10 @@ def test_grids_in_the_loops_variable():
         (lambda: InfoNoiseSampler(RectifiedFlow(), "velocity", weighting="edm"), "weighting"),
         (lambda: InfoNoiseSampler(RectifiedFlow(), "velocity", loss_weight=2.0), "loss_weight"),
         (lambda: InfoNoiseSampler(RectifiedFlow(), "velocity", num_bins=2), "num_bins"),
+        (
+            lambda: InfoNoiseSampler(RectifiedFlow(), "velocity", num_bin=64),
+            "unknown InfoNoise option.*num_bin.*num_bins",
+        ),
         (lambda: RectifiedFlow(sigma_min=0), "sigma_min"),
         (lambda: EDMSigma(sigma_min=5, sigma_max=1), "sigma_min"),
         (lambda: DiscreteVP(torch.cat([AC[:-1], torch.zeros(1, dtype=F64)])), "alphas_cumprod.*zero terminal SNR"),

@@ -27,7 +27,9 @@ FRAMEWORK |= {"benchmarks", "sampling", "schedulers", "torch_utils", "dna", "dnn
 def wheel(tmp_path_factory) -> Path:
     """The project's wheel, built from a copy of the checkout (every room and script present beside the library)."""
     tmp = tmp_path_factory.mktemp("wheel")
-    skip = shutil.ignore_patterns(".git", ".venv", "data", "runs", "demo-run", "build", "*.egg-info", "__pycache__")
+    skip = shutil.ignore_patterns(
+        ".git", ".venv", "data", "runs", "demo-run", "build", "*.egg-info", "__pycache__", ".pytest_cache"
+    )
     shutil.copytree(REPO, tmp / "src", ignore=skip, symlinks=True)
     cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q"]
     r = subprocess.run([*cmd, "-w", str(tmp / "dist"), str(tmp / "src")], capture_output=True, text=True, timeout=300)
