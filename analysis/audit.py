@@ -26,9 +26,9 @@ from matplotlib.figure import Figure
 
 from analysis.diagnostics import resolve_endpoint, scheduler_view
 from analysis.plot import emphasis
-from schedulers import information as info
-from schedulers.lognormal import LogNormal
-from schedulers.loguniform import LogUniform
+from infonoise import information as info
+from infonoise.lognormal import LogNormal
+from infonoise.loguniform import LogUniform
 
 WINDOW = (0.05, 0.95)
 

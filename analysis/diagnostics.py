@@ -23,8 +23,8 @@ from tqdm import tqdm
 
 import schedulers
 from analysis.plot import fixed_emphasis, fixed_label, load_options, load_schedule
-from schedulers import information as info
-from schedulers.base import NoiseScheduler
+from infonoise import information as info
+from infonoise.base import NoiseScheduler
 from training.dataset import model_space, open_dataset
 
 

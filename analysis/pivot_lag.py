@@ -22,8 +22,8 @@ import click
 import torch
 
 from analysis.plot import load_schedule
-from schedulers import information as info
-from schedulers.infonoise import InfoNoise
+from infonoise import information as info
+from infonoise.scheduler import InfoNoise
 
 F64 = torch.float64
 

@@ -22,10 +22,10 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from infonoise import information as info
+from infonoise.lognormal import LogNormal
+from infonoise.loguniform import LogUniform
 from schedulers import build
-from schedulers import information as info
-from schedulers.lognormal import LogNormal
-from schedulers.loguniform import LogUniform
 
 RECORD_KEYS = ("sigma", "log_density", "sigma_p")
 

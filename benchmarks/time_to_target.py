@@ -161,9 +161,9 @@ def oracle_profile(source: str, opts: dict, outdir: Path, device: str | None) ->
     """`outdir/oracle-profile.json` for the infonoise-oracle method: the probed profile of a mature checkpoint
     (`source` a snapshot .pt: its EMA network on ORACLE_SAMPLES training examples, the scheduler's grid), or a
     copy of a profile JSON {sigma, mmse}. An existing file is kept when it came from the same source."""
+    from infonoise.information import profile_on_grid
     from sampling.generation import load_network
     from sampling.probe import probe_network
-    from schedulers.information import profile_on_grid
 
     dest = outdir / "oracle-profile.json"
     if dest.is_file():

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
-from schedulers.information import log_sigma_grid
+from infonoise.information import log_sigma_grid
 from torch_utils import distributed as dist
 
 

@@ -1,5 +1,11 @@
 """Scheduler registry: `build(name, context, **kwargs)` and `names()`.
 
+The schedules and their maths live in the installable library `infonoise` (the contract `infonoise.base`, the
+fixed samplers, `infonoise.information`, the InfoNoise class `infonoise.scheduler`); this room is the framework's
+registry and the rival `lossvar`. The modules that moved keep their old import paths (`schedulers.information`,
+`schedulers.infonoise`, `schedulers.base`, `schedulers.lognormal`, `schedulers.loguniform`): each is the
+library's module itself, registered under the old name, so scripts and tests written against them keep working.
+
 A new schedule is one new file plus one line in `_REGISTRY`. `context` carries facts the training
 run knows (σ range, σ_data, loss weighting, data endpoint type); each scheduler receives only the
 context keys its constructor names, and user kwargs override them.
@@ -9,14 +15,26 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 
-from .base import NoiseScheduler
+from infonoise.base import NoiseScheduler
+
+# Old module path -> the library module that now holds it (registered as the same module object, not a copy).
+MOVED = {
+    "base": "infonoise.base",
+    "information": "infonoise.information",
+    "infonoise": "infonoise.scheduler",
+    "lognormal": "infonoise.lognormal",
+    "loguniform": "infonoise.loguniform",
+}
+for _old, _new in MOVED.items():
+    sys.modules[f"{__name__}.{_old}"] = globals()[_old] = importlib.import_module(_new)
 
 # name -> "module:Class" (imported lazily so a broken optional scheduler cannot break the others)
 _REGISTRY: dict[str, str] = {
-    "lognormal": "schedulers.lognormal:LogNormal",
-    "loguniform": "schedulers.loguniform:LogUniform",
-    "infonoise": "schedulers.infonoise:InfoNoise",
+    "lognormal": "infonoise.lognormal:LogNormal",
+    "loguniform": "infonoise.loguniform:LogUniform",
+    "infonoise": "infonoise.scheduler:InfoNoise",
     "lossvar": "schedulers.lossvar:LossVar",
 }
 
@@ -48,4 +66,4 @@ def build(name: str, context: dict | None = None, **kwargs) -> NoiseScheduler:
     return cls(**merged)
 
 
-__all__ = ["NoiseScheduler", "build", "names", "scheduler_class"]
+__all__ = ["MOVED", "NoiseScheduler", "build", "names", "scheduler_class"]

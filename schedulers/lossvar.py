@@ -18,8 +18,8 @@ import math
 
 import torch
 
-from . import information as info
-from .infonoise import InfoNoise
+from infonoise import information as info
+from infonoise.scheduler import InfoNoise
 
 
 class LossVar(InfoNoise):

@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import REPO
 
 PACKAGES = [
+    "infonoise",
     "schedulers",
     "training",
     "sampling",
@@ -24,8 +25,15 @@ PACKAGES = [
 ]
 SCRIPTS = {"train", "generate", "fid", "dataset_tool", "dna_tool"}
 # The lowest layers (docs/architecture.md) and what each may import of the project: nothing above them,
-# not even lazily inside a function (the registries' lazy imports are for training and up).
-LOWEST = {"torch_utils": {"torch_utils"}, "dnnlib": {"dnnlib", "torch_utils"}}
+# not even lazily inside a function (the registries' lazy imports are for training and up). The installed
+# library `infonoise` is the lowest of all.
+LOWEST = {
+    "infonoise": {"infonoise"},
+    "torch_utils": {"torch_utils", "infonoise"},
+    "dnnlib": {"dnnlib", "torch_utils", "infonoise"},
+}
+# What the installed library may import at all (pyproject.toml's dependencies), besides the standard library.
+LIBRARY_DEPENDENCIES = {"torch", "numpy", "scipy"}
 
 
 def modules():
@@ -122,3 +130,40 @@ def test_no_sys_path_edits_outside_tests():
         if ".venv" not in p.parts and "tests" not in p.parts and "sys.path" in p.read_text()
     ]
     assert not offenders
+
+
+def test_library_imports_only_its_dependencies():
+    """`infonoise` is what a foreign loop installs: anywhere in its files (lazy imports included) it imports only
+    itself (relative imports), the standard library and its declared dependencies — a user's own `training` or
+    `sampling` must never be reached from it."""
+    allowed = LIBRARY_DEPENDENCIES | set(sys.stdlib_module_names) | {"infonoise"}
+    offenders = [
+        f"{p.relative_to(REPO)} imports {name}"
+        for p in sorted((REPO / "infonoise").rglob("*.py"))
+        for name in imported_names(p)
+        if name not in allowed
+    ]
+    assert not offenders
+    assert "training" not in allowed and "schedulers" not in allowed  # the check can fail
+
+
+def test_moved_modules_keep_their_old_paths():
+    """The modules that moved into the library import under their old names as the very same module objects (one
+    InfoNoise class, one set of maths), in a fresh interpreter, however they are spelled."""
+    code = """
+import importlib
+import schedulers
+import schedulers.information
+from schedulers.infonoise import InfoNoise
+from schedulers.information import loss_weight
+from schedulers import lognormal
+import infonoise
+for old, new in schedulers.MOVED.items():
+    assert importlib.import_module(f"schedulers.{old}") is importlib.import_module(new), old
+    assert getattr(schedulers, old) is importlib.import_module(new), old
+assert InfoNoise is infonoise.InfoNoise and loss_weight is infonoise.information.loss_weight
+assert schedulers.scheduler_class("infonoise") is InfoNoise and lognormal is infonoise.lognormal
+"""
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert set(__import__("schedulers").MOVED) == {"base", "information", "infonoise", "lognormal", "loguniform"}

@@ -1,5 +1,7 @@
 """torch.distributed from torchrun's environment: nccl on CUDA, gloo on CPU, same code.
 
+The collectives (all_reduce_sum, broadcast, rank and world size) are the library's (`infonoise.distributed`);
+this module adds what a launcher needs: init, gather, barrier, print0, shutdown.
 Without torchrun (no WORLD_SIZE) everything degrades to a single process and the collectives
 below become identities, so library code can call them unconditionally.
 """
@@ -11,6 +13,23 @@ import os
 
 import torch
 import torch.distributed as dist
+
+# The collectives themselves live in the installable library (one home): re-exported under their old names.
+from infonoise.distributed import all_reduce_sum, broadcast, get_rank, get_world_size, is_distributed
+
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "all_reduce_sum",
+    "barrier",
+    "broadcast",
+    "gather",
+    "get_rank",
+    "get_world_size",
+    "init",
+    "is_distributed",
+    "print0",
+    "shutdown",
+]
 
 # How long a collective may wait for a rank before the job fails (a stopped or hung rank otherwise holds
 # the others for torch's 30-minute default): ours, generous for a rank-0 snapshot and sample grid.
@@ -40,43 +59,6 @@ def init(device: str | None = None, timeout_s: float | None = None) -> torch.dev
         seconds = timeout_s if timeout_s is not None else DEFAULT_TIMEOUT_S[dev.type]
         dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=seconds))
     return dev
-
-
-def is_distributed() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
-def get_rank() -> int:
-    return dist.get_rank() if is_distributed() else 0
-
-
-def get_world_size() -> int:
-    return dist.get_world_size() if is_distributed() else 1
-
-
-def _comm_device() -> torch.device:
-    """Collectives with nccl need CUDA tensors; gloo takes CPU tensors."""
-    if is_distributed() and dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
-
-
-def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum over ranks, returned on the input's device (a new tensor; input untouched)."""
-    if not is_distributed():
-        return tensor.clone()
-    t = tensor.detach().to(_comm_device(), copy=True)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t.to(tensor.device)
-
-
-def broadcast(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
-    """Rank `src`'s tensor on every rank (returned on the input's device)."""
-    if not is_distributed():
-        return tensor.clone()
-    t = tensor.detach().to(_comm_device(), copy=True)
-    dist.broadcast(t, src=src)
-    return t.to(tensor.device)
 
 
 def gather(obj, dst: int | None = None) -> list | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from schedulers.information import loss_weight
+from infonoise.information import loss_weight
 
 WEIGHTINGS = ("edm", "unit", "edm2")
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Callable
 
 import torch
 
-from torch_utils import distributed
-
+from . import distributed
 from . import information as info
 from .base import NoiseScheduler, std_normal_icdf, uniform
 from .lognormal import LogNormal
@@ -67,6 +67,8 @@ class InfoNoise(NoiseScheduler):
     keeps the valley rule while the prominence stays ≥ `valley_hysteresis`·ln κ (ours, 0.5; 1 = stateless):
     a bump hovering at κ would otherwise flip σ_p between the valley and the fallback every refresh (a
     recorded binarized-MNIST profile fell from 1.72× to 1.48× while its valley stayed put).
+    `weighting` is the loss weight w(σ) of §3.4 (π ∝ ρ/w): 'edm', 'unit', 'edm2', or a function of σ for a foreign
+    loop's own objective (`infonoise.loop.InfoNoiseSampler` derives it, docs/method.md §10).
     `warmup_sampler` 'auto' is log-uniform for both endpoints (docs/method.md §5: the warm-up ends when every bin
     is filled, which a log-uniform sampler does fastest); 'lognormal' is EDM's log-normal with the floor ε."""
 
@@ -97,7 +99,7 @@ class InfoNoise(NoiseScheduler):
         floor: float = 0.02,
         endpoint: str = "continuous",
         sigma_p: float | None = None,
-        weighting: str = "edm",
+        weighting: str | Callable[[torch.Tensor], torch.Tensor] = "edm",
         sigma_data: float = 0.5,
         warmup_P_mean: float = -1.2,
         warmup_P_std: float = 1.2,
@@ -152,7 +154,12 @@ class InfoNoise(NoiseScheduler):
         )
         _check(endpoint in ("continuous", "discrete"), f"unknown endpoint '{endpoint}'. Valid: continuous, discrete")
         _check(sigma_p is None or 0 < sigma_p < math.inf, f"sigma_p (pinned pivot) must be None or > 0, got {sigma_p}")
-        _check(weighting in ("edm", "unit", "edm2"), f"unknown weighting '{weighting}'. Valid: edm, unit, edm2")
+        _check(
+            callable(weighting) or weighting in ("edm", "unit", "edm2"),
+            f"unknown weighting {weighting!r}. Valid: edm, unit, edm2, or a function σ → w(σ) (a loop's own weight)"
+            if isinstance(weighting, str)
+            else f"weighting must be 'edm', 'unit', 'edm2' or a function σ → w(σ), got {type(weighting).__name__}",
+        )
         _check(sigma_data > 0, f"sigma_data must be > 0, got {sigma_data}")
         _check(warmup_P_std > 0, f"warmup_P_std must be > 0, got {warmup_P_std}")
         _check(
@@ -190,7 +197,12 @@ class InfoNoise(NoiseScheduler):
         self.loguniform = LogUniform(sigma_min, sigma_max)
 
         self.sigma = info.log_sigma_grid(sigma_min, sigma_max, num_bins)  # bin centres
-        self.weight = info.loss_weight(self.sigma, weighting, sigma_data)
+        if callable(weighting):  # a foreign loop's own loss weight in x0-error units (docs/method.md §10)
+            self.weighting, self.weight = "custom", torch.as_tensor(weighting(self.sigma), dtype=torch.float64)
+            ok = self.weight.shape == self.sigma.shape and bool((torch.isfinite(self.weight) & (self.weight > 0)).all())
+            _check(ok, "weighting: the function must return one finite w(σ) > 0 per grid σ")
+        else:
+            self.weight = info.loss_weight(self.sigma, weighting, sigma_data)
         self._buf = torch.zeros(num_bins, fifo_size, dtype=torch.float64)  # FIFO ring buffers
         self._ptr = torch.zeros(num_bins, dtype=torch.int64)  # next write slot
         self._count = torch.zeros(num_bins, dtype=torch.int64)  # filled slots

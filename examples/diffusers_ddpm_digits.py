@@ -1,0 +1,168 @@
+"""diffusers' own DDPM trainer, with its timestep draw replaced by InfoNoise and nothing else changed.
+
+The training step is diffusers' unconditional trainer's (examples/unconditional_image_generation/
+train_unconditional.py in the diffusers repository): a `UNet2DModel`, diffusers' `DDPMScheduler.add_noise`, the plain
+MSE on the scheduler's prediction type. The data are scikit-learn's 8×8 digits scaled to [−1, 1] (they ship with the
+package: nothing is downloaded). `--timesteps uniform` is diffusers' line
+
+    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (bsz,))
+
+and `--timesteps infonoise` replaces it by `sampler.sample(bsz)` and adds the two lines that feed the sampler
+(`observe`, `step`): the model, loss, optimizer and data stream are the same. With `--samples N` the trained model
+draws N images with the scheduler (on InfoGrid's timesteps for InfoNoise: `set_timesteps(timesteps=...)`) into
+<out>/samples.npz ('images' uint8 [N, 8, 8, 1], as this repository's fid.py reads them).
+
+    pip install '.[examples]'
+    python examples/diffusers_ddpm_digits.py --timesteps infonoise --steps 4000 --out runs/ddpm-digits-infonoise
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler, UNet2DModel
+
+from infonoise import DiscreteVP, InfoNoiseSampler
+
+
+def load_digits() -> torch.Tensor:
+    """scikit-learn's 1,797 8×8 digits, [N, 1, 8, 8] in [−1, 1] (diffusers' trainers normalise images so)."""
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    images = torch.from_numpy(sklearn_digits().images).float()[:, None] / 16.0
+    return images * 2 - 1
+
+
+def make_model(width: int) -> UNet2DModel:
+    """A small diffusers U-Net for 8×8 images (two levels, attention at 4×4)."""
+    return UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        layers_per_block=1,
+        block_out_channels=(width, 2 * width),
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=min(8, width),
+        attention_head_dim=width,
+    )
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--timesteps", choices=["uniform", "infonoise"], default="infonoise", help="the timestep draw")
+    p.add_argument("--prediction-type", choices=["epsilon", "v_prediction", "sample"], default="epsilon")
+    p.add_argument("--steps", type=int, default=4000, help="optimizer steps")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--width", type=int, default=32, help="channels of the U-Net's first level")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-bins", type=int, default=128, help="InfoNoise's grid (docs/method.md §5)")
+    p.add_argument("--min-count", type=int, default=8, help="InfoNoise's errors per bin before a refresh")
+    p.add_argument(
+        "--mmse-cap",
+        choices=["none", "coordinate-bayes"],
+        default="none",
+        help="InfoNoise's cap of m̂ by the coordinate-wise Bayes bound (docs/method.md §4b; the digits have 17 levels)",
+    )
+    p.add_argument("--samples", type=int, default=0, help="images to draw after training (0: none)")
+    p.add_argument("--sample-steps", type=int, default=50)
+    p.add_argument("--out", type=str, default=None, help="folder for the model, the sampler state and samples")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Train; return what a test or a report reads: the model, the sampler (None for uniform), every step's
+    timesteps, and the sampler's table after each refresh (step, table)."""
+    args = parse(argv)
+    torch.manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    data = load_digits()
+    model = make_model(args.width)
+    noise_scheduler = DDPMScheduler(num_train_timesteps=1000, prediction_type=args.prediction_type)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
+    sampler = None
+    if args.timesteps == "infonoise":
+        alphas_cumprod = noise_scheduler.alphas_cumprod
+        weight = None
+        if args.prediction_type == "sample":  # diffusers weights the x0 loss by the SNR ᾱ/(1 − ᾱ)
+            weight = lambda t: alphas_cumprod[t] / (1 - alphas_cumprod[t])  # noqa: E731
+        sampler = InfoNoiseSampler(
+            DiscreteVP(alphas_cumprod),
+            objective=args.prediction_type,
+            loss_weight=weight,
+            num_bins=args.num_bins,
+            min_count=args.min_count,
+            mmse_cap=args.mmse_cap,
+            training_data=data,
+        )
+
+    drawn, tables = [], []
+    for step in range(args.steps):
+        clean_images = data[torch.randint(len(data), (args.batch,), generator=gen)]
+        noise = torch.randn(clean_images.shape, generator=gen)
+        bsz = clean_images.shape[0]
+        if sampler is None:  # diffusers' draw
+            timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (bsz,), generator=gen).long()
+        else:  # ... replaced
+            timesteps = sampler.sample(bsz, gen)
+        noisy_images = noise_scheduler.add_noise(clean_images, noise, timesteps)
+        model_output = model(noisy_images, timesteps).sample
+        if args.prediction_type == "epsilon":
+            target = noise
+            loss = F.mse_loss(model_output.float(), noise.float())
+        elif args.prediction_type == "v_prediction":
+            target = noise_scheduler.get_velocity(clean_images, noise, timesteps)
+            loss = F.mse_loss(model_output.float(), target.float())
+        else:  # "sample", with diffusers' SNR weights
+            target = clean_images
+            alpha_t = noise_scheduler.alphas_cumprod[timesteps][:, None, None, None]
+            loss = (alpha_t / (1 - alpha_t) * F.mse_loss(model_output.float(), target, reduction="none")).mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        if sampler is not None:  # the two added lines
+            sampler.observe(timesteps, sampler.x0_error(timesteps, model_output, target))
+            if sampler.step(step) is not None:
+                tables.append((step, sampler.scheduler.table.clone()))
+        drawn.append(timesteps)
+
+    result = dict(model=model, sampler=sampler, timesteps=torch.stack(drawn), tables=tables, args=vars(args))
+    shares = (torch.stack(drawn)[len(drawn) // 2 :] // 100).flatten().bincount(minlength=10) / (
+        bsz * (len(drawn) - len(drawn) // 2)
+    )
+    print("share of the second half's draws per 100 timesteps:", [round(float(s), 3) for s in shares])
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), out / "unet.pt")
+        if sampler is not None:
+            torch.save(sampler.state_dict(), out / "infonoise-sampler.pt")
+        if args.samples:
+            images = sample(model, noise_scheduler, sampler, args.samples, args.sample_steps, args.seed)
+            np.savez(out / "samples.npz", images=images)
+        (out / "summary.json").write_text(json.dumps(dict(args=vars(args), shares=shares.tolist()), indent=1))
+    return result
+
+
+@torch.no_grad()
+def sample(model, noise_scheduler, sampler, n: int, steps: int, seed: int) -> np.ndarray:
+    """n images with diffusers' DDPM sampler: its own evenly spaced timesteps, or InfoGrid's (docs/method.md §6)."""
+    if sampler is None:
+        noise_scheduler.set_timesteps(steps)
+    else:
+        noise_scheduler.set_timesteps(timesteps=sampler.grid(steps).tolist())
+    gen = torch.Generator().manual_seed(seed)
+    image = torch.randn(n, 1, 8, 8, generator=gen)
+    for t in noise_scheduler.timesteps:
+        image = noise_scheduler.step(model(image, t).sample, t, image, generator=gen).prev_sample
+    return ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+if __name__ == "__main__":
+    main()
