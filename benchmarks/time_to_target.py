@@ -797,6 +797,53 @@ def check_settings(outdir: Path, settings: dict) -> dict:
     return settings
 
 
+# What must agree for rows of two benchmark folders to sit in one table: the family and how it is evaluated.
+SAME_EVALUATION = tuple(k for k in FROZEN if k not in ("overrides", "method_overrides"))
+
+
+def import_rows(outdir: Path, spec: str) -> str:
+    """`DIR:METHOD[,METHOD...]`: copy those methods' rows (and their schedule histories, and the oracle's profile)
+    from another benchmark folder of the same family and evaluation into `outdir`, so runs made in two processes
+    (or by earlier code shown to reproduce bit for bit) form one table. The source's options and command are
+    recorded under `imported` in benchmark.json. Refused when the evaluations differ or the rows already exist."""
+    src_text, sep, methods_text = spec.rpartition(":")
+    if not sep or not src_text or not methods_text:
+        raise click.BadParameter(f"'{spec}' is not DIR:METHOD[,METHOD...]", param_hint="--import-rows")
+    src, methods = Path(src_text), common.parse_list(methods_text)
+    if not (src / "benchmark.json").is_file() or not (outdir / "benchmark.json").is_file():
+        raise click.ClickException(f"--import-rows: {src} and {outdir} must both hold a benchmark (benchmark.json)")
+    theirs, ours = json.loads((src / "benchmark.json").read_text()), json.loads((outdir / "benchmark.json").read_text())
+    theirs.setdefault("metrics", ["auto"])
+    ours.setdefault("metrics", ["auto"])
+    differ = [k for k in SAME_EVALUATION if theirs.get(k) != ours.get(k)]
+    if differ:
+        changes = ", ".join(f"{k}: {theirs.get(k)!r} vs {ours.get(k)!r}" for k in differ)
+        raise click.ClickException(f"--import-rows: {src} was evaluated otherwise ({changes})")
+    rows = [r for r in common.read_rows(src / "results.csv") if r["method"] in methods]
+    missing = [m for m in methods if not any(r["method"] == m for r in rows)]
+    if missing:
+        raise click.ClickException(f"--import-rows: {src}/results.csv has no rows of {', '.join(missing)}")
+    existing = common.read_rows(outdir / "results.csv")
+    clash = sorted({r["method"] for r in existing} & set(methods))
+    if clash:
+        raise click.ClickException(f"--import-rows: {outdir} already has rows of {', '.join(clash)}")
+    common.write_rows(outdir / "results.csv", existing + rows, FIELDS)
+    for m in methods:
+        for path in sorted(src.glob(f"{m}-s*-schedule.jsonl")):
+            (outdir / path.name).write_bytes(path.read_bytes())
+    if "infonoise-oracle" in methods and (src / "oracle-profile.json").is_file():
+        (outdir / "oracle-profile.json").write_bytes((src / "oracle-profile.json").read_bytes())
+    record = dict(
+        source=str(src),
+        methods=methods,
+        rows=len(rows),
+        **{k: theirs.get(k) for k in ("overrides", "method_overrides", "command", "machine")},
+    )
+    ours["imported"] = [*ours.get("imported", []), record]
+    save_settings(outdir, ours)
+    return f"imported {len(rows)} rows of {', '.join(methods)} from {src}"
+
+
 def save_settings(outdir: Path, settings: dict) -> None:
     with atomic_write(outdir / "benchmark.json") as f:
         f.write(json.dumps(settings, indent=2))
@@ -898,6 +945,12 @@ def method_opts(pairs: tuple[str, ...]) -> dict:
 @click.option("--outdir", required=True, help="Benchmark folder (runs/, results.csv, table.md, plot)")
 @click.option("--report-only", is_flag=True, help="Only rebuild table.md and the plot from results.csv")
 @click.option(
+    "--import-rows",
+    "import_specs",
+    multiple=True,
+    help="DIR:METHOD[,METHOD...]: copy those rows from another folder of the same family and evaluation, then report",
+)
+@click.option(
     "--rescore-samples",
     type=click.IntRange(min=2),
     default=None,
@@ -930,13 +983,16 @@ def main(
     keep_snapshots,
     outdir,
     report_only,
+    import_specs,
     rescore_samples,
     rescore_first_seed,
 ):
     """Train each method × seed for a budget of processed examples, evaluating every E kEx; report
     kEx-to-target and the speedup vs the best fixed baseline."""
     outdir = Path(outdir)
-    if report_only:
+    for spec in import_specs:
+        click.echo(import_rows(outdir, spec))
+    if report_only or import_specs:
         settings = json.loads((outdir / "benchmark.json").read_text()) if (outdir / "benchmark.json").is_file() else {}
         click.echo(report(outdir, settings))
         return

@@ -423,3 +423,33 @@ def test_bootstrap_interval_of_the_speedup():
     s = ttt.summarize(base + spread)["methods"]["infonoise"]
     lo, hi = s["speedup_interval"]
     assert lo < s["speedup"] < hi
+
+
+def test_import_rows_joins_two_folders_of_one_evaluation(bench, tmp_path):
+    """Rows made in another folder of the same family and evaluation join the table (with their schedule
+    histories); the source's command is recorded; other evaluations, absent methods and duplicates are refused."""
+    import json
+    import shutil
+
+    out, _ = bench
+    dest, src = tmp_path / "dest", tmp_path / "src"
+    for d in (dest, src):
+        d.mkdir()
+        shutil.copy(out / "benchmark.json", d / "benchmark.json")
+    rows = common.read_rows(out / "results.csv")
+    common.write_rows(dest / "results.csv", [r for r in rows if r["method"] != "infonoise"], ttt.FIELDS)
+    common.write_rows(src / "results.csv", [r for r in rows if r["method"] == "infonoise"], ttt.FIELDS)
+    (src / "infonoise-s0-schedule.jsonl").write_text('{"step": 10}\n')
+    result = invoke(ttt.main, ["--outdir", dest, "--import-rows", f"{src}:infonoise"])
+    assert "imported 2 rows of infonoise" in result.output and "speedup vs best fixed" in result.output
+    assert sorted(map(str, common.read_rows(dest / "results.csv"))) == sorted(map(str, rows))
+    assert (dest / "infonoise-s0-schedule.jsonl").read_text() == '{"step": 10}\n'
+    assert json.loads((dest / "benchmark.json").read_text())["imported"][0]["methods"] == ["infonoise"]
+    again = invoke(ttt.main, ["--outdir", dest, "--import-rows", f"{src}:infonoise"], ok=False)
+    assert again.exit_code != 0 and "already has rows of infonoise" in again.output
+    absent = invoke(ttt.main, ["--outdir", dest, "--import-rows", f"{src}:edm"], ok=False)
+    assert absent.exit_code != 0 and "no rows of edm" in absent.output
+    settings = json.loads((src / "benchmark.json").read_text())
+    (src / "benchmark.json").write_text(json.dumps({**settings, "eval_samples": 999}))
+    other = invoke(ttt.main, ["--outdir", dest, "--import-rows", f"{src}:infonoise"], ok=False)
+    assert other.exit_code != 0 and "evaluated otherwise (eval_samples" in other.output
