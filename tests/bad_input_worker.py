@@ -3,6 +3,12 @@
 click's standalone mode, so a ClickException prints "Error: …" and exits 1 — and anything that escapes
 is recorded with its traceback, as Python would print it. Prints JSON: one result per case."""
 
+import sys  # noqa: E402,I001
+from pathlib import Path as _Path  # noqa: E402
+
+# The repository root first: run as a script under torchrun, the framework is not installed (pyproject).
+sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import contextlib
 import importlib
 import io

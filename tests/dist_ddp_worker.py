@@ -3,6 +3,12 @@ the same start, with different data per rank — (a) the pre-DDP reduce: local b
 SUM of the flattened gradients; (b) DistributedDataParallel with the training loop's sum hook and no_sync
 over two accumulation rounds. Writes both parameter sets."""
 
+import sys  # noqa: E402,I001
+from pathlib import Path as _Path  # noqa: E402
+
+# The repository root first: run as a script under torchrun, the framework is not installed (pyproject).
+sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import copy
 import sys
 from pathlib import Path

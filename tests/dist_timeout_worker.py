@@ -1,6 +1,12 @@
 """Run by test_training under torchrun: rank 1 hangs (as a stopped process would) while rank 0 waits in a
 collective; with --dist-timeout-like `timeout_s` the wait ends in an error instead of 30 minutes."""
 
+import sys  # noqa: E402,I001
+from pathlib import Path as _Path  # noqa: E402
+
+# The repository root first: run as a script under torchrun, the framework is not installed (pyproject).
+sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import sys
 import time
 

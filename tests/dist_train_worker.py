@@ -1,5 +1,11 @@
 """Run under torchrun by test_training: 4 InfoNoise steps on 2 ranks, then dump each rank's state."""
 
+import sys  # noqa: E402,I001
+from pathlib import Path as _Path  # noqa: E402
+
+# The repository root first: run as a script under torchrun, the framework is not installed (pyproject).
+sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import sys
 
 import torch

@@ -2,6 +2,12 @@
 at one point: `step:N` after optimizer step N, `in-write:N` in the middle of the snapshot write at step N
 (a partial temporary file left behind), `after-write:N` right after that snapshot is in place."""
 
+import sys  # noqa: E402,I001
+from pathlib import Path as _Path  # noqa: E402
+
+# The repository root first: run as a script under torchrun, the framework is not installed (pyproject).
+sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import os
 import sys
 
