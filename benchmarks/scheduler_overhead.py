@@ -20,6 +20,12 @@ row says 'warm-up'. Every number is the median over --repeats; nothing here asse
 
 from __future__ import annotations
 
+import sys  # noqa: I001
+from pathlib import Path as _Path
+
+# Run as `python benchmarks/<script>.py` from a checkout: the repository root first (the framework is not installed).
+sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import click
 import torch
 import tqdm

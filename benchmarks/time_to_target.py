@@ -40,6 +40,12 @@ latest (which resumption and benchmarks/infogrid_nfe.py need), unless --keep-sna
 
 from __future__ import annotations
 
+import sys  # noqa: I001
+from pathlib import Path as _Path
+
+# Run as `python benchmarks/<script>.py` from a checkout: the repository root first (the framework is not installed).
+sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import json
 import math
 import os
