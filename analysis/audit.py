@@ -110,10 +110,10 @@ def audit(
 def probe_by_training(data: str, kimg: float, num_bins: int, samples: int, seed: int, workdir: Path) -> torch.Tensor:
     """The network's error profile after a short run (digits-sized network, log-uniform σ, w ≡ 1): probed
     on the training data with its current weights."""
+    from models.networks import from_snapshot
     from sampling.probe import probe_network
     from torch_utils import checkpoint
     from training import options, training_loop
-    from training.networks import from_snapshot
 
     opts = options.resolve(
         None,
@@ -183,8 +183,8 @@ def plot(result: dict, sigma: torch.Tensor, path: Path, title: str) -> Path:
 def main(data, out_dir, checkpoint, probe_kimg, probe_samples, num_bins, endpoint, presets, seed):
     """Print and plot how much of each fixed schedule's emphasis falls in the data's informative window."""
     from analysis.diagnostics import load_data
+    from models.networks import from_snapshot
     from sampling.probe import probe_network
-    from training.networks import from_snapshot
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

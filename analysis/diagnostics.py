@@ -172,8 +172,8 @@ def probe_checkpoint(
 ) -> torch.Tensor:
     """mmse(σ) of a trained network with fixed weights (docs/method.md §7, the paper's offline diagnostic), by
     `sampling.grids.probe_profile` on the same data and grid."""
+    from models.networks import from_snapshot
     from sampling.probe import probe_profile
-    from training.networks import from_snapshot
 
     net = from_snapshot(str(checkpoint))
     return probe_profile(net, data, sigma, n_samples=n_samples, generator=generator)["mmse"]

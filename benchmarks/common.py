@@ -92,7 +92,8 @@ def preset_setup(preset: str, overrides: dict | None = None) -> dict:
     derived as training.options.resolve does, but without requiring the data set: its shape and label count come
     from the data file when it exists, else from ASSUMED_SHAPES (`shape_source` says which). Adds
     `endpoint` resolved ('auto' → discrete for two-valued data) and `num_params`."""
-    from training import networks, options
+    from models import networks
+    from training import options
     from training.dataset import open_dataset
 
     opts = options.merge(preset, overrides or {})

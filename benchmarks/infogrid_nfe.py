@@ -114,12 +114,12 @@ def main(
     """FD vs NFE for the EDM grid and InfoGrid (learned and probed profiles) of one checkpoint."""
     from evaluation.evaluate import evaluate_snapshot
     from evaluation.frechet import load_stats
+    from models import networks
     from sampling.generation import build_sigmas, parse_int_list, sigma_range
     from sampling.probe import probe_network
     from sampling.solvers import nfe
     from torch_utils import checkpoint
     from torch_utils import distributed as dist
-    from training import networks
     from training.dataset import open_dataset
 
     common.set_threads(threads)

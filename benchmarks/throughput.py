@@ -81,7 +81,7 @@ def preset_groups(
 
 def time_training(opts: dict, device: torch.device, repeats: int, steps: int, warmup: int, seed: int = 0) -> dict:
     """Median step time and the scheduler's share, with the loop's call order (training_loop.run)."""
-    from training import networks
+    from models import networks
     from training.loss import DenoisingLoss
 
     batch = opts["batch"]
@@ -388,9 +388,9 @@ def time_sampling(
 ) -> list[dict]:
     """Median seconds of Heun sampling `batch` images per number of levels (untrained weights: the
     cost does not depend on them)."""
+    from models import networks
     from sampling.grids import edm_grid
     from sampling.solvers import nfe, sample_heun
-    from training import networks
 
     torch.manual_seed(seed)
     net = networks.build_network(**opts["network_kwargs"]).to(device).eval().requires_grad_(False)

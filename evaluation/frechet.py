@@ -21,9 +21,9 @@ import tqdm
 
 from dnnlib.util import is_url
 from evaluation.detectors import Detector
+from models.network_source import local_file
 from torch_utils import distributed as dist
 from torch_utils.files import atomic_write
-from training.network_source import local_file
 
 
 class FeatureStats:

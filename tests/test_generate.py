@@ -18,12 +18,12 @@ import torch
 from click.testing import CliRunner
 
 import generate
+from models.networks import build_network
 from sampling import generation
 from sampling.grids import edm_grid, infogrid_from_profile
 from sampling.probe import probe_network
 from schedulers.information import log_sigma_grid
 from torch_utils import checkpoint
-from training.networks import build_network
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(model_channels=16, channel_mult=[1, 2], num_blocks=1, attn_resolutions=[], dropout=0.0)

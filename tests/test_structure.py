@@ -21,6 +21,7 @@ PACKAGES = [
     "torch_utils",
     "dnnlib",
     "benchmarks",
+    "models",
 ]
 SCRIPTS = {"train", "generate", "fid", "dataset_tool", "dna_tool"}
 # The lowest layers (docs/architecture.md) and what each may import of the project: nothing above them,

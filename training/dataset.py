@@ -231,7 +231,7 @@ def _hidden(fname: str) -> bool:
 
 
 # Kinds of training data by file suffix → "module:Class", imported only when such a file is opened
-# (as training.networks.ARCHS does for architectures): training/ never imports dna/ at import time.
+# (as models.networks.ARCHS does for architectures): training/ never imports dna/ at import time.
 # Each entry also names the constructor options that kind takes.
 DATASETS = {
     SEQUENCE_EXTS: ("dna.sequences:SequenceDataset", ("use_labels", "max_size", "random_seed", "length")),

@@ -433,7 +433,7 @@ def transfer_network(opts: dict, flags: dict, data_shape, label_dim: int) -> dic
     """The network options of a --transfer run: the source network's (architecture, shape, σ range, every
     model option), with --dropout applied; the data, --cond, --augment and --weighting must fit it.
     Explicit --arch/--precond/--cbase/--cres/--net-opt that differ from it are errors (it fixes the shape)."""
-    from training.network_source import open_snapshot
+    from models.network_source import open_snapshot
 
     source = opts["transfer"]
     try:
@@ -582,7 +582,7 @@ def check_network_options(kwargs: dict, arch: str, precond: str) -> None:
     number finite; a count (an integer option) ≥ 1, or ≥ 0 where its default is 0, and a list whose default
     holds counts (channel_mult, attn_resolutions) holds counts; any other number ≥ 0, and a probability
     (…dropout) ≤ 1. Unknown names are left to build_network, which lists the valid ones."""
-    from training import networks
+    from models import networks
 
     for key in kwargs:
         if key in _DERIVED_NETWORK_KEYS:  # set from the data or another option: a value here would be overridden
@@ -631,7 +631,7 @@ def check_network(kwargs: dict, given: dict | None = None) -> None:
     network options the user set (named in the messages; default: all but the data's shape)."""
     import torch
 
-    from training import networks
+    from models import networks
 
     user = given if given is not None else {k: v for k, v in kwargs.items() if k not in ("data_shape", "label_dim")}
     try:

@@ -20,10 +20,11 @@ import torch
 import tqdm
 
 import schedulers
+from models import networks
 from torch_utils import checkpoint
 from torch_utils import distributed as du
-from training import networks, run_files
 from training import options as opt
+from training import run_files
 from training.dataset import as_tensor, model_space, open_dataset
 from training.loss import DenoisingLoss
 from training.state import DataStream, StreamBatchSampler, TrainingState
@@ -101,7 +102,7 @@ def _transfer(net: torch.nn.Module, source: str) -> dict:
     EMA: both). Left out: the source's augment mapping or uncertainty head when the run does not use them
     (training.options.transfer_network); kept fresh: an uncertainty head the source lacks (--weighting edm2).
     TrainingError for anything else that does not fit."""
-    from training.network_source import open_snapshot
+    from models.network_source import open_snapshot
 
     try:
         snapshot = open_snapshot(source)
