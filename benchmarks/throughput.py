@@ -187,6 +187,7 @@ def time_loop(
     per step counted between steps (HostSyncCounter)."""
     import json
 
+    import modalities
     from training import options, training_loop
 
     compile_net = precision.endswith("+compile")
@@ -232,7 +233,7 @@ def time_loop(
     training_loop.schedulers.build = build
     try:
         with common.HostSyncCounter() as counter:
-            training_loop.run(run_dir, opts, stop_after_steps=(1 + repeats) * steps)
+            training_loop.run(run_dir, opts, **modalities.for_training(opts), stop_after_steps=(1 + repeats) * steps)
     finally:
         training_loop.schedulers.build = real_build
     ticks = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()][1:]

@@ -161,6 +161,7 @@ def oracle_profile(source: str, opts: dict, outdir: Path, device: str | None) ->
     """`outdir/oracle-profile.json` for the infonoise-oracle method: the probed profile of a mature checkpoint
     (`source` a snapshot .pt: its EMA network on ORACLE_SAMPLES training examples, the scheduler's grid), or a
     copy of a profile JSON {sigma, mmse}. An existing file is kept when it came from the same source."""
+    import modalities
     from sampling.generation import load_network
     from sampling.probe import probe_network
     from schedulers.information import profile_on_grid
@@ -183,8 +184,9 @@ def oracle_profile(source: str, opts: dict, outdir: Path, device: str | None) ->
             net, _ = load_network(source, device or "cpu")
         except (OSError, ValueError, KeyError, RuntimeError) as e:
             raise click.ClickException(f"--oracle-from {source}: {e}") from None
+        data = modalities.open_for_network(opts["data"], net)
         prof = probe_network(
-            net, opts["data"], opts["sigma_min"], opts["sigma_max"], ORACLE_SAMPLES, seed=0, device=device or "cpu"
+            net, data, opts["sigma_min"], opts["sigma_max"], ORACLE_SAMPLES, seed=0, device=device or "cpu"
         )
         record = dict(
             sigma=prof["sigma"].tolist(),
@@ -238,7 +240,9 @@ def resolve_run(
 
 
 class Evaluator:
-    """Scores one snapshot; built once per benchmark (reference statistics, detector, DNA reference)."""
+    """Scores one snapshot; built once per benchmark. The automatic metric is the data's modality's
+    (`Modality.harness_metric`: FD of images, k-mer JS of sequences, …); custom metrics score one shared set of
+    samples against the training set in model space."""
 
     def __init__(
         self,
@@ -257,14 +261,14 @@ class Evaluator:
         first_seed: int = 0,
         metrics: tuple[str, ...] = ("auto",),
     ):
+        import modalities
+        from datafiles.base import model_space
         from evaluation.metrics import resolve
-        from training.dataset import model_space, open_dataset
 
         self.seeds = list(range(first_seed, first_seed + samples))
         self.steps, self.grid, self.solver, self.batch, self.device = steps, grid, solver, batch, device
-        shape = opts["network_kwargs"]["data_shape"]
-        self.is_image = len(shape) == 3
-        ds = open_dataset(opts["data"], max_size=opts["max_size"])
+        modality = modalities.for_data(opts["data"])
+        ds = modality.open(opts["data"], max_size=opts["max_size"])
         try:
             self.custom = [(spec, resolve(spec)) for spec in metrics if spec not in ("auto", "none")]
         except ValueError as e:
@@ -274,52 +278,22 @@ class Evaluator:
             self.data = model_space(torch.as_tensor(np.stack([ds[i][0] for i in range(len(ds))])))
         if not self.auto:
             self.name = "+".join(spec for spec, _ in self.custom) or "none"
-        elif self.is_image:
-            from evaluation.detectors import get_detector
-
-            self.detector_name = common.auto_detector(shape) if detector == "auto" else detector
-            self.ref = common.reference_stats(opts["data"], self.detector_name, outdir, opts["max_size"])
-            self.detector = get_detector(self.detector_name, "cpu")
-            self.binarize = bool(ds.is_binary) if binarize == "auto" else binarize == "on"
-            self.name = f"fd_{Path(self.detector_name).stem}" + ("_binarized" if self.binarize else "")
-        else:
-            self._setup_dna(opts, ds, dna_metric, dna_classifier)
-        if self.auto:
-            self.directions[self.name] = True
-
-    def _setup_dna(self, opts: dict, ds, dna_metric: str, classifier: str | None) -> None:
+            return
+        per_kind = dict(detector=detector, binarize=binarize, dna_metric=dna_metric, dna_classifier=dna_classifier)
+        evaluation = modalities.Evaluation(self.seeds, steps, grid, solver, batch, device, outdir, per_kind)
         try:
-            from dna import metrics as dna_metrics
-            from training.dataset import open_dataset
-        except ImportError as e:
-            raise NotImplementedError(
-                f"DNA evaluation needs dna.metrics, which does not import here ({e}); image families work without it"
-            ) from None
-        self.dna = dna_metrics
-        data = Path(opts["data"])
-        stem = data.name.split(".")[0]  # dna_tool.py make-benchmark writes <stem>.tsv and <stem>-test.tsv
-        held_out = next(
-            (p for p in (data.parent / f"{stem}-test.tsv", data.parent / f"{stem}-test.tsv.gz") if p.is_file()), None
-        )
-        ref = open_dataset(str(held_out), length=ds.seq_length) if held_out else ds
-        self.ref_idx, self.dna_metric = ref.base_indices, dna_metric
-        self.name = f"dna_{dna_metric}_vs_{'test' if held_out else 'train'}"
-        if dna_metric == "classifier_fd":
-            if not classifier:
-                raise click.ClickException(
-                    "--dna-metric classifier_fd needs --dna-classifier (dna_tool.py train-classifier)"
-                )
-            self.classifier, _ = dna_metrics.load_classifier(classifier)
-            self.ref_stats = dna_metrics.feature_stats(dna_metrics.classifier_features(self.classifier, self.ref_idx))
-        elif dna_metric != "kmer_js":
-            raise click.ClickException(f"unknown --dna-metric '{dna_metric}'; valid: kmer_js, classifier_fd")
+            self.metric = modality.harness_metric(ds, opts, evaluation)
+        except ValueError as e:
+            raise click.ClickException(str(e)) from None
+        self.name = self.metric.name
+        self.directions[self.name] = True
 
     def __call__(self, snapshot: str) -> dict[str, float]:
         """{metric name: value} of one snapshot: the automatic metric (FD of images, k-mer JS of sequences)
         unless left out, then every custom metric on one shared sample set ({'none': nan} for --metric none)."""
         from evaluation.metrics import lower_is_better
 
-        out = {self.name: self._auto(snapshot)} if self.auto else {}
+        out = {self.name: self.metric.score(snapshot)} if self.auto else {}
         if self.custom:
             samples = self._samples(snapshot)
             for spec, fn in self.custom:
@@ -339,43 +313,6 @@ class Evaluator:
         sigmas = build_sigmas(net, self.grid, self.steps, profile=profile, device=self.device or "cpu")
         batches = generate_batches(net, self.seeds, self.batch, sigmas, self.solver, device=self.device or "cpu")
         return torch.cat([x for _, _, x, _ in batches])
-
-    def _auto(self, snapshot: str) -> float:
-        if self.is_image:
-            from evaluation.evaluate import evaluate_snapshot
-
-            return evaluate_snapshot(
-                snapshot,
-                self.ref,
-                self.seeds,
-                self.steps,
-                self.grid,
-                self.solver,
-                self.batch,
-                detector=self.detector,
-                binarize=self.binarize,
-                device=self.device,
-            )
-        return self._dna(snapshot)
-
-    def _dna(self, snapshot: str) -> float:
-        """Sample sequences (argmax over the 4 channels decodes the one-hot model space) and score them."""
-        from sampling.generation import build_sigmas, generate_batches, load_network
-
-        net, profile = load_network(snapshot, self.device or "cpu")
-        sigmas = build_sigmas(net, self.grid, self.steps, profile=profile, device=self.device or "cpu")
-        idx = np.concatenate(
-            [
-                x.argmax(dim=1).numpy()
-                for _, _, x, _ in generate_batches(
-                    net, self.seeds, self.batch, sigmas, self.solver, device=self.device or "cpu"
-                )
-            ]
-        )
-        if self.dna_metric == "kmer_js":
-            return float(self.dna.kmer_distance(idx, self.ref_idx)["mean_js"])
-        stats = self.dna.feature_stats(self.dna.classifier_features(self.classifier, idx))
-        return float(self.dna.frechet_distance(*stats, *self.ref_stats))
 
 
 def rescore(outdir: Path, settings: dict, samples: int, first_seed: int, batch: int, device: str | None) -> str:
@@ -957,6 +894,7 @@ def main(
         return
     if not family:
         raise click.UsageError("--family is required (unless --report-only)")
+    import modalities
     from torch_utils import checkpoint
     from training import training_loop
 
@@ -1055,7 +993,8 @@ def main(
         t0 = time.time()
         try:
             train_opts = {k: v for k, v in opts.items() if k != "method"}
-            summary = training_loop.run(run_dir, {**train_opts, "duration": target / 1e6})
+            segment = {**train_opts, "duration": target / 1e6}
+            summary = training_loop.run(run_dir, segment, **modalities.for_training(segment))
         except training_loop.NonFiniteLossError as e:
             tqdm.tqdm.write(f"{m} seed {s} diverged; its curve stops here. {e}")
             diverged.add((m, s))

@@ -30,7 +30,7 @@ DEFAULTS = dict(
     cond=False,
     xflip=False,
     max_size=None,
-    arch="ddpmpp",
+    arch=None,  # None: the network that suits the data's modality (images: ddpmpp, sequences: dnaunet)
     precond="edm",
     network_kwargs={},
     dropout=None,
@@ -507,8 +507,8 @@ def scheduler_context(opts: dict, endpoint: str | None = None) -> dict:
 
 def resolve(preset: str | None, flags: dict, world_size: int = 1) -> dict:
     """DEFAULTS ← preset ← flags, validated; `network_kwargs` derived from the data set; `desc` named."""
+    import modalities
     import schedulers
-    from training.dataset import open_dataset
 
     opts = merge(preset, flags)
     check_types(opts, f"preset {preset}" if preset else "options")
@@ -519,13 +519,15 @@ def resolve(preset: str | None, flags: dict, world_size: int = 1) -> dict:
         )
     try:
         schedulers.scheduler_class(opts["scheduler"])  # unknown names fail here, listing the valid ones
+        modality = modalities.for_data(opts["data"])
     except ValueError as e:
         raise OptionError(str(e)) from None
+    opts["arch"] = opts["arch"] or modality.default_arch
     # Every value by its type first, then what needs the data (the network's shape) and the builds.
     check_network_options(opts["network_kwargs"], opts["arch"], opts["precond"])
     check_scheduler_options(opts["scheduler"], opts["scheduler_kwargs"])
     try:
-        dataset = open_dataset(opts["data"], use_labels=opts["cond"], max_size=opts["max_size"])
+        dataset = modality.open(opts["data"], use_labels=opts["cond"], max_size=opts["max_size"])
     except (FileNotFoundError, ValueError) as e:
         raise OptionError(str(e)) from None
     if opts["xflip"] and len(dataset.data_shape) != 3:  # it would be dropped without a word

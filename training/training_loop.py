@@ -1,7 +1,9 @@
 """The training loop: data → σ from the scheduler → network → loss → scheduler statistics.
 
-One function, `run(run_dir, options)`, in the spirit of EDM's training_loop. It never knows the scheduler's
-formulas; it only calls sample / observe / step and saves state_dict / profile with every snapshot.
+One function, `run(run_dir, options, data=..., write_samples=...)`, in the spirit of EDM's training_loop. It
+never knows the scheduler's formulas; it only calls sample / observe / step and saves state_dict / profile with
+every snapshot. Nor does it know the kind of data: the caller hands it the data set and the writer of a
+snapshot's samples (`modalities.for_training(options)`), so the loop imports no modality.
 Resuming: the latest snapshot in the run directory restores network, EMA, optimizer, scheduler, data
 position and every RNG, so a stopped-and-restarted run continues the same trajectory.
 """
@@ -14,20 +16,25 @@ import errno
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import tqdm
 
 import schedulers
+from datafiles.base import as_tensor, model_space
 from models import networks
 from torch_utils import checkpoint
 from torch_utils import distributed as du
 from training import options as opt
 from training import run_files
-from training.dataset import as_tensor, model_space, open_dataset
 from training.loss import DenoisingLoss
 from training.state import DataStream, StreamBatchSampler, TrainingState
+
+# Writes `count` samples of the EMA network to `stem` + its kind's suffix: (net, stem, count, seed, device,
+# label_names) -> the file or None. The data's modality provides it (modalities.base.Modality.write_snapshot_samples).
+SampleWriter = Callable[[torch.nn.Module, Path, int, int, torch.device, "list[str] | None"], "Path | None"]
 
 
 class TrainingError(RuntimeError):
@@ -62,39 +69,6 @@ def _ema_update(ema: torch.nn.Module, net: torch.nn.Module, beta: float) -> None
         torch._foreach_copy_(p_ema, torch._foreach_lerp(p_net, p_ema, beta))
         for b_ema, b_net in zip(ema.buffers(), net.buffers()):
             b_ema.copy_(b_net)
-
-
-def _write_samples(
-    ema: torch.nn.Module, run_dir: Path, name: str, num: int, seed: int, device, label_names: list[str] | None = None
-) -> Path | None:
-    """EMA samples at a snapshot: a PNG grid for images, FASTA for sequences (plain Heun, EDM grid)."""
-    from sampling.grids import edm_grid
-    from sampling.solvers import sample_heun
-
-    if num <= 0:
-        return None
-    gen = torch.Generator().manual_seed(seed)
-    latents = torch.randn([num, *ema.data_shape], generator=gen).to(device)
-    labels = None
-    if ema.label_dim:
-        labels = torch.eye(ema.label_dim, device=device)[torch.arange(num) % ema.label_dim]
-    sigmas = edm_grid(18, sigma_min=ema.sigma_min, sigma_max=ema.sigma_max).to(device)
-    with torch.no_grad():
-        x = sample_heun(lambda x, s: ema(x, s.expand(x.shape[0]), labels), latents * sigmas[0], sigmas)
-    if len(ema.data_shape) == 2:  # sequences
-        from dna.sequences import write_fasta
-
-        path = run_dir / f"{name}.fasta"
-        write_fasta(
-            path, x.cpu(), labels=None if labels is None else labels.argmax(1).tolist(), label_names=label_names
-        )
-        return path
-    from sampling.image_grid import save_image_grid
-
-    images = (x * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu()
-    path = run_dir / f"{name}.png"
-    save_image_grid(images, path)
-    return path
 
 
 def _transfer(net: torch.nn.Module, source: str) -> dict:
@@ -204,12 +178,21 @@ def _resume(run_dir: Path, st: TrainingState, batch_per_rank: int, log, files: t
     return resume
 
 
-def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = None) -> dict:
+def run(
+    run_dir: str | Path,
+    options: dict,
+    *,
+    data: torch.utils.data.Dataset,
+    write_samples: SampleWriter | None = None,
+    stop_after_steps: int | None = None,
+) -> dict:
     """Train until `duration` Mimg (or `stop_after_steps` optimizer steps in this call, for tests).
 
     `options`: resolved training options (training.options.resolve), every one present and nothing
-    else; each part is built from its own group (training.options.groups). Returns a summary dict
-    (final kimg, steps, snapshot path). Rank 0 writes everything.
+    else; each part is built from its own group (training.options.groups). `data`: the training set, items
+    in model space or uint8 pixels; `write_samples(net, stem, count, seed, device, label_names)`: writes
+    `count` samples of the EMA network at each snapshot (none if None). Returns a summary dict (final kimg,
+    steps, snapshot path). Rank 0 writes everything.
     """
     opt.check_complete(options)
     g = opt.groups(options)
@@ -230,8 +213,7 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
         torch.backends.cudnn.benchmark = cudnn_benchmark
 
     # Data, network, loss, scheduler. Same seed on every rank → identical initial parameters.
-    du.print0(f"Opening the data set {g['data']['path']}...")
-    dataset = open_dataset(**g["data"])
+    dataset = data
     du.print0(f"Building the network ({g['network'].get('arch')}, {g['network'].get('precond')} preconditioning)...")
     torch.manual_seed(seed)
     net = networks.build_network(**g["network"]).to(dev).train().requires_grad_(True)
@@ -337,12 +319,11 @@ def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = No
             for old in checkpoint.list_resume_points(run_dir):
                 if old != path:
                     old.unlink(missing_ok=True)
-        if rank == 0 and not resume_point:
+        if rank == 0 and not resume_point and write_samples is not None:
             try:
-                _write_samples(
+                write_samples(
                     ema_net,
-                    run_dir,
-                    f"samples-{st.cur_nimg // 1000:06d}",
+                    run_dir / f"samples-{st.cur_nimg // 1000:06d}",
                     sample_grid,
                     seed,
                     dev,
