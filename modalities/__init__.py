@@ -3,36 +3,48 @@
 `for_data(path)` asks every registered modality how well the data set fits it (`Modality.fit`) and takes the
 best, the first registered on a tie: a folder or zip is images; a sequence file is the alphabet that covers
 most of its letters (DNA before protein, whose alphabet holds A/C/G/T too). `for_shape` serves a network
-whose data set is not at hand. A new modality is one file (modalities/base.py's contract) plus one line here.
+whose data set is not at hand. A new modality is one file (modalities/base.py's contract) plus one line in
+`REGISTRY`.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Sequence
 
 import torch
 
 from modalities.base import Evaluation, HarnessMetric, Modality
-from modalities.dna import DNA
-from modalities.images import IMAGES
 from torch_utils import distributed as dist
 
-MODALITIES: list[Modality] = [
-    IMAGES,
-    DNA,
-]
+# One line per modality, "module:object", in the order that breaks a tie.
+REGISTRY = (
+    "modalities.images:IMAGES",
+    "modalities.dna:DNA",
+)
 
-__all__ = ["MODALITIES", "Evaluation", "HarnessMetric", "Modality", "for_data", "for_shape", "for_training"]
+
+__all__ = ["REGISTRY", "Evaluation", "HarnessMetric", "Modality", "for_data", "for_shape", "for_training"]
+
+
+def registered() -> list[Modality]:
+    """The registered modalities in REGISTRY's order, each module imported when first asked for (so that
+    `python -m modalities.<one>` runs a modality's own command without importing it twice)."""
+    out = []
+    for entry in REGISTRY:
+        module, _, name = entry.partition(":")
+        out.append(getattr(importlib.import_module(module), name))
+    return out
 
 
 def names() -> list[str]:
-    return [m.name for m in MODALITIES]
+    return [m.name for m in registered()]
 
 
 def for_data(path: str | os.PathLike) -> Modality:
     """The modality of the data set at `path` (see the module's docstring)."""
-    fits = [(fit, -i, m) for i, m in enumerate(MODALITIES) if (fit := m.fit(path)) is not None]
+    fits = [(fit, -i, m) for i, m in enumerate(registered()) if (fit := m.fit(path)) is not None]
     if not fits:
         raise ValueError(f"{path}: no modality reads this data set (known: {', '.join(names())}).")
     return max(fits, key=lambda f: f[:2])[2]
@@ -40,7 +52,7 @@ def for_data(path: str | os.PathLike) -> Modality:
 
 def for_shape(shape: Sequence[int]) -> Modality:
     """The modality of a network that generates data of `shape` (a snapshot without its data set)."""
-    for m in MODALITIES:
+    for m in registered():
         if m.accepts_shape(shape):
             return m
     raise ValueError(f"no modality generates data of shape {list(shape)} (known: {', '.join(names())}).")

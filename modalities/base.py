@@ -5,7 +5,7 @@ A modality says how well a data set is its kind (`fit`), reads it into model spa
 that suits it when the options name none (`default_arch`), writes a snapshot's samples (`write_samples`: a PNG
 grid, FASTA), decodes generated samples into data (`decode`) and scores a snapshot for the compute-to-target
 harness (`harness_metric`). A new kind of data is one file implementing this class plus one line in
-`modalities.MODALITIES`.
+`modalities.REGISTRY`.
 """
 
 from __future__ import annotations

@@ -101,10 +101,11 @@ def test_max_size_is_a_seeded_subset(tmp_path):
 def test_open_dataset_dispatches_sequence_files(tmp_path):
     import modalities
     from dna.sequences import DNA
+    from modalities.dna import DNA as DNA_MODALITY
 
     write_fasta(tmp_path / "o.fasta", random_seqs(4, 200), labels=["a", "b", "a", "b"])
     ds = modalities.open_dataset(tmp_path / "o.fasta", use_labels=True, max_size=None, random_seed=0)
-    assert modalities.for_data(tmp_path / "o.fasta") is modalities.DNA
+    assert modalities.for_data(tmp_path / "o.fasta") is DNA_MODALITY
     assert ds.alphabet is DNA and ds.data_shape == (4, 200) and ds.label_dim == 2
 
 

@@ -12,6 +12,8 @@ import torch
 
 import modalities
 from datafiles.sequences import Alphabet
+from modalities.dna import DNA
+from modalities.images import IMAGES
 from modalities.sequences import SequenceModality
 from tests.conftest import write_image_dataset
 from training import options, training_loop
@@ -25,23 +27,26 @@ def _fasta(path: Path, seqs: list[str]) -> Path:
 def test_the_data_set_chooses_its_modality(tmp_path):
     zip_path = write_image_dataset(tmp_path / "d.zip")[0]
     dna = _fasta(tmp_path / "d.fasta", ["ACGTNACG", "TTGACCAA"])
-    assert modalities.for_data(zip_path) is modalities.IMAGES
-    assert modalities.for_data(tmp_path / "folder") is modalities.IMAGES  # the image reader says it is missing
-    assert modalities.for_data(dna) is modalities.DNA
-    assert modalities.for_data(tmp_path / "missing.fa") is modalities.DNA  # whose reader says it is missing
+    assert modalities.for_data(zip_path) is IMAGES
+    assert modalities.for_data(tmp_path / "folder") is IMAGES  # the image reader says it is missing
+    assert modalities.for_data(dna) is DNA
+    assert modalities.for_data(tmp_path / "missing.fa") is DNA  # whose reader says it is missing
     with pytest.raises(FileNotFoundError, match="missing.fa: sequence file not found"):
         modalities.open_dataset(tmp_path / "missing.fa")
-    assert modalities.for_shape((1, 8, 8)) is modalities.IMAGES and modalities.for_shape((4, 16)) is modalities.DNA
+    assert modalities.for_shape((1, 8, 8)) is IMAGES and modalities.for_shape((4, 16)) is DNA
     with pytest.raises(ValueError, match=r"no modality generates data of shape \[7, 16\]"):
         modalities.for_shape((7, 16))
 
 
+AB = SequenceModality("ab", Alphabet("AB", "AB"), kmer_ks=(1,), held_out=())  # a made-up alphabet
+
+
 def test_a_better_fitting_alphabet_wins_and_ties_go_to_the_first(tmp_path, monkeypatch):
-    """A second sequence modality takes the files its alphabet covers better; DNA keeps the ones both cover."""
-    ab = SequenceModality("ab", Alphabet("AB", "AB"), kmer_ks=(1,), held_out=())
-    monkeypatch.setattr(modalities, "MODALITIES", [*modalities.MODALITIES, ab])
+    """One more registry line: its alphabet takes the files it covers better; DNA keeps the ones both cover."""
+    ab = AB
+    monkeypatch.setattr(modalities, "REGISTRY", (*modalities.REGISTRY, "tests.test_modalities:AB"))
     assert modalities.for_data(_fasta(tmp_path / "ab.fa", ["ABBA", "BAAB"])) is ab
-    assert modalities.for_data(_fasta(tmp_path / "a.fa", ["AAAA", "AAAA"])) is modalities.DNA
+    assert modalities.for_data(_fasta(tmp_path / "a.fa", ["AAAA", "AAAA"])) is DNA
     ds = modalities.open_dataset(tmp_path / "ab.fa")
     assert ds.data_shape == (2, 4) and ab.decode(torch.as_tensor(np.stack([ds[0][0], ds[1][0]]))) == ["ABBA", "BAAB"]
 
@@ -51,10 +56,10 @@ def test_each_modality_writes_its_own_snapshot_samples(kind, tmp_path):
     from models.networks import build_network
 
     if kind == "images":
-        modality, shape, net_kw = modalities.IMAGES, (1, 8, 8), dict(arch="ddpmpp", model_channels=8)
+        modality, shape, net_kw = IMAGES, (1, 8, 8), dict(arch="ddpmpp", model_channels=8)
         net_kw.update(channel_mult=[1, 2], num_blocks=1, attn_resolutions=[])
     else:
-        modality, shape = modalities.DNA, (4, 16)
+        modality, shape = DNA, (4, 16)
         net_kw = dict(arch="dnaunet", model_channels=8, channel_mult=[1, 2], num_blocks=1)
     net = build_network(data_shape=shape, label_dim=2, **net_kw).eval()
     path = modality.write_snapshot_samples(net, tmp_path / "samples", 4, 0, torch.device("cpu"), ["a", "b"])
