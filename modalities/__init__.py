@@ -22,6 +22,7 @@ from torch_utils import distributed as dist
 REGISTRY = (
     "modalities.images:IMAGES",
     "modalities.dna:DNA",
+    "modalities.protein:PROTEIN",
 )
 
 
