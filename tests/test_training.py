@@ -471,8 +471,9 @@ FAST_INFONOISE = [
 
 
 def _log_lines(run_dir):
-    """log.txt without its wall times: what two runs of the same command must both have written."""
-    return [re.sub(r"sec/(tick|kimg) +[\d.]+", "", line) for line in (run_dir / "log.txt").read_text().splitlines()]
+    """log.txt without its wall times (and their padding, which the digits of a time set): what two runs of
+    the same command must both have written."""
+    return [re.sub(r"sec/(tick|kimg) +[\d.]+ *", "", line) for line in (run_dir / "log.txt").read_text().splitlines()]
 
 
 def _kill(args, kill_at):
