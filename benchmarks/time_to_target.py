@@ -288,6 +288,28 @@ class Evaluator:
         self.name = self.metric.name
         self.directions[self.name] = True
 
+    @classmethod
+    def for_settings(
+        cls, opts: dict, outdir: Path, settings: dict, batch: int, device: str | None, samples: int, first_seed: int = 0
+    ) -> Evaluator:
+        """The evaluator a benchmark's settings (benchmark.json) describe, on `samples` seeds from `first_seed`."""
+        return cls(
+            opts,
+            outdir,
+            samples,
+            settings["eval_steps"],
+            settings["eval_grid"],
+            settings["solver"],
+            batch,
+            settings["detector"],
+            settings["binarize"],
+            settings["dna_metric"],
+            settings["dna_classifier"],
+            device,
+            first_seed=first_seed,
+            metrics=tuple(settings.get("metrics") or ("auto",)),  # benchmarks from before --metric: auto
+        )
+
     def __call__(self, snapshot: str) -> dict[str, float]:
         """{metric name: value} of one snapshot: the automatic metric (FD of images, k-mer JS of sequences)
         unless left out, then every custom metric on one shared sample set ({'none': nan} for --metric none)."""
@@ -327,22 +349,7 @@ def rescore(outdir: Path, settings: dict, samples: int, first_seed: int, batch: 
     if not runs:
         raise click.ClickException(f"{outdir / 'runs'}: no run with a snapshot to rescore")
     opts = json.loads((runs[0] / "training_options.json").read_text())
-    evaluate = Evaluator(
-        opts,
-        outdir,
-        samples,
-        settings["eval_steps"],
-        settings["eval_grid"],
-        settings["solver"],
-        batch,
-        settings["detector"],
-        settings["binarize"],
-        settings["dna_metric"],
-        settings["dna_classifier"],
-        device,
-        first_seed=first_seed,
-        metrics=tuple(settings.get("metrics") or ("auto",)),
-    )
+    evaluate = Evaluator.for_settings(opts, outdir, settings, batch, device, samples, first_seed)
     path, fields = (
         outdir / "rescore.csv",
         ["method", "seed", "kex", "metric", "metric_name", "samples", "first_seed", "snapshot"],
@@ -377,8 +384,15 @@ def rescore(outdir: Path, settings: dict, samples: int, first_seed: int, batch: 
         save()
     rows = with_kept()
     common.write_rows(path, rows, fields)
+    text = rescore_table(rows, settings)
+    (outdir / "rescore.md").write_text(text)
+    return text
+
+
+def rescore_table(rows: list[dict], settings: dict) -> str:
+    """rescore.md: one table per metric and sample set (rows kept from an earlier rescoring may use
+    another), mean ± std over training seeds per method."""
     lines = [f"# Final snapshots re-scored: {settings.get('family')}", ""]
-    # one table per metric and sample set (rows kept from an earlier rescoring may use another)
     for name, n, first in dict.fromkeys((r["metric_name"], int(r["samples"]), int(r["first_seed"])) for r in rows):
         block = [r for r in rows if (r["metric_name"], int(r["samples"]), int(r["first_seed"])) == (name, n, first)]
         body = []
@@ -401,9 +415,7 @@ def rescore(outdir: Path, settings: dict, samples: int, first_seed: int, batch: 
             common.markdown_table(["method", "seeds", "kEx", "score", "per seed"], body),
             "",
         ]
-    text = "\n".join(lines)
-    (outdir / "rescore.md").write_text(text)
-    return text
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -881,23 +893,11 @@ def main(
         if not (outdir / "benchmark.json").is_file():
             raise click.ClickException(f"{outdir}: no benchmark.json — run the benchmark first")
         common.set_threads(threads)
-        click.echo(
-            rescore(
-                outdir,
-                json.loads((outdir / "benchmark.json").read_text()),
-                rescore_samples,
-                rescore_first_seed,
-                eval_batch,
-                device,
-            )
-        )
+        settings = json.loads((outdir / "benchmark.json").read_text())
+        click.echo(rescore(outdir, settings, rescore_samples, rescore_first_seed, eval_batch, device))
         return
     if not family:
         raise click.UsageError("--family is required (unless --report-only)")
-    import modalities
-    from torch_utils import checkpoint
-    from training import training_loop
-
     common.set_threads(threads)
     method_list, seed_list = common.parse_list(methods), common.parse_list(seeds, int)
     try:
@@ -906,34 +906,10 @@ def main(
         raise click.BadParameter(str(e)) from None
     per_method = method_opts(method_pairs)
     targets = eval_points(budget_kex, eval_every_kex)
-    points = len(targets)
     if "infonoise-oracle" in method_list:
-        if not oracle_from:
-            raise click.UsageError("method infonoise-oracle needs --oracle-from SNAPSHOT.pt (a mature run) or a .json")
-        try:
-            base = resolve_run(
-                family, "infonoise-oracle", seed_list[0], budget_kex, eval_every_kex, overrides, {}, device
-            )
-        except ValueError as e:
-            raise click.ClickException(str(e)) from None
-        outdir.mkdir(parents=True, exist_ok=True)
-        path = oracle_profile(oracle_from, base, outdir, device)
-        per_method.setdefault("infonoise-oracle", {}).setdefault("scheduler_kwargs", {})["fixed_profile"] = str(
-            path.resolve()
-        )
-
-    try:
-        runs = {
-            (m, s): resolve_run(family, m, s, budget_kex, eval_every_kex, overrides, per_method, device)
-            for s in seed_list
-            for m in method_list
-        }
-    except ValueError as e:
-        raise click.ClickException(str(e)) from None
-    first = next(iter(runs.values()))
-    batch = max(o["batch"] for o in runs.values())
-    if eval_every_kex * 1e3 < batch:
-        raise click.ClickException(f"--eval-every-kex {eval_every_kex} is less than one batch ({batch} examples)")
+        oracle = oracle_method(family, seed_list[0], budget_kex, eval_every_kex, overrides, oracle_from, outdir, device)
+        per_method.setdefault("infonoise-oracle", {}).setdefault("scheduler_kwargs", {}).update(oracle)
+    runs = resolve_runs(family, method_list, seed_list, budget_kex, eval_every_kex, overrides, per_method, device)
     outdir.mkdir(parents=True, exist_ok=True)
     settings = check_settings(
         outdir,
@@ -958,47 +934,107 @@ def main(
             command=" ".join(sys.argv),
         ),
     )
-    evaluate = Evaluator(
-        first,
-        outdir,
-        eval_samples,
-        eval_steps,
-        eval_grid,
-        solver,
-        eval_batch,
-        detector,
-        binarize,
-        dna_metric,
-        dna_classifier,
-        device,
-        metrics=tuple(metric_specs),
-    )
-    csv_path = outdir / "results.csv"
-    key = lambda n: f"{n / 1e3:.6g}"  # noqa: E731  (rows are keyed by their target kEx as written)
-    done = {(r["method"], int(r["seed"]), r["target_kex"]) for r in common.read_rows(csv_path)}
-    todo = [(t, s, m) for t in targets for s in seed_list for m in method_list if (m, s, key(t)) not in done]
-    click.echo(
-        f"{family}: {len(method_list)} method(s) × {len(seed_list)} seed(s) × {points} evaluation(s) "
-        f"every {eval_every_kex:g} kEx up to {budget_kex:g} kEx; metric {evaluate.name}; "
-        f"{len(todo)} to do, {len(done)} already in {csv_path}"
-    )
+    evaluate = Evaluator.for_settings(next(iter(runs.values())), outdir, settings, eval_batch, device, eval_samples)
+    bench = Benchmark(outdir, runs, evaluate, settings, keep_snapshots)
+    bench.run(targets, method_list, seed_list)
+    if list(metric_specs) == ["none"]:
+        click.echo(f"Trained every run to {budget_kex:g} kEx without scoring (--metric none): {outdir / 'runs'}")
+        return
+    click.echo(report(outdir, settings))
+    click.echo(f"Wrote {bench.csv_path}, {outdir / 'table.md'}, {outdir / 'quality_vs_kex.png'}")
 
-    # Point-major order: a stopped benchmark has comparable curves for every method and seed.
-    diverged = set()
-    for target, s, m in tqdm.tqdm(todo, desc="evaluations", unit="eval"):
-        if (m, s) in diverged:
-            continue
-        opts = runs[(m, s)]
-        run_dir = prepare_run(opts, outdir / "runs")
+
+def oracle_method(
+    family: str,
+    seed: int,
+    budget_kex: float,
+    every_kex: float,
+    overrides: dict,
+    oracle_from: str | None,
+    outdir: Path,
+    device: str | None,
+) -> dict:
+    """The infonoise-oracle method's scheduler options: its fixed profile, probed from --oracle-from once."""
+    if not oracle_from:
+        raise click.UsageError("method infonoise-oracle needs --oracle-from SNAPSHOT.pt (a mature run) or a .json")
+    try:
+        base = resolve_run(family, "infonoise-oracle", seed, budget_kex, every_kex, overrides, {}, device)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    outdir.mkdir(parents=True, exist_ok=True)
+    return {"fixed_profile": str(oracle_profile(oracle_from, base, outdir, device).resolve())}
+
+
+def resolve_runs(
+    family: str,
+    methods: list[str],
+    seeds: list[int],
+    budget_kex: float,
+    every_kex: float,
+    overrides: dict,
+    per_method: dict,
+    device: str | None,
+) -> dict[tuple[str, int], dict]:
+    """{(method, seed): resolved options} for every run; an interval shorter than one batch is refused."""
+    try:
+        runs = {
+            (m, s): resolve_run(family, m, s, budget_kex, every_kex, overrides, per_method, device)
+            for s in seeds
+            for m in methods
+        }
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    batch = max(o["batch"] for o in runs.values())
+    if every_kex * 1e3 < batch:
+        raise click.ClickException(f"--eval-every-kex {every_kex} is less than one batch ({batch} examples)")
+    return runs
+
+
+class Benchmark:
+    """The training and evaluation of a benchmark folder: every run trained in segments, each segment's
+    snapshot scored, one CSV row per metric; resumable (what the CSV holds is not done again)."""
+
+    def __init__(self, outdir: Path, runs: dict, evaluate: Evaluator, settings: dict, keep_snapshots: bool):
+        self.outdir, self.runs, self.evaluate, self.settings = outdir, runs, evaluate, settings
+        self.keep_snapshots, self.csv_path = keep_snapshots, outdir / "results.csv"
+
+    @staticmethod
+    def key(nimg: int) -> str:
+        """A row's target kEx as the CSV writes it."""
+        return f"{nimg / 1e3:.6g}"
+
+    def run(self, targets: list[int], methods: list[str], seeds: list[int]) -> None:
+        """Every evaluation point not yet in the CSV, point-major: a stopped benchmark has comparable curves
+        for every method and seed. A run whose loss turns non-finite stops its curve there."""
+        s = self.settings
+        done = {(r["method"], int(r["seed"]), r["target_kex"]) for r in common.read_rows(self.csv_path)}
+        todo = [(t, sd, m) for t in targets for sd in seeds for m in methods if (m, sd, self.key(t)) not in done]
+        click.echo(
+            f"{s['family']}: {len(methods)} method(s) × {len(seeds)} seed(s) × {len(targets)} evaluation(s) "
+            f"every {s['eval_every_kex']:g} kEx up to {s['budget_kex']:g} kEx; metric {self.evaluate.name}; "
+            f"{len(todo)} to do, {len(done)} already in {self.csv_path}"
+        )
+        diverged = set()
+        for target, seed, method in tqdm.tqdm(todo, desc="evaluations", unit="eval"):
+            if (method, seed) not in diverged and not self.point(target, seed, method):
+                diverged.add((method, seed))
+        if diverged:
+            click.echo(f"Diverged (non-finite loss; rows stop at the last good evaluation): {sorted(diverged)}")
+
+    def point(self, target: int, seed: int, method: str) -> bool:
+        """Train run (method, seed) on to `target` examples and score its snapshot; False if it diverged."""
+        import modalities
+        from training import training_loop
+
+        opts = self.runs[(method, seed)]
+        run_dir = prepare_run(opts, self.outdir / "runs")
         t0 = time.time()
         try:
-            train_opts = {k: v for k, v in opts.items() if k != "method"}
-            segment = {**train_opts, "duration": target / 1e6}
+            segment = {**{k: v for k, v in opts.items() if k != "method"}, "duration": target / 1e6}
             summary = training_loop.run(run_dir, segment, **modalities.for_training(segment))
         except training_loop.NonFiniteLossError as e:
-            tqdm.tqdm.write(f"{m} seed {s} diverged; its curve stops here. {e}")
-            diverged.add((m, s))
-            continue
+            tqdm.tqdm.write(f"{method} seed {seed} diverged; its curve stops here. {e}")
+            return False
         t_train = time.time() - t0
         nimg, step, snapshot = summary["cur_nimg"], summary["global_step"], summary["snapshot"]
         del summary
@@ -1008,50 +1044,59 @@ def main(
                 f"the run is at {nimg} ({snapshot}); was the folder used with other settings?"
             )
         t0 = time.time()
-        scores = evaluate(snapshot)
+        scores = self.evaluate(snapshot)
         row = dict(
-            method=m,
-            seed=s,
+            method=method,
+            seed=seed,
             kex=f"{nimg / 1e3:.6g}",
-            target_kex=key(target),
+            target_kex=self.key(target),
             step=step,
             preset=opts["preset"],
             scheduler=opts["scheduler"],
             weighting=opts["weighting"],
-            snapshot=str(Path(snapshot).relative_to(outdir)),
+            snapshot=str(Path(snapshot).relative_to(self.outdir)),
             train_seconds=f"{t_train:.1f}",
             eval_seconds=f"{time.time() - t0:.1f}",
         )
-        new = [{**row, "metric": f"{v:.8g}", "metric_name": name} for name, v in scores.items()]
-        if len(new) == 1:
-            common.append_row(csv_path, new[0], FIELDS)
-        else:  # a point's rows land together, so a killed benchmark never holds half a point
-            common.write_rows(csv_path, common.read_rows(csv_path) + new, FIELDS)
-        if evaluate.directions != settings.get("metric_directions"):
-            settings["metric_directions"] = {**settings.get("metric_directions", {}), **evaluate.directions}
-            save_settings(outdir, settings)
+        self.write_rows(row, scores)
         tqdm.tqdm.write(
-            f"{m} seed {s}: {nimg / 1e3:g} kEx, "
+            f"{method} seed {seed}: {nimg / 1e3:g} kEx, "
             + ", ".join(f"{name} {v:.4g}" for name, v in scores.items())
             + f" (train {t_train:.0f} s, eval {float(row['eval_seconds']):.0f} s)"
         )
-        history = run_dir / "schedule.jsonl"
-        if history.is_file():  # InfoNoise's σ_p history beside the table (schedules.md); lossvar's (a table
-            with history.open() as f:  # every step, MBs, no σ_p) stays in its run folder
-                first = f.readline()
-            if '"sigma_p"' in first:
-                with atomic_write(outdir / f"{m}-s{s}-schedule.jsonl") as f:
-                    f.write(history.read_text())
-        if not keep_snapshots:
+        self.keep_schedule(run_dir, method, seed)
+        if not self.keep_snapshots:
+            from torch_utils import checkpoint
+
             for old in checkpoint.list_snapshots(run_dir)[:-1]:
                 old.unlink()
-    if diverged:
-        click.echo(f"Diverged (non-finite loss; rows stop at the last good evaluation): {sorted(diverged)}")
-    if list(metric_specs) == ["none"]:
-        click.echo(f"Trained every run to {budget_kex:g} kEx without scoring (--metric none): {outdir / 'runs'}")
-        return
-    click.echo(report(outdir, settings))
-    click.echo(f"Wrote {csv_path}, {outdir / 'table.md'}, {outdir / 'quality_vs_kex.png'}")
+        return True
+
+    def write_rows(self, row: dict, scores: dict[str, float]) -> None:
+        """One row per metric; a point's rows land together, so a killed benchmark never holds half a point.
+        A metric's direction, learned from its first scores, goes into benchmark.json."""
+        new = [{**row, "metric": f"{v:.8g}", "metric_name": name} for name, v in scores.items()]
+        if len(new) == 1:
+            common.append_row(self.csv_path, new[0], FIELDS)
+        else:
+            common.write_rows(self.csv_path, common.read_rows(self.csv_path) + new, FIELDS)
+        if self.evaluate.directions != self.settings.get("metric_directions"):
+            self.settings["metric_directions"] = {
+                **self.settings.get("metric_directions", {}),
+                **self.evaluate.directions,
+            }
+            save_settings(self.outdir, self.settings)
+
+    def keep_schedule(self, run_dir: Path, method: str, seed: int) -> None:
+        """InfoNoise's σ_p history beside the table (schedules.md); lossvar's (a table every step, MBs, no σ_p)
+        stays in its run folder."""
+        history = run_dir / "schedule.jsonl"
+        if history.is_file():
+            with history.open() as f:
+                first = f.readline()
+            if '"sigma_p"' in first:
+                with atomic_write(self.outdir / f"{method}-s{seed}-schedule.jsonl") as f:
+                    f.write(history.read_text())
 
 
 if __name__ == "__main__":
