@@ -487,9 +487,10 @@ def letter_share(path: str | os.PathLike, alphabet: Alphabet, sample: int = 1 <<
     except (OSError, UnicodeDecodeError, EOFError):
         return 0.0
     lines = [t.strip() for t in lines if t.strip() and not t.startswith((">", ";"))]
-    if lines and "sequence" in [h.strip().lower() for h in re.split("[\t,]", lines[0])]:  # a table
-        sep = "," if str(path).lower().endswith((".csv", ".csv.gz")) else "\t"
-        col = [h.strip().lower() for h in lines[0].split(sep)].index("sequence")
+    sep = "," if str(path).lower().endswith((".csv", ".csv.gz")) else "\t"
+    header = [h.strip().lower() for h in lines[0].split(sep)] if lines else []
+    if "sequence" in header:  # a table: its sequence column
+        col = header.index("sequence")
         lines = [row[col] for row in (t.split(sep) for t in lines[1:]) if len(row) > col]
     letters = "".join(lines)
     if not letters:

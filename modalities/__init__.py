@@ -25,8 +25,8 @@ REGISTRY = (
     "modalities.protein:PROTEIN",
 )
 
-
-__all__ = ["REGISTRY", "Evaluation", "HarnessMetric", "Modality", "for_data", "for_shape", "for_training"]
+__all__ = ["REGISTRY", "Evaluation", "HarnessMetric", "Modality", "registered", "names", "for_data", "for_shape"]
+__all__ += ["open_dataset", "open_for_network", "for_training"]
 
 
 def registered() -> list[Modality]:

@@ -30,6 +30,12 @@ def test_the_data_set_chooses_its_modality(tmp_path):
     assert modalities.for_data(zip_path) is IMAGES
     assert modalities.for_data(tmp_path / "folder") is IMAGES  # the image reader says it is missing
     assert modalities.for_data(dna) is DNA
+    table = tmp_path / "t.tsv"
+    table.write_text("cell_type\tsequence\nK\tACGTACGT\n")  # only the sequence column counts
+    assert modalities.for_data(table) is DNA and modalities.open_dataset(table).sequences == ["ACGTACGT"]
+    (tmp_path / "odd.tsv").write_text("sequence,label\nACGT,x\n")  # not a tab table: chosen, then named
+    with pytest.raises(ValueError, match=r"odd.tsv:1: not FASTA \(no '>'\) and the header row has no 'sequence'"):
+        modalities.open_dataset(tmp_path / "odd.tsv")
     assert modalities.for_data(tmp_path / "missing.fa") is DNA  # whose reader says it is missing
     with pytest.raises(FileNotFoundError, match="missing.fa: sequence file not found"):
         modalities.open_dataset(tmp_path / "missing.fa")
