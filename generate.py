@@ -23,6 +23,7 @@ import numpy as np
 import PIL.Image
 import torch
 
+import modalities
 from sampling import grids
 from sampling.generation import (
     build_sigmas,
@@ -208,7 +209,8 @@ def main(
                 "Lower --probe-samples.",
             )
             dist.print0(f"Probing the profile: {probe_samples} examples of {probe_data} x {probe_bins} σ bins...")
-            profile = probe_network(net, probe_data, lo, hi, probe_samples, probe_bins, batch_size, device=dev)
+            data = modalities.open_for_network(probe_data, net)
+            profile = probe_network(net, data, lo, hi, probe_samples, probe_bins, batch_size, device=dev)
         sigmas = build_sigmas(net, grid_kind, steps, rho, lo, hi, profile, dev)
     except (FileNotFoundError, ValueError) as e:
         raise click.ClickException(one_line(e)) from None
@@ -242,15 +244,13 @@ def main(
         items = sorted((it for part in gathered for it in part), key=lambda it: it[0])
         seeds_arr = np.array([it[1] for it in items], dtype=np.int64)
         labels_arr = np.array([it[3] for it in items], dtype=np.int64)
-        if is_seq and outdir:
-            from dna.sequences import write_fasta
-
-            write_fasta(
-                outdir / "samples.fasta",
+        if is_seq and outdir:  # the sequences' own format (FASTA), by the modality that generates this shape
+            modalities.for_shape(net.data_shape).write_samples(
                 torch.as_tensor(np.stack([it[2] for it in items])),
+                outdir / "samples",
+                None if net.label_dim == 0 else labels_arr.tolist(),
+                getattr(net, "label_names", None),
                 names=[f"seed{s:06d}" for s in seeds_arr],
-                labels=None if net.label_dim == 0 else labels_arr.tolist(),
-                label_names=getattr(net, "label_names", None),
             )
         if npz_path:
             samples = np.stack([it[2] for it in items])

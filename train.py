@@ -127,11 +127,12 @@ def main(outdir, preset, dry_run, dist_timeout, stop_after_steps, cbase, cres, n
             f.write(json.dumps(opts, indent=2))
     du.barrier()
 
+    import modalities
+    from datafiles.base import DatasetError
     from training import training_loop
-    from training.dataset import DatasetError
 
     try:
-        training_loop.run(run_dir, opts, stop_after_steps=stop_after_steps)
+        training_loop.run(run_dir, opts, **modalities.for_training(opts), stop_after_steps=stop_after_steps)
     except (training_loop.TrainingError, DatasetError) as e:  # a cause named in one line, not a traceback
         raise click.ClickException(one_line(e)) from None
     finally:

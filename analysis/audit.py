@@ -110,10 +110,11 @@ def audit(
 def probe_by_training(data: str, kimg: float, num_bins: int, samples: int, seed: int, workdir: Path) -> torch.Tensor:
     """The network's error profile after a short run (digits-sized network, log-uniform σ, w ≡ 1): probed
     on the training data with its current weights."""
+    import modalities
+    from models.networks import from_snapshot
     from sampling.probe import probe_network
     from torch_utils import checkpoint
     from training import options, training_loop
-    from training.networks import from_snapshot
 
     opts = options.resolve(
         None,
@@ -138,9 +139,9 @@ def probe_by_training(data: str, kimg: float, num_bins: int, samples: int, seed:
         raise click.ClickException("--probe-kimg trains an image network; give --checkpoint for sequence data")
     run_dir = options.prepare_run_dir(workdir, opts, log=lambda m: None)
     (run_dir / "training_options.json").write_text(json.dumps(opts))
-    training_loop.run(run_dir, opts)
+    training_loop.run(run_dir, opts, **modalities.for_training(opts))
     net = from_snapshot(checkpoint.latest_snapshot(run_dir), which="net")
-    return probe_network(net, data, 0.002, 80.0, samples, num_bins, seed=seed)["mmse"]
+    return probe_network(net, modalities.open_for_network(data, net), 0.002, 80.0, samples, num_bins, seed=seed)["mmse"]
 
 
 def plot(result: dict, sigma: torch.Tensor, path: Path, title: str) -> Path:
@@ -182,9 +183,10 @@ def plot(result: dict, sigma: torch.Tensor, path: Path, title: str) -> Path:
 @click.option("--seed", type=int, default=0, show_default=True)
 def main(data, out_dir, checkpoint, probe_kimg, probe_samples, num_bins, endpoint, presets, seed):
     """Print and plot how much of each fixed schedule's emphasis falls in the data's informative window."""
+    import modalities
     from analysis.diagnostics import load_data
+    from models.networks import from_snapshot
     from sampling.probe import probe_network
-    from training.networks import from_snapshot
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -194,9 +196,9 @@ def main(data, out_dir, checkpoint, probe_kimg, probe_samples, num_bins, endpoin
         endpoint = resolve_endpoint(endpoint, sample)
         sigma = info.log_sigma_grid(0.002, 80.0, num_bins)
         if checkpoint:
-            mmse = probe_network(
-                from_snapshot(checkpoint, which="ema"), data, 0.002, 80.0, probe_samples, num_bins, seed=seed
-            )["mmse"]
+            net = from_snapshot(checkpoint, which="ema")
+            probe_data = modalities.open_for_network(data, net)
+            mmse = probe_network(net, probe_data, 0.002, 80.0, probe_samples, num_bins, seed=seed)["mmse"]
             source = f"probed from {Path(str(checkpoint).split('?', 1)[0]).name}"
         else:
             with tempfile.TemporaryDirectory() as tmp:

@@ -23,9 +23,10 @@ from tqdm import tqdm
 
 import schedulers
 from analysis.plot import fixed_emphasis, fixed_label, load_options, load_schedule
+from datafiles.base import model_space
 from infonoise import information as info
 from infonoise.base import NoiseScheduler
-from training.dataset import model_space, open_dataset
+from modalities import open_dataset
 
 
 class EmpiricalBayes:
@@ -128,7 +129,7 @@ _DRIVE = dict(warmup_steps=0, refresh_every=1, min_count=1, fifo_size=1)
 
 
 def load_data(path: str | Path, max_images: int | None = None, seed: int = 0, progress: bool = False) -> torch.Tensor:
-    """A seeded subset of N examples from `open_dataset`, in model space ([-1, 1] for images), float64
+    """A seeded subset of N examples from `modalities.open_dataset`, in model space ([-1, 1] for images), float64
     [N, *data_shape] — the set whose empirical distribution the oracle is exact for."""
     dataset = open_dataset(path, max_size=max_images, random_seed=seed)
     items = [dataset[i] for i in tqdm(range(len(dataset)), desc="loading data", unit="ex", disable=not progress)]
@@ -172,8 +173,8 @@ def probe_checkpoint(
 ) -> torch.Tensor:
     """mmse(σ) of a trained network with fixed weights (docs/method.md §7, the paper's offline diagnostic), by
     `sampling.grids.probe_profile` on the same data and grid."""
+    from models.networks import from_snapshot
     from sampling.probe import probe_profile
-    from training.networks import from_snapshot
 
     net = from_snapshot(str(checkpoint))
     return probe_profile(net, data, sigma, n_samples=n_samples, generator=generator)["mmse"]

@@ -247,8 +247,8 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
 def plot_uncertainty(run_dir: Path, path: Path) -> Path:
     """EDM2's learned u(σ) of the latest snapshot (--weighting edm2): where the network expects its weighted
     error to be large; the loss divides by exp(u)."""
+    from models.networks import from_snapshot
     from torch_utils import checkpoint
-    from training.networks import from_snapshot
 
     snap = checkpoint.latest_snapshot(run_dir)
     if snap is None:

@@ -92,8 +92,9 @@ def preset_setup(preset: str, overrides: dict | None = None) -> dict:
     derived as training.options.resolve does, but without requiring the data set: its shape and label count come
     from the data file when it exists, else from ASSUMED_SHAPES (`shape_source` says which). Adds
     `endpoint` resolved ('auto' → discrete for two-valued data) and `num_params`."""
-    from training import networks, options
-    from training.dataset import open_dataset
+    import modalities
+    from models import networks
+    from training import options
 
     opts = options.merge(preset, overrides or {})
     opts["preset"] = preset
@@ -101,7 +102,7 @@ def preset_setup(preset: str, overrides: dict | None = None) -> dict:
     data = str(opts["data"])
     path = data if os.path.isabs(data) or os.path.exists(data) else str(REPO / data)
     try:
-        ds = open_dataset(path, use_labels=opts["cond"], max_size=opts["max_size"])
+        ds = modalities.open_dataset(path, use_labels=opts["cond"], max_size=opts["max_size"])
         shape, label_dim, source = tuple(ds.data_shape), ds.label_dim, "data"
         binary = bool(getattr(ds, "is_binary", False))
     except FileNotFoundError:
@@ -116,6 +117,7 @@ def preset_setup(preset: str, overrides: dict | None = None) -> dict:
         binary = "binary" in name
     if opts["endpoint"] == "auto":
         opts["endpoint"] = "discrete" if binary else "continuous"
+    opts["arch"] = opts["arch"] or modalities.for_data(path).default_arch
     opts["network_kwargs"] = options.network_kwargs(opts, shape, label_dim)
     opts["data_path"], opts["shape_source"] = path, source
     opts["num_params"] = sum(p.numel() for p in networks.build_network(**opts["network_kwargs"]).parameters())
@@ -154,43 +156,6 @@ def prime_scheduler(sched: schedulers.NoiseScheduler, batch: int, seed: int = 0,
 
 # ----------------------------------------------------------------------------------------------------
 # Reference statistics and rows.
-
-
-def auto_detector(shape: Sequence[int]) -> str:
-    """The domain detector for a data shape: LeNet-digits for 8×8-ish grey images, LeNet-MNIST for
-    larger grey ones, Inception for colour. (Every detector resizes, so all of them accept any size.)"""
-    channels, res = int(shape[0]), int(shape[-1])
-    if channels == 3:
-        return "inception"
-    return "lenet-digits" if res <= 16 else "lenet-mnist"
-
-
-def reference_stats(
-    data: str,
-    detector: str,
-    cache_dir: str | os.PathLike,
-    max_size: int | None = None,
-    log: Callable[[str], None] = print,
-) -> Path:
-    """Reference statistics of a data set for `detector`, computed once and cached in `cache_dir`. The
-    cache key is the data file's whole name, its size and modification time (a data set rebuilt in place
-    is a new key), the subset size and the detector."""
-    from evaluation.detectors import get_detector
-    from evaluation.frechet import dataset_stats, open_images, save_stats
-
-    cache_dir = Path(cache_dir)
-    st = os.stat(data)
-    dest = (
-        cache_dir / f"ref-{Path(data).name}-{st.st_size}-{st.st_mtime_ns}-{max_size or 'all'}-{Path(detector).stem}.npz"
-    )
-    if dest.is_file():
-        return dest
-    log(f"reference statistics: {data} with {detector} → {dest}")
-    det = get_detector(detector, "cpu")
-    stats = dataset_stats(open_images(data, max_size=max_size), det, batch=256, workers=0, progress=False)
-    mu, sigma = stats.mean_cov()
-    save_stats(dest, mu, sigma, det.name, stats.count, det.fingerprint)
-    return dest
 
 
 def read_rows(path: str | os.PathLike) -> list[dict]:

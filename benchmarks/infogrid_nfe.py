@@ -118,15 +118,16 @@ def main(
     outdir,
 ):
     """FD vs NFE for the EDM grid and InfoGrid (learned and probed profiles) of one checkpoint."""
+    import modalities
+    from evaluation.detectors import auto_detector
     from evaluation.evaluate import evaluate_snapshot
-    from evaluation.frechet import load_stats
+    from evaluation.frechet import load_stats, reference_stats
+    from models import networks
     from sampling.generation import build_sigmas, parse_int_list, sigma_range
     from sampling.probe import probe_network
     from sampling.solvers import nfe
     from torch_utils import checkpoint
     from torch_utils import distributed as dist
-    from training import networks
-    from training.dataset import open_dataset
 
     common.set_threads(threads)
     dev = dist.init(device)
@@ -159,13 +160,13 @@ def main(
 
     train_data = data_path(options) if (ref_path is None or probe_data is None or binarize == "auto") else None
     if ref_path is None:
-        name = common.auto_detector(net.data_shape) if detector == "auto" else detector
-        ref_path = common.reference_stats(
+        name = auto_detector(net.data_shape) if detector == "auto" else detector
+        ref_path = reference_stats(
             train_data, name, outdir, options.get("max_size"), log=lambda m: click.echo(m, err=True)
         )
     refstats = load_stats(ref_path)
     metric_name = f"fd_{Path(refstats['detector']).stem}"
-    binarize = bool(open_dataset(train_data).is_binary) if binarize == "auto" else binarize == "on"
+    binarize = bool(modalities.open_dataset(train_data).is_binary) if binarize == "auto" else binarize == "on"
     metric_name += "_binarized" if binarize else ""
 
     csv_path = outdir / "infogrid_nfe.csv"
@@ -182,9 +183,8 @@ def main(
     if any(g == "infogrid-probed" for g, _ in todo):
         t0 = time.time()
         lo, hi = sigma_range(net, None, None)
-        probed = probe_network(
-            net, probe_data or train_data, lo, hi, probe_samples, probe_bins, batch_size=256, device=dev
-        )
+        data = modalities.open_for_network(probe_data or train_data, net)
+        probed = probe_network(net, data, lo, hi, probe_samples, probe_bins, batch_size=256, device=dev)
         click.echo(
             f"probed profile: {probe_samples} examples x {probe_bins} bins in {time.time() - t0:.0f} s", err=True
         )

@@ -38,7 +38,7 @@ FIELDS = ["preset", "batch", "threads", "scheduler", "phase", "op", "median_us",
 def time_train_step(opts: dict, batch: int, repeats: int, steps: int, device: torch.device, seed: int = 0) -> float:
     """Median seconds of one forward + backward + Adam step of the preset's network (random data and σ
     from log-normal: the network's cost does not depend on the values)."""
-    from training import networks
+    from models import networks
     from training.loss import DenoisingLoss
 
     torch.manual_seed(seed)

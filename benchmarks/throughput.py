@@ -87,7 +87,7 @@ def preset_groups(
 
 def time_training(opts: dict, device: torch.device, repeats: int, steps: int, warmup: int, seed: int = 0) -> dict:
     """Median step time and the scheduler's share, with the loop's call order (training_loop.run)."""
-    from training import networks
+    from models import networks
     from training.loss import DenoisingLoss
 
     batch = opts["batch"]
@@ -193,6 +193,7 @@ def time_loop(
     per step counted between steps (HostSyncCounter)."""
     import json
 
+    import modalities
     from training import options, training_loop
 
     compile_net = precision.endswith("+compile")
@@ -238,7 +239,7 @@ def time_loop(
     training_loop.schedulers.build = build
     try:
         with common.HostSyncCounter() as counter:
-            training_loop.run(run_dir, opts, stop_after_steps=(1 + repeats) * steps)
+            training_loop.run(run_dir, opts, **modalities.for_training(opts), stop_after_steps=(1 + repeats) * steps)
     finally:
         training_loop.schedulers.build = real_build
     ticks = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()][1:]
@@ -394,9 +395,9 @@ def time_sampling(
 ) -> list[dict]:
     """Median seconds of Heun sampling `batch` images per number of levels (untrained weights: the
     cost does not depend on them)."""
+    from models import networks
     from sampling.grids import edm_grid
     from sampling.solvers import nfe, sample_heun
-    from training import networks
 
     torch.manual_seed(seed)
     net = networks.build_network(**opts["network_kwargs"]).to(device).eval().requires_grad_(False)

@@ -167,6 +167,7 @@ def oracle_profile(source: str, opts: dict, outdir: Path, device: str | None) ->
     """`outdir/oracle-profile.json` for the infonoise-oracle method: the probed profile of a mature checkpoint
     (`source` a snapshot .pt: its EMA network on ORACLE_SAMPLES training examples, the scheduler's grid), or a
     copy of a profile JSON {sigma, mmse}. An existing file is kept when it came from the same source."""
+    import modalities
     from infonoise.information import profile_on_grid
     from sampling.generation import load_network
     from sampling.probe import probe_network
@@ -189,8 +190,9 @@ def oracle_profile(source: str, opts: dict, outdir: Path, device: str | None) ->
             net, _ = load_network(source, device or "cpu")
         except (OSError, ValueError, KeyError, RuntimeError) as e:
             raise click.ClickException(f"--oracle-from {source}: {e}") from None
+        data = modalities.open_for_network(opts["data"], net)
         prof = probe_network(
-            net, opts["data"], opts["sigma_min"], opts["sigma_max"], ORACLE_SAMPLES, seed=0, device=device or "cpu"
+            net, data, opts["sigma_min"], opts["sigma_max"], ORACLE_SAMPLES, seed=0, device=device or "cpu"
         )
         record = dict(
             sigma=prof["sigma"].tolist(),
@@ -244,7 +246,9 @@ def resolve_run(
 
 
 class Evaluator:
-    """Scores one snapshot; built once per benchmark (reference statistics, detector, DNA reference)."""
+    """Scores one snapshot; built once per benchmark. The automatic metric is the data's modality's
+    (`Modality.harness_metric`: FD of images, k-mer JS of sequences, …); custom metrics score one shared set of
+    samples against the training set in model space."""
 
     def __init__(
         self,
@@ -263,14 +267,14 @@ class Evaluator:
         first_seed: int = 0,
         metrics: tuple[str, ...] = ("auto",),
     ):
+        import modalities
+        from datafiles.base import model_space
         from evaluation.metrics import resolve
-        from training.dataset import model_space, open_dataset
 
         self.seeds = list(range(first_seed, first_seed + samples))
         self.steps, self.grid, self.solver, self.batch, self.device = steps, grid, solver, batch, device
-        shape = opts["network_kwargs"]["data_shape"]
-        self.is_image = len(shape) == 3
-        ds = open_dataset(opts["data"], max_size=opts["max_size"])
+        modality = modalities.for_data(opts["data"])
+        ds = modality.open(opts["data"], max_size=opts["max_size"])
         try:
             self.custom = [(spec, resolve(spec)) for spec in metrics if spec not in ("auto", "none")]
         except ValueError as e:
@@ -280,52 +284,44 @@ class Evaluator:
             self.data = model_space(torch.as_tensor(np.stack([ds[i][0] for i in range(len(ds))])))
         if not self.auto:
             self.name = "+".join(spec for spec, _ in self.custom) or "none"
-        elif self.is_image:
-            from evaluation.detectors import get_detector
-
-            self.detector_name = common.auto_detector(shape) if detector == "auto" else detector
-            self.ref = common.reference_stats(opts["data"], self.detector_name, outdir, opts["max_size"])
-            self.detector = get_detector(self.detector_name, "cpu")
-            self.binarize = bool(ds.is_binary) if binarize == "auto" else binarize == "on"
-            self.name = f"fd_{Path(self.detector_name).stem}" + ("_binarized" if self.binarize else "")
-        else:
-            self._setup_dna(opts, ds, dna_metric, dna_classifier)
-        if self.auto:
-            self.directions[self.name] = True
-
-    def _setup_dna(self, opts: dict, ds, dna_metric: str, classifier: str | None) -> None:
+            return
+        per_kind = dict(detector=detector, binarize=binarize, dna_metric=dna_metric, dna_classifier=dna_classifier)
+        evaluation = modalities.Evaluation(self.seeds, steps, grid, solver, batch, device, outdir, per_kind)
         try:
-            from dna import metrics as dna_metrics
-            from training.dataset import open_dataset
-        except ImportError as e:
-            raise NotImplementedError(
-                f"DNA evaluation needs dna.metrics, which does not import here ({e}); image families work without it"
-            ) from None
-        self.dna = dna_metrics
-        data = Path(opts["data"])
-        stem = data.name.split(".")[0]  # dna_tool.py make-benchmark writes <stem>.tsv and <stem>-test.tsv
-        held_out = next(
-            (p for p in (data.parent / f"{stem}-test.tsv", data.parent / f"{stem}-test.tsv.gz") if p.is_file()), None
+            self.metric = modality.harness_metric(ds, opts, evaluation)
+        except ValueError as e:
+            raise click.ClickException(str(e)) from None
+        self.name = self.metric.name
+        self.directions[self.name] = True
+
+    @classmethod
+    def for_settings(
+        cls, opts: dict, outdir: Path, settings: dict, batch: int, device: str | None, samples: int, first_seed: int = 0
+    ) -> Evaluator:
+        """The evaluator a benchmark's settings (benchmark.json) describe, on `samples` seeds from `first_seed`."""
+        return cls(
+            opts,
+            outdir,
+            samples,
+            settings["eval_steps"],
+            settings["eval_grid"],
+            settings["solver"],
+            batch,
+            settings["detector"],
+            settings["binarize"],
+            settings["dna_metric"],
+            settings["dna_classifier"],
+            device,
+            first_seed=first_seed,
+            metrics=tuple(settings.get("metrics") or ("auto",)),  # benchmarks from before --metric: auto
         )
-        ref = open_dataset(str(held_out), length=ds.seq_length) if held_out else ds
-        self.ref_idx, self.dna_metric = ref.base_indices, dna_metric
-        self.name = f"dna_{dna_metric}_vs_{'test' if held_out else 'train'}"
-        if dna_metric == "classifier_fd":
-            if not classifier:
-                raise click.ClickException(
-                    "--dna-metric classifier_fd needs --dna-classifier (dna_tool.py train-classifier)"
-                )
-            self.classifier, _ = dna_metrics.load_classifier(classifier)
-            self.ref_stats = dna_metrics.feature_stats(dna_metrics.classifier_features(self.classifier, self.ref_idx))
-        elif dna_metric != "kmer_js":
-            raise click.ClickException(f"unknown --dna-metric '{dna_metric}'; valid: kmer_js, classifier_fd")
 
     def __call__(self, snapshot: str) -> dict[str, float]:
         """{metric name: value} of one snapshot: the automatic metric (FD of images, k-mer JS of sequences)
         unless left out, then every custom metric on one shared sample set ({'none': nan} for --metric none)."""
         from evaluation.metrics import lower_is_better
 
-        out = {self.name: self._auto(snapshot)} if self.auto else {}
+        out = {self.name: self.metric.score(snapshot)} if self.auto else {}
         if self.custom:
             samples = self._samples(snapshot)
             for spec, fn in self.custom:
@@ -346,43 +342,6 @@ class Evaluator:
         batches = generate_batches(net, self.seeds, self.batch, sigmas, self.solver, device=self.device or "cpu")
         return torch.cat([x for _, _, x, _ in batches])
 
-    def _auto(self, snapshot: str) -> float:
-        if self.is_image:
-            from evaluation.evaluate import evaluate_snapshot
-
-            return evaluate_snapshot(
-                snapshot,
-                self.ref,
-                self.seeds,
-                self.steps,
-                self.grid,
-                self.solver,
-                self.batch,
-                detector=self.detector,
-                binarize=self.binarize,
-                device=self.device,
-            )
-        return self._dna(snapshot)
-
-    def _dna(self, snapshot: str) -> float:
-        """Sample sequences (argmax over the 4 channels decodes the one-hot model space) and score them."""
-        from sampling.generation import build_sigmas, generate_batches, load_network
-
-        net, profile = load_network(snapshot, self.device or "cpu")
-        sigmas = build_sigmas(net, self.grid, self.steps, profile=profile, device=self.device or "cpu")
-        idx = np.concatenate(
-            [
-                x.argmax(dim=1).numpy()
-                for _, _, x, _ in generate_batches(
-                    net, self.seeds, self.batch, sigmas, self.solver, device=self.device or "cpu"
-                )
-            ]
-        )
-        if self.dna_metric == "kmer_js":
-            return float(self.dna.kmer_distance(idx, self.ref_idx)["mean_js"])
-        stats = self.dna.feature_stats(self.dna.classifier_features(self.classifier, idx))
-        return float(self.dna.frechet_distance(*stats, *self.ref_stats))
-
 
 def rescore(outdir: Path, settings: dict, samples: int, first_seed: int, batch: int, device: str | None) -> str:
     """Score every run's latest snapshot again on `samples` fresh seeds from `first_seed`: a score of a few
@@ -396,22 +355,7 @@ def rescore(outdir: Path, settings: dict, samples: int, first_seed: int, batch: 
     if not runs:
         raise click.ClickException(f"{outdir / 'runs'}: no run with a snapshot to rescore")
     opts = json.loads((runs[0] / "training_options.json").read_text())
-    evaluate = Evaluator(
-        opts,
-        outdir,
-        samples,
-        settings["eval_steps"],
-        settings["eval_grid"],
-        settings["solver"],
-        batch,
-        settings["detector"],
-        settings["binarize"],
-        settings["dna_metric"],
-        settings["dna_classifier"],
-        device,
-        first_seed=first_seed,
-        metrics=tuple(settings.get("metrics") or ("auto",)),
-    )
+    evaluate = Evaluator.for_settings(opts, outdir, settings, batch, device, samples, first_seed)
     path, fields = (
         outdir / "rescore.csv",
         ["method", "seed", "kex", "metric", "metric_name", "samples", "first_seed", "snapshot"],
@@ -446,8 +390,15 @@ def rescore(outdir: Path, settings: dict, samples: int, first_seed: int, batch: 
         save()
     rows = with_kept()
     common.write_rows(path, rows, fields)
+    text = rescore_table(rows, settings)
+    (outdir / "rescore.md").write_text(text)
+    return text
+
+
+def rescore_table(rows: list[dict], settings: dict) -> str:
+    """rescore.md: one table per metric and sample set (rows kept from an earlier rescoring may use
+    another), mean ± std over training seeds per method."""
     lines = [f"# Final snapshots re-scored: {settings.get('family')}", ""]
-    # one table per metric and sample set (rows kept from an earlier rescoring may use another)
     for name, n, first in dict.fromkeys((r["metric_name"], int(r["samples"]), int(r["first_seed"])) for r in rows):
         block = [r for r in rows if (r["metric_name"], int(r["samples"]), int(r["first_seed"])) == (name, n, first)]
         body = []
@@ -470,9 +421,7 @@ def rescore(outdir: Path, settings: dict, samples: int, first_seed: int, batch: 
             common.markdown_table(["method", "seeds", "kEx", "score", "per seed"], body),
             "",
         ]
-    text = "\n".join(lines)
-    (outdir / "rescore.md").write_text(text)
-    return text
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -1006,22 +955,11 @@ def main(
         if not (outdir / "benchmark.json").is_file():
             raise click.ClickException(f"{outdir}: no benchmark.json — run the benchmark first")
         common.set_threads(threads)
-        click.echo(
-            rescore(
-                outdir,
-                json.loads((outdir / "benchmark.json").read_text()),
-                rescore_samples,
-                rescore_first_seed,
-                eval_batch,
-                device,
-            )
-        )
+        settings = json.loads((outdir / "benchmark.json").read_text())
+        click.echo(rescore(outdir, settings, rescore_samples, rescore_first_seed, eval_batch, device))
         return
     if not family:
         raise click.UsageError("--family is required (unless --report-only)")
-    from torch_utils import checkpoint
-    from training import training_loop
-
     common.set_threads(threads)
     method_list, seed_list = common.parse_list(methods), common.parse_list(seeds, int)
     try:
@@ -1030,34 +968,10 @@ def main(
         raise click.BadParameter(str(e)) from None
     per_method = method_opts(method_pairs)
     targets = eval_points(budget_kex, eval_every_kex)
-    points = len(targets)
     if "infonoise-oracle" in method_list:
-        if not oracle_from:
-            raise click.UsageError("method infonoise-oracle needs --oracle-from SNAPSHOT.pt (a mature run) or a .json")
-        try:
-            base = resolve_run(
-                family, "infonoise-oracle", seed_list[0], budget_kex, eval_every_kex, overrides, {}, device
-            )
-        except ValueError as e:
-            raise click.ClickException(str(e)) from None
-        outdir.mkdir(parents=True, exist_ok=True)
-        path = oracle_profile(oracle_from, base, outdir, device)
-        per_method.setdefault("infonoise-oracle", {}).setdefault("scheduler_kwargs", {})["fixed_profile"] = str(
-            path.resolve()
-        )
-
-    try:
-        runs = {
-            (m, s): resolve_run(family, m, s, budget_kex, eval_every_kex, overrides, per_method, device)
-            for s in seed_list
-            for m in method_list
-        }
-    except ValueError as e:
-        raise click.ClickException(str(e)) from None
-    first = next(iter(runs.values()))
-    batch = max(o["batch"] for o in runs.values())
-    if eval_every_kex * 1e3 < batch:
-        raise click.ClickException(f"--eval-every-kex {eval_every_kex} is less than one batch ({batch} examples)")
+        oracle = oracle_method(family, seed_list[0], budget_kex, eval_every_kex, overrides, oracle_from, outdir, device)
+        per_method.setdefault("infonoise-oracle", {}).setdefault("scheduler_kwargs", {}).update(oracle)
+    runs = resolve_runs(family, method_list, seed_list, budget_kex, eval_every_kex, overrides, per_method, device)
     outdir.mkdir(parents=True, exist_ok=True)
     settings = check_settings(
         outdir,
@@ -1082,46 +996,107 @@ def main(
             command=" ".join(sys.argv),
         ),
     )
-    evaluate = Evaluator(
-        first,
-        outdir,
-        eval_samples,
-        eval_steps,
-        eval_grid,
-        solver,
-        eval_batch,
-        detector,
-        binarize,
-        dna_metric,
-        dna_classifier,
-        device,
-        metrics=tuple(metric_specs),
-    )
-    csv_path = outdir / "results.csv"
-    key = lambda n: f"{n / 1e3:.6g}"  # noqa: E731  (rows are keyed by their target kEx as written)
-    done = {(r["method"], int(r["seed"]), r["target_kex"]) for r in common.read_rows(csv_path)}
-    todo = [(t, s, m) for t in targets for s in seed_list for m in method_list if (m, s, key(t)) not in done]
-    click.echo(
-        f"{family}: {len(method_list)} method(s) × {len(seed_list)} seed(s) × {points} evaluation(s) "
-        f"every {eval_every_kex:g} kEx up to {budget_kex:g} kEx; metric {evaluate.name}; "
-        f"{len(todo)} to do, {len(done)} already in {csv_path}"
-    )
+    evaluate = Evaluator.for_settings(next(iter(runs.values())), outdir, settings, eval_batch, device, eval_samples)
+    bench = Benchmark(outdir, runs, evaluate, settings, keep_snapshots)
+    bench.run(targets, method_list, seed_list)
+    if list(metric_specs) == ["none"]:
+        click.echo(f"Trained every run to {budget_kex:g} kEx without scoring (--metric none): {outdir / 'runs'}")
+        return
+    click.echo(report(outdir, settings))
+    click.echo(f"Wrote {bench.csv_path}, {outdir / 'table.md'}, {outdir / 'quality_vs_kex.png'}")
 
-    # Point-major order: a stopped benchmark has comparable curves for every method and seed.
-    diverged = set()
-    for target, s, m in tqdm.tqdm(todo, desc="evaluations", unit="eval"):
-        if (m, s) in diverged:
-            continue
-        opts = runs[(m, s)]
-        run_dir = prepare_run(opts, outdir / "runs")
+
+def oracle_method(
+    family: str,
+    seed: int,
+    budget_kex: float,
+    every_kex: float,
+    overrides: dict,
+    oracle_from: str | None,
+    outdir: Path,
+    device: str | None,
+) -> dict:
+    """The infonoise-oracle method's scheduler options: its fixed profile, probed from --oracle-from once."""
+    if not oracle_from:
+        raise click.UsageError("method infonoise-oracle needs --oracle-from SNAPSHOT.pt (a mature run) or a .json")
+    try:
+        base = resolve_run(family, "infonoise-oracle", seed, budget_kex, every_kex, overrides, {}, device)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    outdir.mkdir(parents=True, exist_ok=True)
+    return {"fixed_profile": str(oracle_profile(oracle_from, base, outdir, device).resolve())}
+
+
+def resolve_runs(
+    family: str,
+    methods: list[str],
+    seeds: list[int],
+    budget_kex: float,
+    every_kex: float,
+    overrides: dict,
+    per_method: dict,
+    device: str | None,
+) -> dict[tuple[str, int], dict]:
+    """{(method, seed): resolved options} for every run; an interval shorter than one batch is refused."""
+    try:
+        runs = {
+            (m, s): resolve_run(family, m, s, budget_kex, every_kex, overrides, per_method, device)
+            for s in seeds
+            for m in methods
+        }
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    batch = max(o["batch"] for o in runs.values())
+    if every_kex * 1e3 < batch:
+        raise click.ClickException(f"--eval-every-kex {every_kex} is less than one batch ({batch} examples)")
+    return runs
+
+
+class Benchmark:
+    """The training and evaluation of a benchmark folder: every run trained in segments, each segment's
+    snapshot scored, one CSV row per metric; resumable (what the CSV holds is not done again)."""
+
+    def __init__(self, outdir: Path, runs: dict, evaluate: Evaluator, settings: dict, keep_snapshots: bool):
+        self.outdir, self.runs, self.evaluate, self.settings = outdir, runs, evaluate, settings
+        self.keep_snapshots, self.csv_path = keep_snapshots, outdir / "results.csv"
+
+    @staticmethod
+    def key(nimg: int) -> str:
+        """A row's target kEx as the CSV writes it."""
+        return f"{nimg / 1e3:.6g}"
+
+    def run(self, targets: list[int], methods: list[str], seeds: list[int]) -> None:
+        """Every evaluation point not yet in the CSV, point-major: a stopped benchmark has comparable curves
+        for every method and seed. A run whose loss turns non-finite stops its curve there."""
+        s = self.settings
+        done = {(r["method"], int(r["seed"]), r["target_kex"]) for r in common.read_rows(self.csv_path)}
+        todo = [(t, sd, m) for t in targets for sd in seeds for m in methods if (m, sd, self.key(t)) not in done]
+        click.echo(
+            f"{s['family']}: {len(methods)} method(s) × {len(seeds)} seed(s) × {len(targets)} evaluation(s) "
+            f"every {s['eval_every_kex']:g} kEx up to {s['budget_kex']:g} kEx; metric {self.evaluate.name}; "
+            f"{len(todo)} to do, {len(done)} already in {self.csv_path}"
+        )
+        diverged = set()
+        for target, seed, method in tqdm.tqdm(todo, desc="evaluations", unit="eval"):
+            if (method, seed) not in diverged and not self.point(target, seed, method):
+                diverged.add((method, seed))
+        if diverged:
+            click.echo(f"Diverged (non-finite loss; rows stop at the last good evaluation): {sorted(diverged)}")
+
+    def point(self, target: int, seed: int, method: str) -> bool:
+        """Train run (method, seed) on to `target` examples and score its snapshot; False if it diverged."""
+        import modalities
+        from training import training_loop
+
+        opts = self.runs[(method, seed)]
+        run_dir = prepare_run(opts, self.outdir / "runs")
         t0 = time.time()
         try:
-            train_opts = {k: v for k, v in opts.items() if k != "method"}
-            summary = training_loop.run(run_dir, {**train_opts, "duration": target / 1e6})
+            segment = {**{k: v for k, v in opts.items() if k != "method"}, "duration": target / 1e6}
+            summary = training_loop.run(run_dir, segment, **modalities.for_training(segment))
         except training_loop.NonFiniteLossError as e:
-            tqdm.tqdm.write(f"{m} seed {s} diverged; its curve stops here. {e}")
-            diverged.add((m, s))
-            continue
+            tqdm.tqdm.write(f"{method} seed {seed} diverged; its curve stops here. {e}")
+            return False
         t_train = time.time() - t0
         nimg, step, snapshot = summary["cur_nimg"], summary["global_step"], summary["snapshot"]
         del summary
@@ -1131,50 +1106,59 @@ def main(
                 f"the run is at {nimg} ({snapshot}); was the folder used with other settings?"
             )
         t0 = time.time()
-        scores = evaluate(snapshot)
+        scores = self.evaluate(snapshot)
         row = dict(
-            method=m,
-            seed=s,
+            method=method,
+            seed=seed,
             kex=f"{nimg / 1e3:.6g}",
-            target_kex=key(target),
+            target_kex=self.key(target),
             step=step,
             preset=opts["preset"],
             scheduler=opts["scheduler"],
             weighting=opts["weighting"],
-            snapshot=str(Path(snapshot).relative_to(outdir)),
+            snapshot=str(Path(snapshot).relative_to(self.outdir)),
             train_seconds=f"{t_train:.1f}",
             eval_seconds=f"{time.time() - t0:.1f}",
         )
-        new = [{**row, "metric": f"{v:.8g}", "metric_name": name} for name, v in scores.items()]
-        if len(new) == 1:
-            common.append_row(csv_path, new[0], FIELDS)
-        else:  # a point's rows land together, so a killed benchmark never holds half a point
-            common.write_rows(csv_path, common.read_rows(csv_path) + new, FIELDS)
-        if evaluate.directions != settings.get("metric_directions"):
-            settings["metric_directions"] = {**settings.get("metric_directions", {}), **evaluate.directions}
-            save_settings(outdir, settings)
+        self.write_rows(row, scores)
         tqdm.tqdm.write(
-            f"{m} seed {s}: {nimg / 1e3:g} kEx, "
+            f"{method} seed {seed}: {nimg / 1e3:g} kEx, "
             + ", ".join(f"{name} {v:.4g}" for name, v in scores.items())
             + f" (train {t_train:.0f} s, eval {float(row['eval_seconds']):.0f} s)"
         )
-        history = run_dir / "schedule.jsonl"
-        if history.is_file():  # InfoNoise's σ_p history beside the table (schedules.md); lossvar's (a table
-            with history.open() as f:  # every step, MBs, no σ_p) stays in its run folder
-                first = f.readline()
-            if '"sigma_p"' in first:
-                with atomic_write(outdir / f"{m}-s{s}-schedule.jsonl") as f:
-                    f.write(history.read_text())
-        if not keep_snapshots:
+        self.keep_schedule(run_dir, method, seed)
+        if not self.keep_snapshots:
+            from torch_utils import checkpoint
+
             for old in checkpoint.list_snapshots(run_dir)[:-1]:
                 old.unlink()
-    if diverged:
-        click.echo(f"Diverged (non-finite loss; rows stop at the last good evaluation): {sorted(diverged)}")
-    if list(metric_specs) == ["none"]:
-        click.echo(f"Trained every run to {budget_kex:g} kEx without scoring (--metric none): {outdir / 'runs'}")
-        return
-    click.echo(report(outdir, settings))
-    click.echo(f"Wrote {csv_path}, {outdir / 'table.md'}, {outdir / 'quality_vs_kex.png'}")
+        return True
+
+    def write_rows(self, row: dict, scores: dict[str, float]) -> None:
+        """One row per metric; a point's rows land together, so a killed benchmark never holds half a point.
+        A metric's direction, learned from its first scores, goes into benchmark.json."""
+        new = [{**row, "metric": f"{v:.8g}", "metric_name": name} for name, v in scores.items()]
+        if len(new) == 1:
+            common.append_row(self.csv_path, new[0], FIELDS)
+        else:
+            common.write_rows(self.csv_path, common.read_rows(self.csv_path) + new, FIELDS)
+        if self.evaluate.directions != self.settings.get("metric_directions"):
+            self.settings["metric_directions"] = {
+                **self.settings.get("metric_directions", {}),
+                **self.evaluate.directions,
+            }
+            save_settings(self.outdir, self.settings)
+
+    def keep_schedule(self, run_dir: Path, method: str, seed: int) -> None:
+        """InfoNoise's σ_p history beside the table (schedules.md); lossvar's (a table every step, MBs, no σ_p)
+        stays in its run folder."""
+        history = run_dir / "schedule.jsonl"
+        if history.is_file():
+            with history.open() as f:
+                first = f.readline()
+            if '"sigma_p"' in first:
+                with atomic_write(self.outdir / f"{method}-s{seed}-schedule.jsonl") as f:
+                    f.write(history.read_text())
 
 
 if __name__ == "__main__":

@@ -29,29 +29,10 @@ from torch import nn
 
 from dna.motifs import JASPAR_RELEASE, MotifScanner, gc_background, load_motifs
 from dna.sequences import SequenceDataset, index_to_onehot, read_sequences, to_index, validate
+from evaluation import spectra
 from evaluation.frechet import frechet_distance  # the project's one Fréchet distance (float64, scipy sqrtm)
+from evaluation.spectra import js_divergence, kl_divergence, total_variation  # noqa: F401 (dna.metrics' names)
 from torch_utils.files import atomic_write
-
-# ----------------------------------------------------------------------------------------------------
-# Distances between distributions.
-
-
-def kl_divergence(p: np.ndarray, q: np.ndarray) -> float:
-    """KL(p ‖ q) in nats for normalised, strictly positive q."""
-    p, q = np.asarray(p, np.float64), np.asarray(q, np.float64)
-    nz = p > 0
-    return float(np.sum(p[nz] * np.log(p[nz] / q[nz])))
-
-
-def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
-    """Jensen–Shannon divergence in bits (0 for equal, 1 for disjoint distributions)."""
-    m = 0.5 * (np.asarray(p, np.float64) + np.asarray(q, np.float64))
-    return max(0.5 * (kl_divergence(p, m) + kl_divergence(q, m)) / math.log(2), 0.0)
-
-
-def total_variation(p: np.ndarray, q: np.ndarray) -> float:
-    return float(0.5 * np.abs(np.asarray(p, np.float64) - np.asarray(q, np.float64)).sum())
-
 
 # ----------------------------------------------------------------------------------------------------
 # (a) motif content, (b) k-mer spectrum, (d) nearest training sequence.
@@ -70,24 +51,14 @@ def motif_distance(gen_counts: np.ndarray, ref_counts: np.ndarray, alpha: float 
 
 def kmer_frequencies(idx: np.ndarray, k: int) -> np.ndarray:
     """Forward-strand k-mer frequencies [4**k] of base indices [N, L]."""
-    idx = np.asarray(idx, dtype=np.int64)
-    code = np.zeros([idx.shape[0], idx.shape[1] - k + 1], dtype=np.int64)
-    for j in range(k):
-        code = code * 4 + idx[:, j : idx.shape[1] - k + 1 + j]
-    counts = np.bincount(code.ravel(), minlength=4**k).astype(np.float64)
-    return counts / counts.sum()
+    return spectra.kmer_frequencies(idx, k, 4)
 
 
 KMER_KS = (3, 4, 5, 6)
 
 
 def kmer_distance(gen_idx: np.ndarray, ref_idx: np.ndarray, ks=KMER_KS) -> dict:
-    out = {}
-    for k in ks:
-        p, q = kmer_frequencies(ref_idx, k), kmer_frequencies(gen_idx, k)
-        out[str(k)] = dict(js=js_divergence(p, q), tv=total_variation(p, q))
-    out["mean_js"] = float(np.mean([out[str(k)]["js"] for k in ks]))
-    return out
+    return spectra.kmer_distance(gen_idx, ref_idx, 4, ks)
 
 
 def nearest_identity(gen_idx: np.ndarray, train_idx: np.ndarray, chunk: int = 4096) -> np.ndarray:

@@ -54,7 +54,7 @@ import time
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -352,6 +352,15 @@ DETECTORS = {
         for name, file in LENET_FILES.items()
     },
 }
+
+
+def auto_detector(shape: Sequence[int]) -> str:
+    """The domain detector for a data shape: LeNet-digits for 8×8-ish grey images, LeNet-MNIST for
+    larger grey ones, Inception for colour. (Every detector resizes, so all of them accept any size.)"""
+    channels, res = int(shape[0]), int(shape[-1])
+    if channels == 3:
+        return "inception"
+    return "lenet-digits" if res <= 16 else "lenet-mnist"
 
 
 def get_detector(name: str, device: torch.device | str = "cpu", inception_weights: str | None = None) -> Detector:

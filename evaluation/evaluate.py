@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import torch
 
+from datafiles.images import ImageFolderDataset
 from evaluation.detectors import Detector, get_detector
 from evaluation.frechet import check_image_shape, check_reference, compute_stats, frechet_distance, load_stats
 from sampling.generation import (
@@ -55,7 +56,8 @@ def evaluate_snapshot(
 
     net_or_path: a snapshot path (its EMA weights and saved profile are used) or an already loaded
     network (then `profile` is the only profile). profile: an information profile for InfoGrid that
-    overrides the snapshot's; probe_data: a data set to probe one from (rank 0 probes, broadcasts).
+    overrides the snapshot's; probe_data: an image data set (folder or zip) to probe one from (rank 0 probes,
+    broadcasts).
     detector: default the one the reference was made with. binarize: threshold samples at mid-grey
     (two-valued data sets; a model of ±1 data is scored on its decoded, binary samples).
     Under torchrun every rank must call this: seeds are dealt over ranks, feature sums all-reduced,
@@ -93,7 +95,8 @@ def evaluate_snapshot(
     check_sample_memory(net, len(seeds), batch, keep=False)
     lo, hi = sigma_range(net, sigma_min, sigma_max, grid)
     if grid == "infogrid" and probe_data is not None:
-        profile = probe_network(net, probe_data, lo, hi, probe_samples, probe_bins, max(batch, 256), device=dev)
+        data = ImageFolderDataset(probe_data, use_labels=net.label_dim > 0)  # FD scores images only
+        profile = probe_network(net, data, lo, hi, probe_samples, probe_bins, max(batch, 256), device=dev)
     sigmas = build_sigmas(net, grid, steps, rho, lo, hi, profile, dev)
 
     def images():

@@ -12,18 +12,19 @@ import sys
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import scipy.linalg
 import torch
 import tqdm
 
+from datafiles.images import ImageFolderDataset
 from dnnlib.util import is_url
 from evaluation.detectors import Detector
+from models.network_source import local_file
 from torch_utils import distributed as dist
 from torch_utils.files import atomic_write
-from training.network_source import local_file
 
 
 class FeatureStats:
@@ -332,7 +333,7 @@ def _to_nchw(x: np.ndarray, layout: str | None, path) -> np.ndarray:
 
 
 def open_images(path: str | os.PathLike, max_size: int | None = None, seed: int = 0) -> torch.utils.data.Dataset:
-    """An image .npz, or anything training.dataset.open_dataset reads (a folder or .zip of images,
+    """An image .npz, or a folder or .zip of images as datafiles.images reads them (
     e.g. generate.py's PNG output). max_size: the first max_size of an .npz; a seeded random subset
     of a folder (EDM's convention)."""
     if not os.path.exists(path):
@@ -340,9 +341,7 @@ def open_images(path: str | os.PathLike, max_size: int | None = None, seed: int 
     if str(path).lower().endswith(".npz"):
         ds = NpzImages(path)
         return torch.utils.data.Subset(ds, range(min(len(ds), max_size))) if max_size is not None else ds
-    from training.dataset import open_dataset
-
-    ds = open_dataset(path, max_size=max_size, random_seed=seed, cache=False)
+    ds = ImageFolderDataset(path, max_size=max_size, random_seed=seed, cache=False)
     if len(getattr(ds, "data_shape", ())) != 3:
         raise ValueError(f"{path}: not image data (Fréchet distances need images)")
     return ds
@@ -376,3 +375,30 @@ def check_reference(refstats: dict, detector: Detector, ref_path: str | os.PathL
             f"{ref_path}: computed with other weights of detector {detector.name} "
             f"({refstats['fingerprint']} vs {detector.fingerprint}); recompute it with `fid.py ref`"
         )
+
+
+def reference_stats(
+    data: str,
+    detector: str,
+    cache_dir: str | os.PathLike,
+    max_size: int | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Reference statistics of a data set for `detector`, computed once and cached in `cache_dir`. The
+    cache key is the data file's whole name, its size and modification time (a data set rebuilt in place
+    is a new key), the subset size and the detector."""
+    from evaluation.detectors import get_detector
+
+    cache_dir = Path(cache_dir)
+    st = os.stat(data)
+    dest = (
+        cache_dir / f"ref-{Path(data).name}-{st.st_size}-{st.st_mtime_ns}-{max_size or 'all'}-{Path(detector).stem}.npz"
+    )
+    if dest.is_file():
+        return dest
+    log(f"reference statistics: {data} with {detector} → {dest}")
+    det = get_detector(detector, "cpu")
+    stats = dataset_stats(open_images(data, max_size=max_size), det, batch=256, workers=0, progress=False)
+    mu, sigma = stats.mean_cov()
+    save_stats(dest, mu, sigma, det.name, stats.count, det.fingerprint)
+    return dest

@@ -76,8 +76,8 @@ def check_sample_memory(net, seeds: int, batch: int, keep: bool) -> None:
 def load_network(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict | None]:
     """(EMA network in eval mode, the snapshot's information profile or None). `path`: a snapshot .pt, an
     EDM network pickle (.pkl, converted in memory without running code from it) or a URL to either."""
-    from training import networks
-    from training.network_source import open_snapshot
+    from models import networks
+    from models.network_source import open_snapshot
 
     snapshot = open_snapshot(path)
     net = networks.from_snapshot(snapshot, which="ema", device=device)

@@ -2,7 +2,8 @@
 
 The one probe of the project. `probe_profile` measures m̂(σ_k) = mean ‖D(x0 + σ_k·ε; σ_k) − x0‖² — the
 unweighted error InfoNoise collects online (§2) — on given data; `probe_network` does it for a network
-and a data set path, once, on rank 0, and hands every rank the same profile. InfoGrid (§6) of a
+and a data set (opened by the caller, e.g. `modalities.open_for_network`), once, on rank 0, and hands every
+rank the same profile. InfoGrid (§6) of a
 checkpoint trained with a fixed schedule, the offline diagnostic (analysis.diagnostics) and the audit
 all read profiles from here.
 """
@@ -10,21 +11,19 @@ all read profiles from here.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
 
+from datafiles.base import model_space
 from infonoise.information import log_sigma_grid
 from torch_utils import distributed as dist
 
 
 def _collect(data: torch.Tensor | Iterable, n_samples: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """First `n_samples` examples (model space) and their labels (or None) from a tensor or an iterable
-    of batches — tensors or (data, labels) tuples as a DataLoader over `open_dataset` yields them."""
-    from training.dataset import model_space
-
+    of batches — tensors or (data, labels) tuples as a DataLoader over a data set yields them."""
     if isinstance(data, torch.Tensor):
         return model_space(data[:n_samples]), None
     xs, ys = [], []
@@ -84,7 +83,7 @@ def probe_profile(
 
 def _probe_data(
     net,
-    path: str | os.PathLike,
+    ds: torch.utils.data.Dataset,
     sigma_min: float,
     sigma_max: float,
     num_samples: int = 128,
@@ -96,10 +95,7 @@ def _probe_data(
     """Profile for InfoGrid of a checkpoint without one (fixed training schedule): probe the network's
     unweighted error on `num_samples` seeded-random examples of the data set over `num_bins` log-σ bins
     (the scheduler's grid, docs/method.md §5), with fixed weights (docs/method.md §7, grids.probe_profile)."""
-    from training.dataset import open_dataset
-
-    kw = {"length": net.data_shape[-1]} if len(net.data_shape) == 2 else {}
-    ds = open_dataset(path, use_labels=net.label_dim > 0, **kw)
+    path = getattr(ds, "path", "the probe data")
     if tuple(ds.data_shape) != tuple(net.data_shape):
         raise ValueError(
             f"{path}: data shape {tuple(ds.data_shape)} does not match the network's {tuple(net.data_shape)}"
@@ -121,7 +117,7 @@ def _probe_data(
 
 def probe_network(
     net,
-    data_path: str | os.PathLike,
+    data: torch.utils.data.Dataset,
     sigma_min: float,
     sigma_max: float,
     num_samples: int = 128,
@@ -130,18 +126,16 @@ def probe_network(
     seed: int = 0,
     device="cpu",
 ) -> dict:
-    """The profile of `net` on `num_samples` seeded-random examples of the data set at `data_path`, over
+    """The profile of `net` on `num_samples` seeded-random examples of the data set `data`, over
     `num_bins` log-σ bins of [σ_min, σ_max] (the scheduler's grid, §5). Under torchrun, rank 0 probes and
     broadcasts, so every rank builds the same InfoGrid; a failure on rank 0 travels as NaNs, so the other
     ranks stop too instead of waiting forever."""
     if not dist.is_distributed():
-        return _probe_data(net, data_path, sigma_min, sigma_max, num_samples, num_bins, batch_size, seed, device)
+        return _probe_data(net, data, sigma_min, sigma_max, num_samples, num_bins, batch_size, seed, device)
     mmse, error = torch.full([num_bins], math.nan, dtype=torch.float64), None
     if dist.get_rank() == 0:
         try:
-            mmse = _probe_data(net, data_path, sigma_min, sigma_max, num_samples, num_bins, batch_size, seed, device)[
-                "mmse"
-            ]
+            mmse = _probe_data(net, data, sigma_min, sigma_max, num_samples, num_bins, batch_size, seed, device)["mmse"]
         except Exception as e:  # re-raised below, after the other ranks have been told
             error = e
     mmse = dist.broadcast(mmse.to(device), src=0).cpu()

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
+from models.networks import build_network
 from torch_utils import distributed as du
 from training.loss import DenoisingLoss
-from training.networks import build_network
 from training.training_loop import _allreduce_sum_hook
 
 du.init("cpu")

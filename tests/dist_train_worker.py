@@ -10,6 +10,7 @@ import sys
 
 import torch
 
+import modalities
 from torch_utils import distributed as du
 from training import options, training_loop
 
@@ -36,7 +37,8 @@ flags = dict(
     scheduler="infonoise",
     scheduler_kwargs=dict(warmup_steps=2, refresh_every=2, min_count=1, num_bins=4, floor=0.5),
 )
-summary = training_loop.run(run_dir, options.resolve(None, flags, du.get_world_size()))
+opts = options.resolve(None, flags, du.get_world_size())
+summary = training_loop.run(run_dir, opts, **modalities.for_training(opts))
 sched = summary["scheduler"]
 torch.save(
     {

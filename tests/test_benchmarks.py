@@ -377,6 +377,7 @@ def test_oracle_method_probes_a_mature_snapshot_and_fixes_its_allocation(bench, 
 
     import torch
 
+    import modalities
     from sampling.generation import load_network
     from sampling.probe import probe_network
 
@@ -391,7 +392,7 @@ def test_oracle_method_probes_a_mature_snapshot_and_fixes_its_allocation(bench, 
     invoke(ttt.main, args)
     prof = json.loads((oracle / "oracle-profile.json").read_text())
     net, _ = load_network(snap)
-    want = probe_network(net, data, 0.002, 80.0, ttt.ORACLE_SAMPLES, seed=0)
+    want = probe_network(net, modalities.open_for_network(data, net), 0.002, 80.0, ttt.ORACLE_SAMPLES, seed=0)
     assert prof["source"] == str(snap) and torch.equal(torch.tensor(prof["mmse"], dtype=torch.float64), want["mmse"])
     records = [json.loads(line) for line in (oracle / "runs" / "infonoise-oracle-s0" / "schedule.jsonl").open()]
     assert [(r["step"], r["refresh"]) for r in records] == [(0, 1)]

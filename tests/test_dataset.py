@@ -1,4 +1,4 @@
-"""training/dataset.py on tiny EDM-format data sets written here byte by byte (not by dataset_tool.py,
+"""datafiles/images.py on tiny EDM-format data sets written here byte by byte (not by dataset_tool.py,
 so a bug shared by writer and reader cannot hide): exact pixels, labels and the clear errors."""
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ import PIL.Image
 import pytest
 import torch
 
+from datafiles.base import model_space
+from datafiles.images import ImageFolderDataset
+from modalities import open_dataset
 from tests.conftest import _png, write_edm  # noqa: F401  (the one EDM-format writer)
-from training.dataset import ImageFolderDataset, model_space, open_dataset
 
 
 def _images(n: int, h: int, w: int, c: int, seed: int = 0) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""dataset_tool.py: every source becomes a data set that training/dataset.py loads with the exact
+"""dataset_tool.py: every source becomes a data set that datafiles/images.py loads with the exact
 pixels and labels of the source; transforms are exact; failures are one-line errors and never leave
 anything under --dest. All inputs are tiny files written here (or data a dependency ships)."""
 
@@ -23,7 +23,8 @@ import torch
 from click.testing import CliRunner
 
 import dataset_tool
-from training.dataset import ImageFolderDataset, model_space
+from datafiles.base import model_space
+from datafiles.images import ImageFolderDataset
 
 REPO = Path(__file__).resolve().parents[1]
 FASHION = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist, if installed

@@ -202,9 +202,9 @@ def test_cli_prints_tv_and_writes_outputs(tmp_path, binary_data):
 def test_probed_checkpoint(tmp_path, binary_data):
     """--checkpoint: the probed profile (sampling.grids.probe_profile) goes through the same pipeline
     and is compared with the oracle (docs/method.md §7: report the distance to both references)."""
+    from models.networks import build_network
     from torch_utils import checkpoint
 
-    build_network = pytest.importorskip("training.networks").build_network
     net = build_network(
         "ddpmpp", data_shape=[1, 8, 8], model_channels=8, channel_mult=[1, 2], num_blocks=1, attn_resolutions=[]
     )

@@ -99,11 +99,14 @@ def test_max_size_is_a_seeded_subset(tmp_path):
 
 
 def test_open_dataset_dispatches_sequence_files(tmp_path):
-    from training.dataset import open_dataset
+    import modalities
+    from dna.sequences import DNA
+    from modalities.dna import DNA as DNA_MODALITY
 
     write_fasta(tmp_path / "o.fasta", random_seqs(4, 200), labels=["a", "b", "a", "b"])
-    ds = open_dataset(tmp_path / "o.fasta", use_labels=True, max_size=None, random_seed=0)
-    assert isinstance(ds, SequenceDataset) and ds.data_shape == (4, 200) and ds.label_dim == 2
+    ds = modalities.open_dataset(tmp_path / "o.fasta", use_labels=True, max_size=None, random_seed=0)
+    assert modalities.for_data(tmp_path / "o.fasta") is DNA_MODALITY
+    assert ds.alphabet is DNA and ds.data_shape == (4, 200) and ds.label_dim == 2
 
 
 @pytest.mark.parametrize(
@@ -111,11 +114,11 @@ def test_open_dataset_dispatches_sequence_files(tmp_path):
     [
         (">a|K\nACGT\n>b|K\nACXT\n", {}, r":4: invalid character 'X' at column 3.*fix or remove"),
         (">a|K\nACGT\n>b|K\nACG\n", dict(length=4), r":3: sequence has length 3, expected 4; trim or pad"),
-        (">a|K\nACGT\n>b|K\nACNT\n", dict(length=4), r":3: invalid base 'N' at position 3.*skip_n=True"),
+        (">a|K\nACGT\n>b|K\nACNT\n", dict(length=4), r":3: invalid letter 'N' at position 3.*skip_unknown=True"),
         (
             ">a|K\nACGT\n>b\nACGT\n",
             dict(length=4, use_labels=True),
-            r":3: no cell-type label in header '>b'.*'>id\|celltype'",
+            r":3: no class label in header '>b'.*'>id\|label'",
         ),
         ("", {}, r": the file is empty"),
         ("\n\n", {}, r": the file is empty"),
@@ -123,10 +126,10 @@ def test_open_dataset_dispatches_sequence_files(tmp_path):
         (
             "sequence\tother\nACGT\tx\n",
             dict(length=4, use_labels=True),
-            r":1: labels were requested but the header has no cell-type column",
+            r":1: labels were requested but the header has no label column",
         ),
         ("sequence\tcell_type\nACGT\tK\nACGT\n", dict(length=4), r":3: 1 fields but the header has 2"),
-        ("sequence\tcell_type\nACGT\tK\nAC-T\tK\n", dict(length=4), r":3: invalid base '-' at position 3"),
+        ("sequence\tcell_type\nACGT\tK\nAC-T\tK\n", dict(length=4), r":3: invalid letter '-' at position 3"),
         ("seq\tlabel\nACGT\tK\n", {}, r":1: not FASTA.*no 'sequence' column"),
         ("ACGT\n>a\nACGT\n", {}, r":2: not a DNA sequence in a one-sequence-per-line file"),
         (">a\n\n>b\nACGT\n", {}, r":1: FASTA record .* has no sequence"),
@@ -142,10 +145,10 @@ def test_loader_errors_name_file_line_and_fix(tmp_path, text, kw, match):
     assert msg.startswith(str(p)) and "\n" not in msg
 
 
-def test_skip_n_drops_records(tmp_path):
+def test_skip_unknown_drops_records_with_n(tmp_path):
     p = tmp_path / "n.fa"
     p.write_text(">a|K\nACGT\n>b|H\nANGT\n>c|H\nTTTT\n")
-    ds = SequenceDataset(p, length=4, use_labels=True, skip_n=True)
+    ds = SequenceDataset(p, length=4, use_labels=True, skip_unknown=True)
     assert ds.sequences == ["ACGT", "TTTT"] and ds.label_names == ["H", "K"]
 
 

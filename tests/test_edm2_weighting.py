@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import torch
 
+from models.networks import build_network, from_snapshot
 from tests.conftest import train_tiny, write_image_dataset
 from torch_utils import checkpoint
 from training.loss import DenoisingLoss, uncertainty_weighted
-from training.networks import build_network, from_snapshot
 
 KW = dict(data_shape=[1, 8, 8], model_channels=8, channel_mult=[1, 2], num_blocks=1, attn_resolutions=[], dropout=0.0)
 

@@ -16,11 +16,11 @@ from click.testing import CliRunner
 
 import generate
 import train
+from models import import_edm
+from models.networks import build_network
 from sampling.generation import load_network
 from tests.conftest import write_image_dataset
 from torch_utils import checkpoint
-from training import import_edm
-from training.networks import build_network
 
 MARKER = Path("/tmp/infonoise-edm-pwned")
 EDM_KWARGS = dict(

@@ -15,9 +15,9 @@ import torch
 from click.testing import CliRunner
 
 import generate
+from models import import_edm, networks
 from sampling.generation import build_sigmas, generate_batches, load_network, to_uint8
 from tests.conftest import REPO
-from training import import_edm, networks
 
 DATA = REPO / "tests" / "data" / "edm"
 KINDS = {  # name: (arch, precond, label_dim)

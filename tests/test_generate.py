@@ -18,12 +18,13 @@ import torch
 from click.testing import CliRunner
 
 import generate
+import modalities
+from models.networks import build_network
 from sampling import generation
 from sampling.grids import edm_grid, infogrid_from_profile
 from sampling.probe import probe_network
 from schedulers.information import log_sigma_grid
 from torch_utils import checkpoint
-from training.networks import build_network
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(model_channels=16, channel_mult=[1, 2], num_blocks=1, attn_resolutions=[], dropout=0.0)
@@ -225,7 +226,7 @@ def test_cli_infogrid_by_probing(snaps, pngs, tmp_path):
     )
     assert r.exit_code == 0, r.output
     net, _ = generation.load_network(snaps["cond"])
-    profile = probe_network(net, pngs, 0.002, 80.0, 6, 16, 64)
+    profile = probe_network(net, modalities.open_for_network(pngs, net), 0.002, 80.0, 6, 16, 64)
     assert profile["mmse"].shape == (16,) and (profile["mmse"] > 0).all()
     ref = by_seed(net, [0, 1, 2], 3, infogrid_from_profile(4, profile, 0.002, 80.0), class_idx=1)
     data = np.load(npz)

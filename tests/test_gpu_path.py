@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
+from modalities import open_dataset
+from models.networks import build_network
 from tests.conftest import REPO, free_port, train_tiny, write_image_dataset
 from torch_utils import checkpoint
 from training import training_loop
-from training.dataset import open_dataset
 from training.loss import DenoisingLoss
-from training.networks import build_network
 from training.state import DataStream, StreamBatchSampler
 
 

@@ -18,10 +18,10 @@ import train
 from analysis import audit
 from evaluation.detectors import load_digit_data
 from evaluation.frechet import save_stats
+from models import import_edm
 from tests.conftest import write_image_dataset
 from tests.test_edm_pickles import DATA, edm_outputs
 from torch_utils import checkpoint
-from training import import_edm
 
 KIND = "edm-ddpmpp-uncond"  # EDM precond + DDPM++, 3x8x8, augment labels (like EDM's CIFAR-10 networks)
 # EDM's own generate.py spellings, as an EDM user types them (churn as in EDM's README).

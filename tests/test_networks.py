@@ -1,7 +1,6 @@
-"""training/networks.py: preconditioning formulas (exact), U-Net shapes/dtypes/gradients, registry
+"""models/networks.py: preconditioning formulas (exact), U-Net shapes/dtypes/gradients, registry
 errors, JSON-able construction and weight round trips. Tiny channel counts keep this file fast."""
 
-import importlib.util
 import io
 import json
 import math
@@ -9,9 +8,9 @@ import math
 import pytest
 import torch
 
+from models import networks
+from models.networks import ARCHS, PRECONDS, Arch, build_network, from_snapshot
 from torch_utils import checkpoint
-from training import networks
-from training.networks import ARCHS, PRECONDS, Arch, build_network, from_snapshot
 
 SIGMAS = [0.002, 0.0123, 0.2, 0.5, 1.0, 3.7, 25.0, 80.0]
 TINY = dict(model_channels=8, channel_mult=[1, 2, 2], num_blocks=1, attn_resolutions=[4], dropout=0.0)  # 8×8 levels
@@ -182,7 +181,6 @@ def test_unimportable_arch_is_a_clear_error(monkeypatch):
         build_network("ghost", data_shape=(4, 200))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("dna.model") is None, reason="training/dna.py not present")
 def test_dnaunet_through_the_registry():
     net = build_network("dnaunet", data_shape=(4, 16), model_channels=8, channel_mult=[1, 2], num_blocks=1, dropout=0.0)
     x = torch.randn(2, 4, 16)

@@ -29,9 +29,9 @@ import generate
 import schedulers
 import train
 from evaluation.frechet import save_stats
+from models import networks
 from tests.conftest import TINY_NET, write_image_dataset
 from torch_utils import checkpoint
-from training import networks
 
 SETTINGS = dict(
     deadline=None,

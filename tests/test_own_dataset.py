@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from benchmarks import common
 from benchmarks import time_to_target as ttt
 from evaluation import metrics
+from evaluation.frechet import reference_stats
 from tests.conftest import write_image_dataset
 
 
@@ -74,12 +75,12 @@ def test_reference_cache_key_is_the_whole_file(tmp_path):
     a = write_image_dataset(tmp_path / "ising16-T2.3.zip", n=8, res=8, labels=False, seed=0)[0]
     b = write_image_dataset(tmp_path / "ising16-T2.5.zip", n=8, res=8, labels=False, seed=1)[0]
     cache = tmp_path / "cache"
-    ra, rb = (common.reference_stats(str(p), "lenet-digits", cache, log=lambda m: None) for p in (a, b))
+    ra, rb = (reference_stats(str(p), "lenet-digits", cache, log=lambda m: None) for p in (a, b))
     assert ra != rb and ra.name.startswith("ref-ising16-T2.3.zip-") and rb.name.startswith("ref-ising16-T2.5.zip-")
-    assert common.reference_stats(str(a), "lenet-digits", cache, log=lambda m: None) == ra  # cached
+    assert reference_stats(str(a), "lenet-digits", cache, log=lambda m: None) == ra  # cached
     write_image_dataset(a, n=8, res=8, labels=False, seed=2)
     os.utime(a, ns=(os.stat(a).st_atime_ns, os.stat(a).st_mtime_ns + 10**9))
-    assert common.reference_stats(str(a), "lenet-digits", cache, log=lambda m: None) != ra
+    assert reference_stats(str(a), "lenet-digits", cache, log=lambda m: None) != ra
 
 
 def family(tmp_path, data):

@@ -1,57 +1,142 @@
-"""The house's rules (docs/architecture.md): every package imports on its own (no import cycles), no
-library module imports a command-line script, and nothing edits sys.path outside the tests."""
+"""The house's rules (docs/architecture.md): the layers, lowest first, and every import statement of every
+package and script with them — a package imports only itself and the packages listed before it, counting
+imports inside functions, relative imports and registry entries ('module:Class' strings); every package
+imports on its own (no module-level cycles); no library module imports a script; nothing edits sys.path
+outside the tests; the training loop imports no modality (it is handed what it needs)."""
 
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
 
-PACKAGES = [
-    "infonoise",
-    "schedulers",
-    "training",
-    "sampling",
-    "evaluation",
-    "dna",
-    "analysis",
-    "torch_utils",
-    "dnnlib",
-    "benchmarks",
-]
-SCRIPTS = {"train", "generate", "fid", "dataset_tool", "dna_tool"}
-# The lowest layers (docs/architecture.md) and what each may import of the project: nothing above them,
-# not even lazily inside a function (the registries' lazy imports are for training and up). The installed
-# library `infonoise` is the lowest of all.
-LOWEST = {
-    "infonoise": {"infonoise"},
-    "torch_utils": {"torch_utils", "infonoise"},
-    "dnnlib": {"dnnlib", "torch_utils", "infonoise"},
-}
+
+def layers(doc: Path = REPO / "docs" / "architecture.md") -> list[tuple[str, list[str]]]:
+    """The layer list, lowest first, as docs/architecture.md writes it in its ```layers block:
+    one floor a line, 'name: package package …'."""
+    block = re.search(r"```layers\n(.*?)```", doc.read_text(), re.S)
+    assert block, f"{doc}: no ```layers block"
+    floors = []
+    for line in block.group(1).splitlines():
+        if line.strip():
+            name, _, packages = line.partition(":")
+            floors.append((name.strip(), packages.split()))
+    return floors
+
+
 # What the installed library may import at all (pyproject.toml's dependencies), besides the standard library.
 LIBRARY_DEPENDENCIES = {"torch", "numpy", "scipy"}
 
 
-def modules():
-    return sorted(
-        ".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
-        for pkg in PACKAGES
-        for p in (REPO / pkg).rglob("*.py")
-    )
+ORDER = [pkg for _, packages in layers() for pkg in packages]  # a package may import those before it
+SCRIPTS = set(layers()[-1][1])
+PACKAGES = [p for p in ORDER if p not in SCRIPTS]
+REGISTRY_ENTRY = re.compile(r"([A-Za-z_]\w*(?:\.\w+)*):[A-Za-z_]\w*")  # "models.sequence_unet:SequenceUNet"
 
 
-def imported_names(path):
-    """Top-level names of every module `path` imports, anywhere in the file (lazy imports included)."""
-    tree = ast.parse(path.read_text(), filename=str(path))
-    for node in ast.walk(tree):
+def module_name(path: Path) -> str:
+    return ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+
+
+def modules() -> list[str]:
+    return sorted(module_name(p) for pkg in PACKAGES for p in (REPO / pkg).rglob("*.py"))
+
+
+def imports(source: str, module: str, is_package: bool = False):
+    """(line, imported module) for every import in `source` of `module`: module level and inside functions,
+    `from . import x` resolved against the module's package, registry entries 'pkg.mod:Name' and
+    importlib.import_module('pkg.mod') with a literal name."""
+    package = module if is_package else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
-            yield from (alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            yield node.module.split(".")[0]
+            yield from ((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
+            yield from ((node.lineno, base or alias.name) for alias in node.names)  # `from .. import pkg`
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            m = REGISTRY_ENTRY.fullmatch(node.value)
+            if m:
+                yield node.lineno, m.group(1)
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            yield node.lineno, node.args[0].value
+
+
+def upward_imports(source: str, path: str) -> list[str]:
+    """Each import in `source` (the file at `path`, relative to the repository) of a package listed after the
+    file's own package: 'path:line: pkg imports other, a layer above it'."""
+    module = path.removesuffix(".py").replace("/", ".").removesuffix(".__init__")
+    own = module.split(".")[0]
+    rank = {pkg: i for i, pkg in enumerate(ORDER)}
+    return [
+        f"{path}:{line}: {own} imports {name} ({target}), a layer above it"
+        for line, name in imports(source, module, path.endswith("__init__.py"))
+        if (target := name.split(".")[0]) in rank and rank[target] > rank[own]
+    ]
+
+
+def project_files() -> list[Path]:
+    return sorted([p for pkg in PACKAGES for p in (REPO / pkg).rglob("*.py")] + [REPO / f"{s}.py" for s in SCRIPTS])
+
+
+def test_layers_name_every_package_once():
+    """The layer list names each package and script of the repository exactly once."""
+    on_disk = {p.parent.name for p in REPO.glob("*/__init__.py")} | {p.stem for p in REPO.glob("*.py")}
+    assert len(ORDER) == len(set(ORDER)), ORDER
+    assert sorted(on_disk - {"tests"}) == sorted(ORDER)
+
+
+@pytest.mark.parametrize("path", project_files(), ids=lambda p: str(p.relative_to(REPO)))
+def test_no_import_runs_up_the_layers(path):
+    """Every import statement of the file (lazy ones inside functions, relative ones, registry entries)
+    names its own package or one on a lower layer."""
+    assert not upward_imports(path.read_text(), str(path.relative_to(REPO)))
+
+
+def test_an_upward_import_is_caught():
+    """The checker on sources that break the rule, one way each: a lazy import inside a function, a relative
+    import climbing out, a registry entry naming a higher package; and on the same code going down."""
+    lazy = textwrap.dedent(
+        """
+        def _collect(data):
+            from training import options  # sampling reaching up into the training loop's package
+            return options
+        """
+    )
+    assert upward_imports(lazy, "sampling/probe.py") == [
+        "sampling/probe.py:3: sampling imports training (training), a layer above it"
+    ]
+    assert upward_imports("from .. import modalities\n", "datafiles/images.py") == [
+        "datafiles/images.py:1: datafiles imports modalities (modalities), a layer above it"
+    ]
+    registry = 'ARCHS = {"dnaunet": ("dna.model:SequenceUNet", {})}\n'
+    assert upward_imports(registry, "models/networks.py") == [
+        "models/networks.py:1: models imports dna.model (dna), a layer above it"
+    ]
+    assert not upward_imports(lazy, "benchmarks/time_to_target.py")  # the harness may use the loop
+    assert not upward_imports("from . import information\n", "schedulers/infonoise.py")
+
+
+def test_the_training_loop_imports_no_modality():
+    """The loop is handed its data set and sample writer (modalities.for_training); it knows no kind of data."""
+    path = REPO / "training" / "training_loop.py"
+    names = {name.split(".")[0] for _, name in imports(path.read_text(), "training.training_loop")}
+    assert not names & {"modalities", "dna", "sampling", "evaluation"}, names
 
 
 def module_level_imports(path):
@@ -106,19 +191,8 @@ def test_no_library_module_imports_a_script(pkg):
     offenders = [
         f"{p.relative_to(REPO)} imports {name}"
         for p in sorted((REPO / pkg).rglob("*.py"))
-        for name in imported_names(p)
-        if name in SCRIPTS
-    ]
-    assert not offenders
-
-
-@pytest.mark.parametrize("pkg", LOWEST)
-def test_lowest_layers_import_nothing_above_them(pkg):
-    offenders = [
-        f"{p.relative_to(REPO)} imports {name}"
-        for p in sorted((REPO / pkg).rglob("*.py"))
-        for name in imported_names(p)
-        if name in set(PACKAGES) | SCRIPTS and name not in LOWEST[pkg]
+        for _, name in imports(p.read_text(), module_name(p), p.name == "__init__.py")
+        if name.split(".")[0] in SCRIPTS
     ]
     assert not offenders
 
@@ -146,6 +220,16 @@ def test_no_sys_path_edits_outside_tests():
                 or e.startswith("sys.path.insert(0, str(Path(__file__)")
                 for e in edits
             ), (p, edits)
+
+
+def imported_names(path):
+    """Top-level names of every module `path` imports, anywhere in the file (lazy imports included)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.module.split(".")[0]
 
 
 def test_library_imports_only_its_dependencies():

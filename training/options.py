@@ -30,7 +30,7 @@ DEFAULTS = dict(
     cond=False,
     xflip=False,
     max_size=None,
-    arch="ddpmpp",
+    arch=None,  # None: the network that suits the data's modality (images: ddpmpp, sequences: dnaunet)
     precond="edm",
     network_kwargs={},
     dropout=None,
@@ -433,7 +433,7 @@ def transfer_network(opts: dict, flags: dict, data_shape, label_dim: int) -> dic
     """The network options of a --transfer run: the source network's (architecture, shape, σ range, every
     model option), with --dropout applied; the data, --cond, --augment and --weighting must fit it.
     Explicit --arch/--precond/--cbase/--cres/--net-opt that differ from it are errors (it fixes the shape)."""
-    from training.network_source import open_snapshot
+    from models.network_source import open_snapshot
 
     source = opts["transfer"]
     try:
@@ -507,8 +507,8 @@ def scheduler_context(opts: dict, endpoint: str | None = None) -> dict:
 
 def resolve(preset: str | None, flags: dict, world_size: int = 1) -> dict:
     """DEFAULTS ← preset ← flags, validated; `network_kwargs` derived from the data set; `desc` named."""
+    import modalities
     import schedulers
-    from training.dataset import open_dataset
 
     opts = merge(preset, flags)
     check_types(opts, f"preset {preset}" if preset else "options")
@@ -519,13 +519,15 @@ def resolve(preset: str | None, flags: dict, world_size: int = 1) -> dict:
         )
     try:
         schedulers.scheduler_class(opts["scheduler"])  # unknown names fail here, listing the valid ones
+        modality = modalities.for_data(opts["data"])
     except ValueError as e:
         raise OptionError(str(e)) from None
+    opts["arch"] = opts["arch"] or modality.default_arch
     # Every value by its type first, then what needs the data (the network's shape) and the builds.
     check_network_options(opts["network_kwargs"], opts["arch"], opts["precond"])
     check_scheduler_options(opts["scheduler"], opts["scheduler_kwargs"])
     try:
-        dataset = open_dataset(opts["data"], use_labels=opts["cond"], max_size=opts["max_size"])
+        dataset = modality.open(opts["data"], use_labels=opts["cond"], max_size=opts["max_size"])
     except (FileNotFoundError, ValueError) as e:
         raise OptionError(str(e)) from None
     if opts["xflip"] and len(dataset.data_shape) != 3:  # it would be dropped without a word
@@ -582,7 +584,7 @@ def check_network_options(kwargs: dict, arch: str, precond: str) -> None:
     number finite; a count (an integer option) ≥ 1, or ≥ 0 where its default is 0, and a list whose default
     holds counts (channel_mult, attn_resolutions) holds counts; any other number ≥ 0, and a probability
     (…dropout) ≤ 1. Unknown names are left to build_network, which lists the valid ones."""
-    from training import networks
+    from models import networks
 
     for key in kwargs:
         if key in _DERIVED_NETWORK_KEYS:  # set from the data or another option: a value here would be overridden
@@ -631,7 +633,7 @@ def check_network(kwargs: dict, given: dict | None = None) -> None:
     network options the user set (named in the messages; default: all but the data's shape)."""
     import torch
 
-    from training import networks
+    from models import networks
 
     user = given if given is not None else {k: v for k, v in kwargs.items() if k not in ("data_shape", "label_dim")}
     try:

@@ -1,7 +1,9 @@
 """The training loop: data → σ from the scheduler → network → loss → scheduler statistics.
 
-One function, `run(run_dir, options)`, in the spirit of EDM's training_loop. It never knows the scheduler's
-formulas; it only calls sample / observe / step and saves state_dict / profile with every snapshot.
+One function, `run(run_dir, options, data=..., write_samples=...)`, in the spirit of EDM's training_loop. It
+never knows the scheduler's formulas; it only calls sample / observe / step and saves state_dict / profile with
+every snapshot. Nor does it know the kind of data: the caller hands it the data set and the writer of a
+snapshot's samples (`modalities.for_training(options)`), so the loop imports no modality.
 Resuming: the latest snapshot in the run directory restores network, EMA, optimizer, scheduler, data
 position and every RNG, so a stopped-and-restarted run continues the same trajectory.
 """
@@ -14,19 +16,25 @@ import errno
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import tqdm
 
 import schedulers
+from datafiles.base import as_tensor, model_space
+from models import networks
 from torch_utils import checkpoint
 from torch_utils import distributed as du
-from training import networks, run_files
 from training import options as opt
-from training.dataset import as_tensor, model_space, open_dataset
+from training import run_files
 from training.loss import DenoisingLoss
 from training.state import DataStream, StreamBatchSampler, TrainingState
+
+# Writes `count` samples of the EMA network to `stem` + its kind's suffix: (net, stem, count, seed, device,
+# label_names) -> the file or None. The data's modality provides it (modalities.base.Modality.write_snapshot_samples).
+SampleWriter = Callable[[torch.nn.Module, Path, int, int, torch.device, "list[str] | None"], "Path | None"]
 
 
 class TrainingError(RuntimeError):
@@ -63,45 +71,12 @@ def _ema_update(ema: torch.nn.Module, net: torch.nn.Module, beta: float) -> None
             b_ema.copy_(b_net)
 
 
-def _write_samples(
-    ema: torch.nn.Module, run_dir: Path, name: str, num: int, seed: int, device, label_names: list[str] | None = None
-) -> Path | None:
-    """EMA samples at a snapshot: a PNG grid for images, FASTA for sequences (plain Heun, EDM grid)."""
-    from sampling.grids import edm_grid
-    from sampling.solvers import sample_heun
-
-    if num <= 0:
-        return None
-    gen = torch.Generator().manual_seed(seed)
-    latents = torch.randn([num, *ema.data_shape], generator=gen).to(device)
-    labels = None
-    if ema.label_dim:
-        labels = torch.eye(ema.label_dim, device=device)[torch.arange(num) % ema.label_dim]
-    sigmas = edm_grid(18, sigma_min=ema.sigma_min, sigma_max=ema.sigma_max).to(device)
-    with torch.no_grad():
-        x = sample_heun(lambda x, s: ema(x, s.expand(x.shape[0]), labels), latents * sigmas[0], sigmas)
-    if len(ema.data_shape) == 2:  # sequences
-        from dna.sequences import write_fasta
-
-        path = run_dir / f"{name}.fasta"
-        write_fasta(
-            path, x.cpu(), labels=None if labels is None else labels.argmax(1).tolist(), label_names=label_names
-        )
-        return path
-    from sampling.image_grid import save_image_grid
-
-    images = (x * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu()
-    path = run_dir / f"{name}.png"
-    save_image_grid(images, path)
-    return path
-
-
 def _transfer(net: torch.nn.Module, source: str) -> dict:
     """Load --transfer's training weights into `net` and return its EMA weights (an EDM pickle holds only its
     EMA: both). Left out: the source's augment mapping or uncertainty head when the run does not use them
     (training.options.transfer_network); kept fresh: an uncertainty head the source lacks (--weighting edm2).
     TrainingError for anything else that does not fit."""
-    from training.network_source import open_snapshot
+    from models.network_source import open_snapshot
 
     try:
         snapshot = open_snapshot(source)
@@ -203,282 +178,341 @@ def _resume(run_dir: Path, st: TrainingState, batch_per_rank: int, log, files: t
     return resume
 
 
-def run(run_dir: str | Path, options: dict, *, stop_after_steps: int | None = None) -> dict:
+def run(
+    run_dir: str | Path,
+    options: dict,
+    *,
+    data: torch.utils.data.Dataset,
+    write_samples: SampleWriter | None = None,
+    stop_after_steps: int | None = None,
+) -> dict:
     """Train until `duration` Mimg (or `stop_after_steps` optimizer steps in this call, for tests).
 
     `options`: resolved training options (training.options.resolve), every one present and nothing
-    else; each part is built from its own group (training.options.groups). Returns a summary dict
-    (final kimg, steps, snapshot path). Rank 0 writes everything.
+    else; each part is built from its own group (training.options.groups). `data`: the training set, items
+    in model space or uint8 pixels; `write_samples(net, stem, count, seed, device, label_names)`: writes
+    `count` samples of the EMA network at each snapshot (none if None). Returns a summary dict (final kimg,
+    steps, snapshot path). Rank 0 writes everything.
     """
     opt.check_complete(options)
     g = opt.groups(options)
-    duration, batch, batch_gpu, tick, snap, sample_grid, seed, device = g["run"].values()
-    precision, tf32, cudnn_benchmark, channels_last, compile_net = g["speed"].values()
-    lr, lr_rampup, grad_clip = g["optimizer"].values()
-    ema, ema_rampup = g["ema"].values()
-    dev = du.init(device)
-    rank, world = du.get_rank(), du.get_world_size()
-    run_dir = Path(run_dir)
-    batch_gpu_total = batch // world
-    batch_gpu = batch_gpu or batch_gpu_total
-    if batch % world or batch_gpu_total % batch_gpu:
-        raise ValueError(f"--batch {batch} must split evenly over {world} processes and --batch-gpu {batch_gpu}.")
-    rounds = batch_gpu_total // batch_gpu
-    if dev.type == "cuda":  # the usual switches; none of them exists on CPU
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
-        torch.backends.cudnn.benchmark = cudnn_benchmark
+    training = _Training(Path(run_dir), options, g, data, write_samples)
+    steps_this_call, done = 0, training.done
+    while not done:
+        training.step()
+        steps_this_call += 1
+        done = training.done
+        stopping = stop_after_steps is not None and steps_this_call >= stop_after_steps
+        tick_ends = done or training.tick_is_over()
+        if not tick_ends and not stopping:
+            continue
+        training.check_finite()  # a diverged run stops here, before any snapshot of its weights
+        if not tick_ends:  # a stop in the middle of a tick: the tick so far goes into a resume point
+            training.stop_mid_tick(steps_this_call)
+            break
+        training.end_tick(snapshot=done or training.on_snapshot_grid(), resume_point=stopping)
+        if stopping:
+            break
+    return training.finish(done)
 
-    # Data, network, loss, scheduler. Same seed on every rank → identical initial parameters.
-    du.print0(f"Opening the data set {g['data']['path']}...")
-    dataset = open_dataset(**g["data"])
-    du.print0(f"Building the network ({g['network'].get('arch')}, {g['network'].get('precond')} preconditioning)...")
-    torch.manual_seed(seed)
-    net = networks.build_network(**g["network"]).to(dev).train().requires_grad_(True)
-    image_net = channels_last and len(g["network"]["data_shape"]) == 3  # oneDNN on CPU likes it too (RESULTS §2b)
-    if image_net:
-        net = net.to(memory_format=torch.channels_last)
-    transfer = options["transfer"] if not checkpoint.list_snapshots(run_dir) else None  # a resumed run has its own
-    if transfer:
-        ema_state = _transfer(net, transfer)
-    ema_net = copy.deepcopy(net).eval().requires_grad_(False)
-    if transfer:
-        ema_net.load_state_dict(ema_state)
-    # Fused Adam on CUDA (one kernel for all tensors); on CPU the default, whose bits the benchmark tables hold.
-    fused = dev.type == "cuda" or None
-    optimizer = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8, fused=fused)
-    loss_fn = DenoisingLoss(**g["loss"])
-    context = g["scheduler"]["context"]
-    if context["endpoint"] == "auto":
-        context["endpoint"] = "discrete" if getattr(dataset, "is_binary", False) else "continuous"
-    # The data themselves, for a scheduler that reads them (InfoNoise's coordinate-wise Bayes cap); read only if asked.
-    data_fn = lambda: as_tensor(dataset, limit=20_000)  # noqa: E731
-    sched = schedulers.build(g["scheduler"]["name"], {**context, "training_data": data_fn}, **g["scheduler"]["options"])
-    model = _step_model(net, dev, world, compile_net)
-    amp = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    scaler = torch.amp.GradScaler(dev.type, enabled=precision == "fp16")  # fp16: overflowing steps skipped
 
-    # Per-rank randomness: noise and dropout (global torch RNG), σ draws, data order.
-    torch.manual_seed(seed * 1000003 + rank)
-    sigma_gen = torch.Generator().manual_seed(seed * 1000003 + rank + 7919)
-    stream = DataStream(len(dataset), seed, rank, world)
-    st = TrainingState(net, ema_net, optimizer, sched, sigma_gen, stream)
+class _Training:
+    """One call of `run`: the parts built from the options (devices, network and EMA, optimizer, loss,
+    scheduler), the per-rank random streams and the resumed state, the run folder's files, and the tick being
+    summed. `step` is one optimizer step; a tick ends in `end_tick` (statistics, log line, snapshot)."""
 
-    stats_path, sched_path, log_path = run_dir / "stats.jsonl", run_dir / "schedule.jsonl", run_dir / "log.txt"
+    def __init__(self, run_dir: Path, options: dict, g: dict, data, write_samples: SampleWriter | None):
+        self.run_dir, self.options, self.g, self.dataset, self.write_samples = run_dir, options, g, data, write_samples
+        self._devices(g)
+        self._build_parts(g, options["transfer"])
+        # Per-rank randomness: noise and dropout (global torch RNG), σ draws, data order.
+        seed = g["run"]["seed"]
+        torch.manual_seed(seed * 1000003 + self.rank)
+        self.sigma_gen = torch.Generator().manual_seed(seed * 1000003 + self.rank + 7919)
+        self.stream = DataStream(len(data), seed, self.rank, self.world)
+        self.st = TrainingState(self.net, self.ema_net, self.optimizer, self.sched, self.sigma_gen, self.stream)
+        self.files = (run_dir / "stats.jsonl", run_dir / "schedule.jsonl", run_dir / "log.txt")
+        self.bar = _progress_bar(g["run"]["duration"], self.rank)
+        self.last_snapshot = _resume(run_dir, self.st, self.batch_gpu_total, self.log, self.files)
+        self.bar.initial = self.bar.n = self.st.cur_nimg / 1e3  # a resumed run's bar starts where it stands
+        self.total_nimg = round(g["run"]["duration"] * 1e6)
+        self._start_ticks(g)
 
-    # On a terminal, a progress bar over kimg with an ETA; elsewhere (a log file, a batch job) tick lines only.
-    bar = tqdm.tqdm(
-        total=round(duration * 1e3, 3),
-        unit="kimg",
-        disable=not (rank == 0 and _interactive()),
-        dynamic_ncols=True,
-        bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} kimg [{elapsed}<{remaining}]",
-    )
+    def _devices(self, g: dict) -> None:
+        """The device and the process group, the batch dealt over ranks and rounds, CUDA's switches."""
+        batch, batch_gpu = g["run"]["batch"], g["run"]["batch_gpu"]
+        self.dev = du.init(g["run"]["device"])
+        self.rank, self.world = du.get_rank(), du.get_world_size()
+        self.batch, self.batch_gpu_total = batch, batch // self.world
+        self.batch_gpu = batch_gpu or self.batch_gpu_total
+        if batch % self.world or self.batch_gpu_total % self.batch_gpu:
+            raise ValueError(
+                f"--batch {batch} must split evenly over {self.world} processes and --batch-gpu {self.batch_gpu}."
+            )
+        self.rounds = self.batch_gpu_total // self.batch_gpu
+        if self.dev.type == "cuda":  # the usual switches; none of them exists on CPU
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = g["speed"]["tf32"]
+            torch.backends.cudnn.benchmark = g["speed"]["cudnn_benchmark"]
 
-    def log(msg: str) -> None:
-        if rank == 0:
-            if bar.disable:
+    def _build_parts(self, g: dict, transfer: str | None) -> None:
+        """Network, EMA, optimizer, loss, scheduler. Same seed on every rank → identical initial parameters."""
+        dev, speed = self.dev, g["speed"]
+        arch, precond = g["network"].get("arch"), g["network"].get("precond")
+        du.print0(f"Building the network ({arch}, {precond} preconditioning)...")
+        torch.manual_seed(g["run"]["seed"])
+        self.net = networks.build_network(**g["network"]).to(dev).train().requires_grad_(True)
+        # channels-last: oneDNN on CPU likes it too (RESULTS §2b)
+        self.image_net = speed["channels_last"] and len(g["network"]["data_shape"]) == 3
+        if self.image_net:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        transfer = transfer if not checkpoint.list_snapshots(self.run_dir) else None  # a resumed run has its own
+        if transfer:
+            ema_state = _transfer(self.net, transfer)
+        self.ema_net = copy.deepcopy(self.net).eval().requires_grad_(False)
+        if transfer:
+            self.ema_net.load_state_dict(ema_state)
+        # Fused Adam on CUDA (one kernel for all tensors); on CPU the default, whose bits the benchmark tables hold.
+        lr, fused = g["optimizer"]["lr"], dev.type == "cuda" or None
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8, fused=fused)
+        self.loss_fn = DenoisingLoss(**g["loss"])
+        self.context = context = g["scheduler"]["context"]
+        if context["endpoint"] == "auto":
+            context["endpoint"] = "discrete" if getattr(self.dataset, "is_binary", False) else "continuous"
+        # The data themselves, for a scheduler that reads them (InfoNoise's Bayes cap); read only if asked.
+        data_fn = lambda: as_tensor(self.dataset, limit=20_000)  # noqa: E731
+        self.sched = schedulers.build(
+            g["scheduler"]["name"], {**context, "training_data": data_fn}, **g["scheduler"]["options"]
+        )
+        self.model = _step_model(self.net, dev, self.world, speed["compile"])
+        self.amp = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[speed["precision"]]
+        self.scaler = torch.amp.GradScaler(dev.type, enabled=speed["precision"] == "fp16")  # fp16: overflows skipped
+
+    def _start_ticks(self, g: dict) -> None:
+        """The opening log line; the data loader, created after the resume so that it starts where the run
+        stands; the tick's sums (a stopped tick's so far, on the device: the step never waits for the host)."""
+        st, run, duration = self.st, g["run"], g["run"]["duration"]
+        self.log(
+            f"Training {sum(p.numel() for p in self.net.parameters()) / 1e6:.2f} M parameters on {self.world} x "
+            f"{self.dev.type}; scheduler {self.sched!r}, weighting {g['loss']['weighting']}, endpoint "
+            f"{self.context['endpoint']}, batch {self.batch} ({self.rounds} round(s) of {self.batch_gpu}/process), "
+            f"for {duration * 1e3:g} kimg."
+        )
+        self.tick_start_nimg, self.tick_start_time, self.start_time = st.tick_start_nimg, time.time(), time.time()
+        self.loader = _loader(self.dataset, self.stream, self.batch_gpu, g["loader"]["workers"], self.dev, run["seed"])
+        self.tick_sums = st.tick_partial[:2].to(self.dev).clone()  # weighted loss, error
+        self.tick_count, self.loader_seconds = int(st.tick_partial[2]), 0.0  # loader: host time waited this tick
+
+    @property
+    def done(self) -> bool:
+        return self.st.cur_nimg >= self.total_nimg
+
+    def tick_is_over(self) -> bool:
+        return self.st.cur_nimg >= self.tick_start_nimg + self.g["run"]["tick"] * 1e3
+
+    def on_snapshot_grid(self) -> bool:
+        """Whether the tick just ended is one of every `snap` (read before end_tick counts it)."""
+        snap = self.g["run"]["snap"]
+        return bool(snap and self.st.cur_tick % snap == 0)
+
+    def log(self, msg: str) -> None:
+        if self.rank == 0:
+            if self.bar.disable:
                 print(msg, flush=True)
             else:
                 tqdm.tqdm.write(msg)
-            with open(log_path, "a") as f:
+            with open(self.files[2], "a") as f:
                 f.write(msg + "\n")
 
-    resume = _resume(run_dir, st, batch_gpu_total, log, (stats_path, sched_path, log_path))
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        t0 = time.perf_counter()
+        x, labels = next(self.loader)
+        self.loader_seconds += time.perf_counter() - t0
+        self.stream.position += self.batch_gpu  # consumed (the loader may have read ahead)
+        x = model_space(x.to(self.dev, non_blocking=True))
+        if self.image_net:
+            x = x.contiguous(memory_format=torch.channels_last)
+        labels = labels.to(self.dev, non_blocking=True)
+        return x, (labels if labels.shape[1] > 0 else None)
 
-    bar.initial = bar.n = st.cur_nimg / 1e3  # a resumed run's bar starts where it stands
+    def step(self) -> None:
+        """One optimizer step over `rounds` micro-batches (DDP reduces the gradients on the last one only), then
+        the counters, the EMA and the scheduler's step (a refresh is recorded in schedule.jsonl)."""
+        st, sched, dev, optimizer, scaler = self.st, self.sched, self.dev, self.optimizer, self.scaler
+        optimizer.zero_grad(set_to_none=True)
+        for r in range(self.rounds):
+            sync = self.model.no_sync() if self.world > 1 and r < self.rounds - 1 else contextlib.nullcontext()
+            with sync:
+                x0, labels = self.next_batch()
+                sigma = sched.sample(self.batch_gpu, generator=self.sigma_gen)
+                with torch.autocast(dev.type, dtype=self.amp, enabled=self.amp is not None):
+                    loss, error = self.loss_fn(self.model, x0, sigma.to(dev, non_blocking=True), labels)
+                observed = loss.detach() if sched.observes == "loss" else error
+                if (weight := sched.importance(sigma)) is not None:  # an importance-sampling schedule
+                    loss = loss * weight.to(dev, non_blocking=True)
+                scaler.scale(loss.sum() / self.batch).backward()
+            sched.observe(sigma, observed)
+            self.tick_sums += torch.stack([loss.detach().double().sum(), error.double().sum()])
+            self.tick_count += self.batch_gpu
+        lr, lr_rampup, grad_clip = self.g["optimizer"].values()
+        if grad_clip:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), grad_clip)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * min(st.cur_nimg / max(lr_rampup * 1e6, 1e-8), 1)
+        scaler.step(optimizer)  # fp16: a step whose gradients overflowed is skipped and the scale lowered
+        scaler.update()
+        st.cur_nimg += self.batch
+        st.global_step += 1
+        self.bar.update(self.batch / 1e3)
+        self._update_ema()
+        record = sched.step(st.global_step)
+        if record is not None and self.rank == 0:
+            with open(self.files[1], "a") as f:
+                f.write(json.dumps({"step": st.global_step, "kimg": st.cur_nimg / 1e3, **record}) + "\n")
 
-    def check_finite() -> None:
+    def _update_ema(self) -> None:
+        """EMA with a half-life of `ema` Mimg, ramped up with the examples seen (EDM's ema_rampup)."""
+        halflife_nimg, rampup = self.g["ema"]["halflife"] * 1e6, self.g["ema"]["rampup"]
+        halflife = halflife_nimg if rampup is None else min(halflife_nimg, self.st.cur_nimg * rampup)
+        _ema_update(self.ema_net, self.net, 0.5 ** (self.batch / max(halflife, 1e-8)))
+
+    def check_finite(self) -> None:
         """Non-finite losses or weights (every rank decides alike), or an fp16 loss scale that collapsed
         (every step overflowing): the run stops with the last good snapshot named."""
+        st, scaler = self.st, self.scaler
         # fp16: an overflowing step was skipped by the scaler (its loss may be inf); the weights tell
-        bad = torch.zeros((), dtype=torch.bool, device=dev) if scaler.is_enabled() else ~torch.isfinite(tick_sums).all()
-        for p in net.parameters():
+        if scaler.is_enabled():
+            bad = torch.zeros((), dtype=torch.bool, device=self.dev)
+        else:
+            bad = ~torch.isfinite(self.tick_sums).all()
+        for p in self.net.parameters():
             bad = bad | ~torch.isfinite(p).all()
         bad = du.all_reduce_sum(bad.to(torch.float64).reshape(1).cpu()).item() > 0
         if bad or (scaler.is_enabled() and scaler.get_scale() < 2.0**-24):
             msg = (
                 f"Non-finite loss/gradient by step {st.global_step} ({st.cur_nimg / 1e3:.1f} kimg): training "
-                f"stopped. The last good snapshot is {last_snapshot or 'none (no snapshot yet)'}. Options that can "
-                f"cause it: {opt.nonfinite_causes(options)}; or the data. Re-run the same command after changing one."
+                f"stopped. The last good snapshot is {self.last_snapshot or 'none (no snapshot yet)'}. Options that "
+                f"can cause it: {opt.nonfinite_causes(self.options)}; or the data. Re-run the same command after "
+                f"changing one."
             )
-            log(msg)
+            self.log(msg)
             raise NonFiniteLossError(msg)
 
-    total_nimg = round(duration * 1e6)
-    ema_halflife_nimg = ema * 1e6
+    def _tick_totals(self) -> torch.Tensor:
+        return torch.cat([self.tick_sums.cpu(), torch.tensor([float(self.tick_count)], dtype=torch.float64)])
 
-    def save_snapshot(resume_point: bool = False) -> Path:
-        """A snapshot on the run's grid (every `snap` ticks and at the end), or, for a stop between them, a
-        resume point (network-snapshot-<kimg>-step<step>.pt, no sample grid): the next snapshot removes it,
-        so a stopped and resumed run ends with the same snapshots, under the same names, as one never stopped."""
-        state = st.state_dict()
-        name = f"network-snapshot-{st.cur_nimg // 1000:06d}" + (f"-step{st.global_step}" if resume_point else "")
-        path = run_dir / f"{name}.pt"
-        if rank == 0:
-            saved_options = json.loads((run_dir / "training_options.json").read_text())
-            log_bytes = log_path.stat().st_size if log_path.is_file() else 0
-            try:
-                checkpoint.atomic_save(
-                    {"format": checkpoint.FORMAT, "options": saved_options, "log_bytes": log_bytes, **state}, path
-                )
-            except OSError as e:
-                if e.errno not in (errno.ENOSPC, errno.EDQUOT):
-                    raise
-                need = last_snapshot.stat().st_size if last_snapshot and last_snapshot.is_file() else None
-                msg = (
-                    f"{path}: the disk is full (a snapshot needs about "
-                    f"{f'{need / 2**20:.0f} MiB' if need else 'as much as the last one'} free in {run_dir}). "
-                    f"The previous snapshot {last_snapshot or '(none)'} is intact: free space and re-run the "
-                    f"same command."
-                )
-                log(msg)
-                raise DiskFullError(msg) from None
-            for old in checkpoint.list_resume_points(run_dir):
-                if old != path:
-                    old.unlink(missing_ok=True)
-        if rank == 0 and not resume_point:
-            try:
-                _write_samples(
-                    ema_net,
-                    run_dir,
-                    f"samples-{st.cur_nimg // 1000:06d}",
-                    sample_grid,
-                    seed,
-                    dev,
-                    getattr(dataset, "label_names", None) if g["data"]["use_labels"] else None,
-                )
-            except Exception as e:  # a sample grid must never cost the run
-                log(f"warning: could not write the sample grid ({type(e).__name__}: {e})")
-        du.barrier()
-        return path
+    def stop_mid_tick(self, steps_this_call: int) -> None:
+        """The tick so far goes into a resume point, to be ended by the resumed run where an uninterrupted run
+        ends it."""
+        st = self.st
+        st.tick_start_nimg, st.tick_partial = self.tick_start_nimg, self._tick_totals()
+        self.last_snapshot = self.save_snapshot(resume_point=True)
+        du.print0(f"Stopped after {steps_this_call} steps, mid-tick (step {st.global_step}): {self.last_snapshot.name}")
 
-    log(
-        f"Training {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters on {world} x {dev.type}; "
-        f"scheduler {sched!r}, weighting {g['loss']['weighting']}, endpoint {context['endpoint']}, batch {batch} "
-        f"({rounds} round(s) of {batch_gpu}/process), for {duration * 1e3:g} kimg."
-    )
-    tick_start_nimg, tick_start_time, start_time = st.tick_start_nimg, time.time(), time.time()
-    # Data: a DataLoader over the resumable stream (the same order with or without workers), created after
-    # the resume so it starts where the run stands. The step itself never waits for the host: statistics
-    # stay on the device until a tick, errors are staged by the scheduler until a refresh.
-    loader = _loader(dataset, stream, batch_gpu, g["loader"]["workers"], dev, seed)
-    tick_sums = (
-        st.tick_partial[:2].to(dev).clone()
-    )  # weighted loss, error: summed on the device (a stopped tick's so far)
-    tick_count, steps_this_call, last_snapshot = int(st.tick_partial[2]), 0, resume
-    done = st.cur_nimg >= total_nimg
-
-    loader_seconds = 0.0  # host time spent waiting for the loader this tick (its share of the step)
-
-    def next_batch() -> tuple[torch.Tensor, torch.Tensor | None]:
-        nonlocal loader_seconds
-        t0 = time.perf_counter()
-        x, labels = next(loader)
-        loader_seconds += time.perf_counter() - t0
-        stream.position += batch_gpu  # consumed (the loader may have read ahead)
-        x = model_space(x.to(dev, non_blocking=True))
-        if image_net:
-            x = x.contiguous(memory_format=torch.channels_last)
-        labels = labels.to(dev, non_blocking=True)
-        return x, (labels if labels.shape[1] > 0 else None)
-
-    while not done:
-        # One optimizer step over `rounds` micro-batches; DDP reduces the gradients on the last one only.
-        optimizer.zero_grad(set_to_none=True)
-        for r in range(rounds):
-            sync = model.no_sync() if world > 1 and r < rounds - 1 else contextlib.nullcontext()
-            with sync:
-                x0, labels = next_batch()
-                sigma = sched.sample(batch_gpu, generator=sigma_gen)
-                with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
-                    loss, error = loss_fn(model, x0, sigma.to(dev, non_blocking=True), labels)
-                observed = loss.detach() if sched.observes == "loss" else error
-                if (weight := sched.importance(sigma)) is not None:  # an importance-sampling schedule
-                    loss = loss * weight.to(dev, non_blocking=True)
-                scaler.scale(loss.sum() / batch).backward()
-            sched.observe(sigma, observed)
-            tick_sums += torch.stack([loss.detach().double().sum(), error.double().sum()])
-            tick_count += batch_gpu
-        if grad_clip:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
-        for group in optimizer.param_groups:
-            group["lr"] = lr * min(st.cur_nimg / max(lr_rampup * 1e6, 1e-8), 1)
-        scaler.step(optimizer)  # fp16: a step whose gradients overflowed is skipped and the scale lowered
-        scaler.update()
-
-        st.cur_nimg += batch
-        st.global_step += 1
-        steps_this_call += 1
-        bar.update(batch / 1e3)
-        halflife = ema_halflife_nimg if ema_rampup is None else min(ema_halflife_nimg, st.cur_nimg * ema_rampup)
-        _ema_update(ema_net, net, 0.5 ** (batch / max(halflife, 1e-8)))
-
-        record = sched.step(st.global_step)
-        if record is not None and rank == 0:
-            with open(sched_path, "a") as f:
-                f.write(json.dumps({"step": st.global_step, "kimg": st.cur_nimg / 1e3, **record}) + "\n")
-
-        done = st.cur_nimg >= total_nimg
-        stopping = stop_after_steps is not None and steps_this_call >= stop_after_steps
-        tick_ends = done or st.cur_nimg >= tick_start_nimg + tick * 1e3
-        if not tick_ends and not stopping:
-            continue
-
-        # Tick: a diverged run stops here, before any snapshot of its weights; then status line and stats.
-        check_finite()
-        if not tick_ends:  # a stop in the middle of a tick: the tick so far goes into a resume point, to be ended
-            st.tick_start_nimg = tick_start_nimg  # by the resumed run where an uninterrupted run ends it
-            st.tick_partial = torch.cat([tick_sums.cpu(), torch.tensor([float(tick_count)], dtype=torch.float64)])
-            last_snapshot = save_snapshot(resume_point=True)
-            du.print0(f"Stopped after {steps_this_call} steps, mid-tick (step {st.global_step}): {last_snapshot.name}")
-            break
-        totals = du.all_reduce_sum(torch.cat([tick_sums.cpu(), torch.tensor([float(tick_count)], dtype=torch.float64)]))
-        now = time.time()
-        tick_kimg = (st.cur_nimg - tick_start_nimg) / 1e3
+    def end_tick(self, snapshot: bool, resume_point: bool) -> None:
+        """The tick's statistics (stats.jsonl) and status line; then a snapshot on the run's grid (`snapshot`),
+        else a resume point when this call stops here; the next tick starts."""
+        st = self.st
+        totals, now = du.all_reduce_sum(self._tick_totals()), time.time()
+        seconds, tick_kimg = now - self.tick_start_time, (st.cur_nimg - self.tick_start_nimg) / 1e3
         stats = {
             "tick": st.cur_tick,
             "kimg": st.cur_nimg / 1e3,
             "step": st.global_step,
             "loss": (totals[0] / totals[2]).item(),
             "error": (totals[1] / totals[2]).item(),
-            "sec_per_tick": now - tick_start_time,
-            "sec_per_kimg": (now - tick_start_time) / max(tick_kimg, 1e-8),
-            "lr": optimizer.param_groups[0]["lr"],
-            "loader_share": loader_seconds / max(now - tick_start_time, 1e-9),
-            "time": now - start_time,
+            "sec_per_tick": seconds,
+            "sec_per_kimg": seconds / max(tick_kimg, 1e-8),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "loader_share": self.loader_seconds / max(seconds, 1e-9),
+            "time": now - self.start_time,
         }
-        if rank == 0:
-            with open(stats_path, "a") as f:
+        if self.rank == 0:
+            with open(self.files[0], "a") as f:
                 f.write(json.dumps(stats) + "\n")
-        prof = sched.profile()
+        prof = self.sched.profile()
         sigma_p = f" sigma_p {prof['sigma_p']:.3g}" if prof and prof.get("sigma_p") is not None else ""
-        log(
+        self.log(
             f"tick {st.cur_tick:<5d} kimg {st.cur_nimg / 1e3:<9.1f} step {st.global_step:<7d} "
             f"loss {stats['loss']:<9.4g} error {stats['error']:<9.4g} sec/tick {stats['sec_per_tick']:<7.1f} "
             f"sec/kimg {stats['sec_per_kimg']:<7.2f}{sigma_p}"
         )
-        tick_done = st.cur_tick
         st.cur_tick += 1  # before a snapshot: it holds the counter of the next tick, as a resumed run needs
         st.tick_start_nimg, st.tick_partial = st.cur_nimg, torch.zeros(3, dtype=torch.float64)
-        on_grid = done or (snap and tick_done % snap == 0)
-        if on_grid or stopping:
-            last_snapshot = save_snapshot(resume_point=not on_grid)
-        tick_start_nimg, tick_start_time = st.cur_nimg, time.time()
-        tick_sums.zero_()
-        tick_count, loader_seconds = 0, 0.0
-        if stopping:
-            break
+        if snapshot or resume_point:
+            self.last_snapshot = self.save_snapshot(resume_point=not snapshot)
+        self.tick_start_nimg, self.tick_start_time = st.cur_nimg, time.time()
+        self.tick_sums.zero_()
+        self.tick_count, self.loader_seconds = 0, 0.0
 
-    bar.close()
-    if done:
-        log(f"Done: {st.cur_nimg / 1e3:.1f} kimg in {st.global_step} steps.")
-    return {
-        "cur_nimg": st.cur_nimg,
-        "global_step": st.global_step,
-        "snapshot": str(last_snapshot) if last_snapshot else None,
-        "done": done,
-        "net": net,
-        "ema": ema_net,
-        "scheduler": sched,
-    }
+    def save_snapshot(self, resume_point: bool = False) -> Path:
+        """A snapshot on the run's grid (every `snap` ticks and at the end), or, for a stop between them, a
+        resume point (network-snapshot-<kimg>-step<step>.pt, no samples): the next snapshot removes it, so a
+        stopped and resumed run ends with the same snapshots, under the same names, as one never stopped."""
+        st = self.st
+        state = st.state_dict()
+        name = f"network-snapshot-{st.cur_nimg // 1000:06d}" + (f"-step{st.global_step}" if resume_point else "")
+        path = self.run_dir / f"{name}.pt"
+        if self.rank == 0:
+            self._write_snapshot(path, state)
+            for old in checkpoint.list_resume_points(self.run_dir):
+                if old != path:
+                    old.unlink(missing_ok=True)
+        if self.rank == 0 and not resume_point and self.write_samples is not None:
+            run = self.g["run"]
+            labels = getattr(self.dataset, "label_names", None) if self.g["data"]["use_labels"] else None
+            try:
+                stem = self.run_dir / f"samples-{st.cur_nimg // 1000:06d}"
+                self.write_samples(self.ema_net, stem, run["sample_grid"], run["seed"], self.dev, labels)
+            except Exception as e:  # samples must never cost the run
+                self.log(f"warning: could not write the sample grid ({type(e).__name__}: {e})")
+        du.barrier()
+        return path
+
+    def _write_snapshot(self, path: Path, state: dict) -> None:
+        """The snapshot file, atomically (with the options and the log's length); a full disk is one line
+        naming the space needed and the intact previous snapshot."""
+        log_path, last = self.files[2], self.last_snapshot
+        saved_options = json.loads((self.run_dir / "training_options.json").read_text())
+        log_bytes = log_path.stat().st_size if log_path.is_file() else 0
+        try:
+            checkpoint.atomic_save(
+                {"format": checkpoint.FORMAT, "options": saved_options, "log_bytes": log_bytes, **state}, path
+            )
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            need = last.stat().st_size if last and last.is_file() else None
+            msg = (
+                f"{path}: the disk is full (a snapshot needs about "
+                f"{f'{need / 2**20:.0f} MiB' if need else 'as much as the last one'} free in {self.run_dir}). "
+                f"The previous snapshot {last or '(none)'} is intact: free space and re-run the same command."
+            )
+            self.log(msg)
+            raise DiskFullError(msg) from None
+
+    def finish(self, done: bool) -> dict:
+        self.bar.close()
+        st = self.st
+        if done:
+            self.log(f"Done: {st.cur_nimg / 1e3:.1f} kimg in {st.global_step} steps.")
+        return {
+            "cur_nimg": st.cur_nimg,
+            "global_step": st.global_step,
+            "snapshot": str(self.last_snapshot) if self.last_snapshot else None,
+            "done": done,
+            "net": self.net,
+            "ema": self.ema_net,
+            "scheduler": self.sched,
+        }
+
+
+def _progress_bar(duration: float, rank: int) -> tqdm.tqdm:
+    """On a terminal, a progress bar over kimg with an ETA; elsewhere (a log file, a batch job) tick lines only."""
+    return tqdm.tqdm(
+        total=round(duration * 1e3, 3),
+        unit="kimg",
+        disable=not (rank == 0 and _interactive()),
+        dynamic_ncols=True,
+        bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} kimg [{elapsed}<{remaining}]",
+    )

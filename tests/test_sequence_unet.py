@@ -4,9 +4,9 @@ import pytest
 import torch
 import yaml
 
-from dna.model import SequenceUNet
+from models.networks import UNetBlock, build_network
+from models.sequence_unet import SequenceUNet
 from tests.conftest import REPO
-from training.networks import UNetBlock, build_network
 
 
 def small(**kw):

@@ -1,6 +1,6 @@
 """Open an EDM network pickle without running code from it, and turn it into a network of this project.
 
-    python -m training.import_edm edm-cifar10-32x32-cond-vp.pkl --out cifar10-edm.pt
+    python -m models.import_edm edm-cifar10-32x32-cond-vp.pkl --out cifar10-edm.pt
     python generate.py --network https://nvlabs-fi-cdn.nvidia.com/edm/pretrained/edm-cifar10-32x32-cond-vp.pkl ...
 
 EDM pickles its networks with their Python source (torch_utils.persistence): an ordinary unpickler
@@ -10,7 +10,7 @@ holds them); EDM's persistent objects become `Stub`s holding their class name an
 source is kept as a string and never run), torch's module containers too, and any other global in the
 file is refused by name. The weights are then mapped onto this project's networks (same parameter names
 as EDM's; the attention qkv channels reordered, EDM's constant resample filters dropped). generate.py,
-fid.py, analysis and train.py --transfer do this in memory (training.network_source); this command
+fid.py, analysis and train.py --transfer do this in memory (models.network_source); this command
 writes the result as a snapshot.
 """
 
@@ -237,7 +237,7 @@ def load_weights(ours: torch.nn.Module, edm: Stub, what: str = "network") -> Non
 def import_network(source: str | os.PathLike | IO[bytes]) -> tuple[torch.nn.Module, dict]:
     """(this project's network with the EDM pickle's EMA weights, its build_network options). `source`: a
     path, a file:// or http(s):// URL, or an open binary file."""
-    from training.networks import build_network
+    from models.networks import build_network
 
     name = getattr(source, "name", None) if hasattr(source, "read") else os.fspath(source)
     edm = load_pickle(source)

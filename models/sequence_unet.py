@@ -1,5 +1,5 @@
-"""SequenceUNet: the ADM/EDM U-Net (training.networks.ADMUNet) in one dimension, for one-hot DNA
-[N, 4, L] under the same EDM preconditioning and scheduler seam as the image U-Nets.
+"""SequenceUNet: the ADM/EDM U-Net (models.networks.ADMUNet) in one dimension, for one-hot sequences [N, C, L]
+(C = the alphabet's size: 4 for DNA) under the same EDM preconditioning and scheduler seam as the image U-Nets.
 
 Sequences have one spatial axis, so convolutions run over length only and a level halves L instead of
 H and W. Everything else — the pre-activation residual blocks with adaptive scale/shift from the
@@ -7,16 +7,16 @@ noise+label embedding, self-attention at the coarsest level, zero-init output la
 network is the identity part of the preconditioner — is the image ADM's own code (dims=1), because
 those choices are what make the σ-conditioning and the loss seam behave the same.
 
-Registered in training.networks.ARCHS as 'dnaunet' (kind 'sequence'); the builder passes
-seq_length=L, in_channels=out_channels=4 and label_dim, and calls
-model(x [N, 4, L] already scaled by c_in, noise_labels [N], class_labels [N, label_dim] or None).
+Registered in models.networks.ARCHS as 'dnaunet' (kind 'sequence'); the builder passes
+seq_length=L, in_channels=out_channels=C and label_dim, and calls
+model(x [N, C, L] already scaled by c_in, noise_labels [N], class_labels [N, label_dim] or None).
 """
 
 from __future__ import annotations
 
 import torch
 
-from training.networks import ADMUNet
+from models.networks import ADMUNet
 
 
 def level_lengths(seq_length: int, num_levels: int) -> list[int]:

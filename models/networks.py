@@ -470,7 +470,7 @@ class ADMUNet(nn.Module, _LabelMixin):
     """ADM U-Net (Dhariwal & Nichol 2021) as reimplemented in EDM, over `dims` spatial axes: adaptive
     scale/shift blocks, attention at the levels flagged in `attention` and in the bottleneck.
     `level_names` key the modules of each level (e.g. '32x32' for images, '200' for sequences).
-    DhariwalUNet (images) and dna.model.SequenceUNet (sequences) only name and validate."""
+    DhariwalUNet (images) and models.sequence_unet.SequenceUNet (sequences) only name and validate."""
 
     def __init__(
         self,
@@ -630,7 +630,7 @@ class Arch(NamedTuple):
 ARCHS: dict[str, Arch] = {
     # EDM CIFAR-10 DDPM++ / NCSN++ configs (Table 7): 128 channels, channel_mult (2, 2, 2), 4 blocks.
     "ddpmpp": Arch(
-        "training.networks:SongUNet",
+        "models.networks:SongUNet",
         dict(
             embedding_type="positional",
             encoder_type="standard",
@@ -642,7 +642,7 @@ ARCHS: dict[str, Arch] = {
         ),
     ),
     "ncsnpp": Arch(
-        "training.networks:SongUNet",
+        "models.networks:SongUNet",
         dict(
             embedding_type="fourier",
             encoder_type="residual",
@@ -653,8 +653,8 @@ ARCHS: dict[str, Arch] = {
             channel_mult=[2, 2, 2],
         ),
     ),
-    "adm": Arch("training.networks:DhariwalUNet", dict(model_channels=192, channel_mult=[1, 2, 3, 4])),
-    "dnaunet": Arch("dna.model:SequenceUNet", {}, kind="sequence"),
+    "adm": Arch("models.networks:DhariwalUNet", dict(model_channels=192, channel_mult=[1, 2, 3, 4])),
+    "dnaunet": Arch("models.sequence_unet:SequenceUNet", {}, kind="sequence"),
 }
 
 # Small, CPU-friendly sizes (build_network kwargs without data_shape). Reference only: the presets in
@@ -965,11 +965,11 @@ def build_network(
 
 def from_snapshot(snapshot: dict | str | Path, which: str = "ema", device="cpu") -> nn.Module:
     """Rebuild the network stored in a snapshot (dict from torch_utils.checkpoint.load, or a path or URL
-    of a snapshot .pt or an EDM .pkl: training.network_source) and load its 'ema' or 'net' weights.
+    of a snapshot .pt or an EDM .pkl: models.network_source) and load its 'ema' or 'net' weights.
     Returns it in eval mode with requires_grad False."""
     source = "snapshot"
     if isinstance(snapshot, (str, Path)):
-        from training.network_source import open_snapshot
+        from models.network_source import open_snapshot
 
         source = str(snapshot)
         snapshot = open_snapshot(snapshot)

@@ -5,7 +5,7 @@ Why one place: each command used to open its --network with torch.load, so an ED
 "retry with weights_only=False" hint and a URL was mangled into a path. Here a URL is fetched once
 (dnnlib.util.open_url's cache; under torchrun rank 0 downloads and the others read its copy), the file's
 format is told by its content (torch.save writes a zip archive, EDM a bare pickle), a snapshot is read
-with weights_only=True and an EDM pickle by training.import_edm's safe reader, converted in memory.
+with weights_only=True and an EDM pickle by models.import_edm's safe reader, converted in memory.
 Nothing in either file runs.
 """
 
@@ -45,7 +45,7 @@ def is_snapshot_file(path: str | os.PathLike) -> bool:
 def open_snapshot(source: str | os.PathLike) -> dict:
     """A snapshot dict in this project's format (torch_utils.checkpoint) for a .pt, an EDM .pkl (its EMA
     weights as both 'ema' and 'net', converted without running code from it) or a URL to either."""
-    from training import import_edm
+    from models import import_edm
 
     name = os.fspath(source)
     try:

@@ -1,9 +1,7 @@
-"""Training data in EDM's format: a folder or an uncompressed .zip of PNGs, plus an optional
+"""Image data in EDM's format: a folder or an uncompressed .zip of PNGs, plus an optional
 `dataset.json` with {"labels": [[relative_path, int], ...]} — so existing EDM dataset zips work
-unchanged. Sequence files (FASTA / DNA-Diffusion TSV) are opened by `dna.sequences`.
-
-Image datasets yield (uint8 [C,H,W], float32 one-hot label); sequence datasets yield float32 data
-already in model space. The training loop maps uint8 to [-1, 1] with x/127.5 − 1.
+unchanged. Items are (uint8 [C,H,W], float32 one-hot label); `datafiles.base.model_space` maps the
+pixels to [-1, 1] with x/127.5 − 1 where they are used (on the device: uint8 travels four times lighter).
 """
 
 from __future__ import annotations
@@ -19,18 +17,9 @@ import numpy as np
 import PIL.Image
 import torch
 
+from datafiles.base import DatasetError, one_hot_label
+
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".ppm"}
-SEQUENCE_EXTS = tuple(ext + gz for ext in (".fa", ".fasta", ".fna", ".tsv", ".txt", ".csv") for gz in ("", ".gz"))
-
-
-def one_hot_label(labels: np.ndarray | None, raw_idx: int, label_dim: int) -> np.ndarray:
-    """The float32 one-hot class label of raw example `raw_idx`, or an empty vector for unlabelled data
-    (the one label convention of image and sequence datasets)."""
-    if labels is None:
-        return np.zeros([0], dtype=np.float32)
-    onehot = np.zeros(label_dim, dtype=np.float32)
-    onehot[labels[raw_idx]] = 1
-    return onehot
 
 
 class ImageFolderDataset(torch.utils.data.Dataset):
@@ -217,10 +206,6 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         return all(np.isin(self._load_raw_image(int(i)), (0, 255)).all() for i in idx)
 
 
-class DatasetError(ValueError):
-    """A data set that cannot be read as it is (a corrupt or mismatched item); the message names the file."""
-
-
 def _ext(fname: str) -> str:
     return os.path.splitext(fname)[1].lower()
 
@@ -228,42 +213,3 @@ def _ext(fname: str) -> str:
 def _hidden(fname: str) -> bool:
     """Dot-files and macOS zip debris (__MACOSX/._img.png) have image names but are not images."""
     return any(part.startswith(".") or part == "__MACOSX" for part in fname.split("/"))
-
-
-# Kinds of training data by file suffix → "module:Class", imported only when such a file is opened
-# (as training.networks.ARCHS does for architectures): training/ never imports dna/ at import time.
-# Each entry also names the constructor options that kind takes.
-DATASETS = {
-    SEQUENCE_EXTS: ("dna.sequences:SequenceDataset", ("use_labels", "max_size", "random_seed", "length")),
-}
-
-
-def open_dataset(path: str | os.PathLike, **kwargs) -> torch.utils.data.Dataset:
-    """Open any supported training data: a registered kind by suffix (sequence files: FASTA, TSV),
-    else an image folder/zip."""
-    import importlib
-
-    for suffixes, (target, allowed) in DATASETS.items():
-        if str(path).lower().endswith(suffixes):
-            module, name = target.split(":")
-            cls = getattr(importlib.import_module(module), name)
-            kwargs.setdefault("length", None)  # the file's own sequence length unless one is required
-            return cls(path, **{k: v for k, v in kwargs.items() if k in allowed})
-    kwargs.pop("length", None)
-    return ImageFolderDataset(path, **kwargs)
-
-
-def as_tensor(dataset, limit: int | None = None) -> torch.Tensor:
-    """The data set's examples in model space as one float32 tensor [N, ...] — at most `limit`, evenly
-    spaced over the set (deterministic: every rank reads the same ones)."""
-    n = len(dataset)
-    idx = range(n) if limit is None or limit >= n else np.linspace(0, n - 1, num=limit).astype(int).tolist()
-    items = [dataset[int(i)] for i in idx]
-    return model_space(torch.stack([torch.as_tensor(it[0] if isinstance(it, (tuple, list)) else it) for it in items]))
-
-
-def model_space(batch: torch.Tensor) -> torch.Tensor:
-    """uint8 images → float32 in [-1, 1]; float data (sequences) are already in model space."""
-    if batch.dtype == torch.uint8:
-        return batch.to(torch.float32) / 127.5 - 1
-    return batch.to(torch.float32)
