@@ -147,7 +147,7 @@ def _default(name: str):
 
 # Refresh records carry their β since the fresh-statistics defaults (docs/method.md §5); a record without it was
 # written when the default was 0.9, so a run that set no β had that one.
-LEGACY_EMA_BETA = 0.9
+LEGACY_EMA_BETA = InfoNoise.LEGACY_DEFAULTS["ema_beta"]
 
 
 @click.command()

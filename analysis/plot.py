@@ -110,14 +110,14 @@ def warmup_log_density(options: dict, sigma: torch.Tensor, legacy: bool = False)
     context = {k: options[k] for k in ("sigma_min", "sigma_max", "sigma_data", "weighting") if k in options}
     kwargs = dict(options.get("scheduler_kwargs") or {})
     endpoint = options.get("endpoint") if options.get("endpoint") in ("continuous", "discrete") else "continuous"
-    if legacy and kwargs.get("warmup_sampler", "auto") == "auto":
-        kwargs["warmup_sampler"] = "lognormal" if endpoint == "continuous" else "loguniform"
     kwargs["endpoint"] = endpoint
     try:
         sched = build("infonoise", context, **kwargs)
     except (ValueError, TypeError) as e:
         warnings.warn(f"cannot rebuild the run's warm-up sampler ({e}); the heat map starts at the first refresh.")
         return None
+    if legacy:  # the scheduler knows what its options meant then (as when such a snapshot resumes)
+        sched.adopt_legacy_defaults()
     if sched.sigma.shape != sigma.shape or not torch.allclose(sched.sigma, sigma):
         return None
     return info.log_density(sched.density(sigma), sigma)

@@ -482,7 +482,7 @@ class InfoNoise(NoiseScheduler):
             value = None if value is None else value.detach().to("cpu").clone()
             setattr(self, f"_{name}" if name in ("buf", "ptr", "count") else name, value)
         if "first_step" not in state:  # written before the fresh-statistics defaults: keep that run's behaviour
-            self._adopt_legacy_defaults()
+            self.adopt_legacy_defaults()
         optional = ("pivot_set_by", "prominence", "first_step", "auto_every")  # newer than some snapshots
         for name in self._SCALARS:
             setattr(self, name, state.get(name) if name in optional else state[name])
@@ -491,7 +491,7 @@ class InfoNoise(NoiseScheduler):
     # The defaults before docs/method.md §5's fresh statistics (β 0.9, refresh every 500 steps after 1,000).
     LEGACY_DEFAULTS = dict(ema_beta=0.9, refresh_every=500, warmup_steps=1000)
 
-    def _adopt_legacy_defaults(self) -> None:
+    def adopt_legacy_defaults(self) -> None:
         """A snapshot from before the automatic defaults resumes as it ran: each of β, K and N_warm that is at
         today's default (so the run did not set it) takes the default that run had."""
         if self.ema_beta == 0.0:

@@ -50,7 +50,7 @@ class LossVar(InfoNoise):
             endpoint="discrete",
         )
 
-    def _adopt_legacy_defaults(self) -> None:
+    def adopt_legacy_defaults(self) -> None:
         """Its settings are fixed by the recipe, not defaults that changed."""
 
     def _bin_sums(self, buf: torch.Tensor) -> torch.Tensor:
