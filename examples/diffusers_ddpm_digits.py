@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +42,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None, on_step: Callable | None = None) -> dict:
     """Train; return what a test or a report reads: the model, the sampler (None for uniform), every step's
-    timesteps, and the sampler's table after each refresh (step, table)."""
+    timesteps, and the sampler's table after each refresh (step, table). `on_step(steps_done, model, sampler,
+    noise_scheduler)`, if given, is called after every optimizer step (benchmarks/diffusers_ddpm.py scores the
+    model there); it is not part of the trainer."""
     args = parse(argv)
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
@@ -96,6 +99,8 @@ def main(argv: list[str] | None = None) -> dict:
             if sampler.step(step) is not None:
                 tables.append((step, sampler.scheduler.table.clone()))
         drawn.append(timesteps)
+        if on_step is not None:
+            on_step(step + 1, model, sampler, noise_scheduler)
 
     result = dict(model=model, sampler=sampler, timesteps=torch.stack(drawn), tables=tables, args=vars(args))
     shares = (torch.stack(drawn)[len(drawn) // 2 :] // 100).flatten().bincount(minlength=10) / (
