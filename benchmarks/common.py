@@ -195,7 +195,9 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
 
 
 def machine_note() -> str:
-    """One line about where the numbers came from (CPU model, cores, load, torch, threads)."""
+    """One line about where the numbers came from (CPU model, cores, load, torch and the CPU kernels it picked,
+    threads). The kernel level (AVX2, AVX512, …) matters for bit-for-bit reruns: the same commit on an Intel AVX512
+    host and an AMD AVX2 host agreed to 8 digits at the first InfoNoise refresh and then diverged (RESULTS.md §0)."""
     cpu = "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -206,8 +208,12 @@ def machine_note() -> str:
         pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    try:
+        kernels = f" ({torch.backends.cpu.get_cpu_capability()} kernels)"
+    except (AttributeError, RuntimeError):
+        kernels = ""
     return (
-        f"{cpu}, {os.cpu_count()} cores, load {load:.1f}, {gpu}, torch {torch.__version__}, "
+        f"{cpu}, {os.cpu_count()} cores, load {load:.1f}, {gpu}, torch {torch.__version__}{kernels}, "
         f"{torch.get_num_threads()} thread(s)"
     )
 
