@@ -77,3 +77,45 @@ def test_example_allocation_moves_where_the_profile_says(kind, script, tmp_path)
     late = stock["timesteps"][first + 1 :].flatten()
     share = float((favoured[blocks_of(kind, late)]).double().mean())
     assert abs(share - uniform) < 4 * math.sqrt(uniform * (1 - uniform) / len(late))
+
+
+def test_ddpm_benchmark_rows_resume_and_scoring_leaves_training_untouched(tmp_path, monkeypatch):
+    """benchmarks/diffusers_ddpm.py: one row per arm × evaluation step, a rerun trains nothing, other settings in
+    the same folder are refused, and the mid-run scoring (its own generator) does not change the trained weights."""
+    from click.testing import CliRunner
+
+    from benchmarks import common, diffusers_ddpm
+
+    out = tmp_path / "bench"
+    args = ["--arms", "uniform,infonoise", "--seeds", "0", "--steps", "4", "--eval-every", "2", "--batch", "8"]
+    args += ["--width", "8", "--eval-samples", "16", "--sample-steps", "2", "--outdir", str(out)]
+    res = CliRunner().invoke(diffusers_ddpm.main, args)
+    assert res.exit_code == 0, res.output
+    rows = common.read_rows(out / "results.csv")
+    assert sorted((r["method"], int(r["step"])) for r in rows) == [
+        ("infonoise", 2),
+        ("infonoise", 4),
+        ("uniform", 2),
+        ("uniform", 4),
+    ]
+    assert all(math.isfinite(float(r["metric"])) and float(r["metric"]) > 0 for r in rows)
+    assert float(rows[1]["kex"]) == 4 * 8 / 1e3
+    assert "Target:" in (out / "table.md").read_text()
+
+    monkeypatch.setattr(diffusers_ddpm.trainer, "main", lambda *a, **k: pytest.fail("a finished run was retrained"))
+    res = CliRunner().invoke(diffusers_ddpm.main, args)
+    assert res.exit_code == 0, res.output
+    assert common.read_rows(out / "results.csv") == rows
+    res = CliRunner().invoke(diffusers_ddpm.main, [*args, "--lr", "0.01"])
+    assert res.exit_code != 0 and "other settings (lr)" in res.output
+    monkeypatch.undo()
+
+    example = load("diffusers_ddpm_digits")
+    argv = ["--steps", "3", "--batch", "8", "--width", "8", "--timesteps", "infonoise", "--num-bins", "16"]
+    argv += ["--min-count", "1"]
+    score = diffusers_ddpm.Scorer(samples=8, sample_steps=2, seed=0)
+    scored = example.main(argv, on_step=lambda step, model, sampler, sched: score(model, sched))
+    plain = example.main(argv)
+    for a, b in zip(scored["model"].state_dict().values(), plain["model"].state_dict().values()):
+        assert torch.equal(a, b)
+    assert torch.equal(scored["timesteps"], plain["timesteps"])
