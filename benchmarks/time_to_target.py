@@ -97,6 +97,17 @@ METHODS = {
         derive=False,
         preset_of="infonoise",
     ),
+    # The candidate of issue 23 item 2: InfoNoise's preset with ḣ read from min(m̂, B), B the coordinate-wise Bayes
+    # bound of the training set (docs/method.md §4b), the pivot rule as usual.
+    "infonoise-bayes": dict(
+        label="InfoNoise, Bayes cap",
+        fixed=False,
+        scheduler="infonoise",
+        weighting=None,
+        derive=False,
+        preset_of="infonoise",
+        scheduler_kwargs={"mmse_cap": "coordinate-bayes"},
+    ),
     "lossvar": dict(label="lossvar (Improved DDPM)", fixed=False, scheduler="lossvar", weighting=None, derive=True),
     "edm2": dict(label="EDM2 learned weighting", fixed=False, scheduler=None, weighting="edm2", derive=True),
 }
@@ -219,7 +230,8 @@ def resolve_run(
     preset, forced = method_preset(family, method)
     flags = {**forced, **overrides, **method_overrides.get(method, {})}
     for key in ("network_kwargs", "scheduler_kwargs"):
-        flags[key] = {**overrides.get(key, {}), **method_overrides.get(method, {}).get(key, {})}
+        own = METHODS[method].get(key, {})  # what the method itself is (infonoise-bayes: its cap)
+        flags[key] = {**own, **overrides.get(key, {}), **method_overrides.get(method, {}).get(key, {})}
     if "data" not in flags:  # presets name data relative to the repository
         data = str(options.load_preset(preset).get("data") or "")
         if data and not os.path.exists(data) and (common.REPO / data).exists():
