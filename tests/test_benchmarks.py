@@ -333,9 +333,10 @@ def test_bayes_cap_method_is_the_infonoise_preset_with_the_cap(tmp_path):
         k: v for k, v in plain.items() if k not in ("scheduler_kwargs", "desc", "method")
     }
     mine = {"infonoise-bayes": {"scheduler_kwargs": {"mmse_cap": "none"}}}
-    assert ttt.resolve_run("dna-cpu", "infonoise-bayes", 0, 1.0, 1.0, over, mine, None)["scheduler_kwargs"][
-        "mmse_cap"
-    ] == "none"
+    assert (
+        ttt.resolve_run("dna-cpu", "infonoise-bayes", 0, 1.0, 1.0, over, mine, None)["scheduler_kwargs"]["mmse_cap"]
+        == "none"
+    )
 
 
 def test_throughput_of_the_real_loop(tmp_path):
