@@ -2,7 +2,8 @@
 
 Trains examples/diffusers_ddpm_digits.py (a diffusers `UNet2DModel`, `DDPMScheduler`, ε-prediction, scikit-learn's
 8×8 digits) once per arm and seed, and scores the model every `--eval-every` optimizer steps with this repository's
-evaluation: `--eval-samples` images drawn by diffusers' DDPM sampler on its own evenly spaced timesteps (the same
+evaluation: `--eval-samples` images drawn (with the weights' EMA, diffusers' `EMAModel` as its trainer's `--use_ema`
+keeps it; `--no-ema` for the raw weights) by diffusers' DDPM sampler on its own evenly spaced timesteps (the same
 sampler for every arm, so the numbers compare training alone), FD of their LeNet-digits features against the
 training images' (evaluation/frechet.py, the harness's detector for 8×8 data). InfoNoise arms are also scored at
 their last evaluation on InfoGrid's timesteps (`fd_lenet_digits_infogrid`). The scoring draws from its own
@@ -54,8 +55,8 @@ class Scorer:
         ref = ((load_digits() + 1) * 127.5).round().to(torch.uint8)  # = dataset_tool's round(v·255/16)
         self.ref = compute_stats([ref], self.detector, merge=False).mean_cov()
 
-    def __call__(self, model, noise_scheduler, sampler=None) -> float:
-        images = trainer.sample(model, noise_scheduler, sampler, self.samples, self.sample_steps, self.seed)
+    def __call__(self, model, noise_scheduler, sampler=None, ema=None) -> float:
+        images = trainer.sample(model, noise_scheduler, sampler, self.samples, self.sample_steps, self.seed, ema)
         feats = compute_stats([torch.from_numpy(images).permute(0, 3, 1, 2)], self.detector, merge=False)
         return frechet_distance(*feats.mean_cov(), *self.ref)
 
@@ -64,18 +65,18 @@ def train_and_score(arm: str, seed: int, args: dict, points: list[int], done: se
     """One run; after each evaluation step not yet in the CSV, its rows are appended."""
     argv = ["--timesteps", "uniform" if arm == "uniform" else "infonoise", *ARMS[arm]]
     argv += ["--steps", str(points[-1]), "--seed", str(seed), "--batch", str(args["batch"])]
-    argv += ["--lr", str(args["lr"]), "--width", str(args["width"])]
+    argv += ["--lr", str(args["lr"]), "--width", str(args["width"])] + (["--ema"] if args["ema"] else [])
     clock = dict(start=time.time(), eval=0.0)
     bar = click.progressbar(length=points[-1], label=f"{arm} seed {seed}", file=sys.stderr)
 
-    def on_step(steps: int, model, sampler, noise_scheduler) -> None:
+    def on_step(steps: int, model, sampler, noise_scheduler, ema) -> None:
         bar.update(1)
         if steps not in points or (arm, seed, steps) in done:
             return
         t0 = time.time()
-        scores = {METRIC: scorer(model, noise_scheduler)}
+        scores = {METRIC: scorer(model, noise_scheduler, None, ema)}
         if sampler is not None and steps == points[-1] and sampler.scheduler.profile() is not None:
-            scores[METRIC + "_infogrid"] = scorer(model, noise_scheduler, sampler)
+            scores[METRIC + "_infogrid"] = scorer(model, noise_scheduler, sampler, ema)
         t_eval = time.time() - t0
         clock["eval"] += t_eval
         kex = steps * args["batch"] / 1e3
@@ -120,7 +121,8 @@ def report(outdir: Path) -> str:
         "",
         f"{settings['eval_samples']} samples per evaluation, diffusers' DDPM sampler on {settings['sample_steps']} "
         f"evenly spaced timesteps (every arm), FD of LeNet-digits features vs the 1,797 training images; batch "
-        f"{settings['batch']}, evaluation every {settings['eval_every']} steps. Mean ± std over seeds. Command: "
+        f"{settings['batch']}, evaluation every {settings['eval_every']} steps, "
+        f"{'EMA' if settings.get('ema') else 'raw'} weights. Mean ± std over seeds. Command: "
         f"`{settings['command']}`",
         "",
     ]
@@ -162,17 +164,20 @@ def report(outdir: Path) -> str:
 @click.option("--batch", type=click.IntRange(min=1), default=64)
 @click.option("--lr", type=float, default=1e-3)
 @click.option("--width", type=click.IntRange(min=1), default=32)
+@click.option("--ema/--no-ema", default=True, help="Score diffusers' EMAModel of the weights (its trainer's --use_ema)")
 @click.option("--threads", type=click.IntRange(min=1), default=1)
 @click.option("--outdir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--report-only", is_flag=True, help="Only rebuild table.md and the plot from results.csv")
-def main(arms, seeds, steps, eval_every, eval_samples, sample_steps, batch, lr, width, threads, outdir, report_only):
+def main(
+    arms, seeds, steps, eval_every, eval_samples, sample_steps, batch, lr, width, ema, threads, outdir, report_only
+):
     if not report_only:
         arm_list, seed_list = common.parse_list(arms), common.parse_list(seeds, int)
         if unknown := [a for a in arm_list if a not in ARMS]:
             raise click.BadParameter(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}")
         common.set_threads(threads)
         settings = dict(eval_every=eval_every, eval_samples=eval_samples, sample_steps=sample_steps, batch=batch)
-        settings.update(lr=lr, width=width)
+        settings.update(lr=lr, width=width, ema=ema)
         outdir.mkdir(parents=True, exist_ok=True)
         path = outdir / "benchmark.json"
         if path.is_file():
@@ -197,7 +202,7 @@ def main(arms, seeds, steps, eval_every, eval_samples, sample_steps, batch, lr, 
                 }
                 if all((arm, seed, p) in done for p in points):
                     continue
-                train_and_score(arm, seed, dict(batch=batch, lr=lr, width=width), points, done, scorer, csv)
+                train_and_score(arm, seed, dict(batch=batch, lr=lr, width=width, ema=ema), points, done, scorer, csv)
     text = report(outdir)
     (outdir / "table.md").write_text(text)
     click.echo(text)

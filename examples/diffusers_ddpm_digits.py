@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
+from diffusers.training_utils import EMAModel
 
 from infonoise import DiscreteVP, InfoNoiseSampler
 
@@ -39,13 +40,19 @@ from digits_common import load_digits, make_model, parser  # noqa: E402
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = parser(__doc__.split("\n")[0], "timestep", 50)
     p.add_argument("--prediction-type", choices=["epsilon", "v_prediction", "sample"], default="epsilon")
+    p.add_argument(
+        "--ema",
+        action="store_true",
+        help="keep diffusers' EMAModel of the weights as its trainer's --use_ema does (warm-up, power 3/4, max decay "
+        "0.9999) and sample with it",
+    )
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None, on_step: Callable | None = None) -> dict:
     """Train; return what a test or a report reads: the model, the sampler (None for uniform), every step's
     timesteps, and the sampler's table after each refresh (step, table). `on_step(steps_done, model, sampler,
-    noise_scheduler)`, if given, is called after every optimizer step (benchmarks/diffusers_ddpm.py scores the
+    noise_scheduler, ema)`, if given, is called after every optimizer step (benchmarks/diffusers_ddpm.py scores the
     model there); it is not part of the trainer."""
     args = parse(argv)
     torch.manual_seed(args.seed)
@@ -54,6 +61,9 @@ def main(argv: list[str] | None = None, on_step: Callable | None = None) -> dict
     model = make_model(args.width)
     noise_scheduler = DDPMScheduler(num_train_timesteps=1000, prediction_type=args.prediction_type)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
+    ema = (
+        EMAModel(model.parameters(), decay=0.9999, use_ema_warmup=True, inv_gamma=1.0, power=0.75) if args.ema else None
+    )
     sampler = None
     if args.timesteps == "infonoise":
         alphas_cumprod = noise_scheduler.alphas_cumprod
@@ -94,15 +104,17 @@ def main(argv: list[str] | None = None, on_step: Callable | None = None) -> dict
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
+        if ema is not None:
+            ema.step(model.parameters())
         if sampler is not None:  # the two added lines
             sampler.observe(timesteps, sampler.x0_error(timesteps, model_output, target))
             if sampler.step(step) is not None:
                 tables.append((step, sampler.scheduler.table.clone()))
         drawn.append(timesteps)
         if on_step is not None:
-            on_step(step + 1, model, sampler, noise_scheduler)
+            on_step(step + 1, model, sampler, noise_scheduler, ema)
 
-    result = dict(model=model, sampler=sampler, timesteps=torch.stack(drawn), tables=tables, args=vars(args))
+    result = dict(model=model, ema=ema, sampler=sampler, timesteps=torch.stack(drawn), tables=tables, args=vars(args))
     shares = (torch.stack(drawn)[len(drawn) // 2 :] // 100).flatten().bincount(minlength=10) / (
         bsz * (len(drawn) - len(drawn) // 2)
     )
@@ -111,18 +123,28 @@ def main(argv: list[str] | None = None, on_step: Callable | None = None) -> dict
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), out / "unet.pt")
+        if ema is not None:
+            torch.save(ema.state_dict(), out / "unet-ema.pt")
         if sampler is not None:
             torch.save(sampler.state_dict(), out / "infonoise-sampler.pt")
         if args.samples:
-            images = sample(model, noise_scheduler, sampler, args.samples, args.sample_steps, args.seed)
+            images = sample(model, noise_scheduler, sampler, args.samples, args.sample_steps, args.seed, ema)
             np.savez(out / "samples.npz", images=images)
         (out / "summary.json").write_text(json.dumps(dict(args=vars(args), shares=shares.tolist()), indent=1))
     return result
 
 
 @torch.no_grad()
-def sample(model, noise_scheduler, sampler, n: int, steps: int, seed: int) -> np.ndarray:
-    """n images with diffusers' DDPM sampler: its own evenly spaced timesteps, or InfoGrid's (docs/method.md §6)."""
+def sample(model, noise_scheduler, sampler, n: int, steps: int, seed: int, ema: EMAModel | None = None) -> np.ndarray:
+    """n images with diffusers' DDPM sampler: its own evenly spaced timesteps, or InfoGrid's (docs/method.md §6);
+    with the EMA weights if `ema` is given (the model's own are put back afterwards)."""
+    if ema is not None:
+        ema.store(model.parameters())
+        ema.copy_to(model.parameters())
+        try:
+            return sample(model, noise_scheduler, sampler, n, steps, seed)
+        finally:
+            ema.restore(model.parameters())
     if sampler is None:
         noise_scheduler.set_timesteps(steps)
     else:

@@ -112,10 +112,12 @@ def test_ddpm_benchmark_rows_resume_and_scoring_leaves_training_untouched(tmp_pa
 
     example = load("diffusers_ddpm_digits")
     argv = ["--steps", "3", "--batch", "8", "--width", "8", "--timesteps", "infonoise", "--num-bins", "16"]
-    argv += ["--min-count", "1"]
+    argv += ["--min-count", "1", "--ema"]
     score = diffusers_ddpm.Scorer(samples=8, sample_steps=2, seed=0)
-    scored = example.main(argv, on_step=lambda step, model, sampler, sched: score(model, sched))
+    scored = example.main(argv, on_step=lambda step, model, sampler, sched, ema: score(model, sched, None, ema))
     plain = example.main(argv)
     for a, b in zip(scored["model"].state_dict().values(), plain["model"].state_dict().values()):
         assert torch.equal(a, b)
     assert torch.equal(scored["timesteps"], plain["timesteps"])
+    for a, b in zip(scored["ema"].shadow_params, plain["ema"].shadow_params):
+        assert torch.equal(a, b)
