@@ -41,7 +41,13 @@ from benchmarks.time_to_target import bootstrap_speedup, crossing_kex, curves, p
 from evaluation.detectors import get_detector  # noqa: E402
 from evaluation.frechet import compute_stats, frechet_distance  # noqa: E402
 
-ARMS = {"uniform": [], "infonoise": [], "infonoise-bayes": ["--mmse-cap", "coordinate-bayes"]}
+ARMS = {
+    "uniform": [],
+    "infonoise": [],
+    "infonoise-bayes": ["--mmse-cap", "coordinate-bayes"],
+    # diagnostic: the cap, and π ∝ ρ instead of ρ/w (the ε-loss's w = 1/σ² left out of the allocation)
+    "infonoise-bayes-density": ["--mmse-cap", "coordinate-bayes", "--allocation", "density"],
+}
 FIELDS = ["method", "seed", "kex", "metric", "metric_name", "target_kex", "step", "train_seconds", "eval_seconds"]
 METRIC = "fd_lenet_digits"
 

@@ -41,6 +41,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p = parser(__doc__.split("\n")[0], "timestep", 50)
     p.add_argument("--prediction-type", choices=["epsilon", "v_prediction", "sample"], default="epsilon")
     p.add_argument(
+        "--allocation",
+        choices=["emphasis", "density"],
+        default="emphasis",
+        help="InfoNoise's rule: π ∝ ρ/w with w the loop's own loss weight in x0 units (docs/method.md §10.4), or, "
+        "as a diagnostic, π ∝ ρ (the loop's weight left out)",
+    )
+    p.add_argument(
         "--ema",
         action="store_true",
         help="keep diffusers' EMAModel of the weights as its trainer's --use_ema does (warm-up, power 3/4, max decay "
@@ -70,6 +77,11 @@ def main(argv: list[str] | None = None, on_step: Callable | None = None) -> dict
         weight = None
         if args.prediction_type == "sample":  # diffusers weights the x0 loss by the SNR ᾱ/(1 − ᾱ)
             weight = lambda t: alphas_cumprod[t] / (1 - alphas_cumprod[t])  # noqa: E731
+        if args.allocation == "density":  # diagnostic: declare w ≡ 1 in x0 units, so π ∝ ρ (docs/method.md §10.4)
+            c = {"epsilon": lambda t: (1 - alphas_cumprod[t]) / alphas_cumprod[t], "sample": lambda t: 1.0}
+            if args.prediction_type not in c:
+                raise SystemExit("Error: --allocation density is implemented for epsilon and sample prediction")
+            weight = c[args.prediction_type]
         sampler = InfoNoiseSampler(
             DiscreteVP(alphas_cumprod),
             objective=args.prediction_type,
