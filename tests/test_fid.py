@@ -215,8 +215,10 @@ def test_cli_torchrun_two_ranks_match_one(digit_pngs, tmp_path):
     )
     a, b = load_stats(one), load_stats(two)
     assert a["count"] == b["count"] == 60
-    np.testing.assert_allclose(a["mu"], b["mu"], rtol=1e-12)
-    np.testing.assert_allclose(a["sigma"], b["sigma"], rtol=1e-9, atol=1e-12)
+    # The images' float32 features may round differently in another batch composition or thread count (measured on
+    # an AVX2 host with 2 threads: 1e-8 relative); a lost, doubled or unmerged image would move them by far more.
+    np.testing.assert_allclose(a["mu"], b["mu"], rtol=1e-6)
+    np.testing.assert_allclose(a["sigma"], b["sigma"], rtol=1e-5, atol=1e-6)
 
 
 def test_calc_refuses_partial_folders(digit_pngs, tmp_path):
