@@ -37,7 +37,7 @@ import diffusers_ddpm_digits as trainer  # noqa: E402
 from digits_common import load_digits  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from benchmarks.time_to_target import bootstrap_speedup, crossing_kex, curves, per_seed_text, plot  # noqa: E402
+from benchmarks.time_to_target import per_seed_text, plot, summarize  # noqa: E402
 from evaluation.detectors import get_detector  # noqa: E402
 from evaluation.frechet import compute_stats, frechet_distance  # noqa: E402
 
@@ -99,35 +99,6 @@ def train_and_score(arm: str, seed: int, args: dict, points: list[int], done: se
         trainer.main(argv, on_step=on_step)
 
 
-def summary_of(rows: list[dict], reference: str) -> dict:
-    """Target = the reference arm's best seed-mean score; each arm's crossing (seed-mean and per seed) and the
-    speedup with its bootstrap interval over seeds."""
-    cur = curves(rows)
-    target = min(p["mean"] for p in cur[reference])
-    out = dict(curves=cur, target=target, target_method=reference, lower_is_better=True, methods={})
-    for arm, c in cur.items():
-        reach = crossing_kex(c, target)
-        seeds = dict.fromkeys(r["seed"] for r in rows if r["method"] == arm)
-        per_seed = [
-            crossing_kex(curves([r for r in rows if r["method"] == arm and r["seed"] == s])[arm], target) for s in seeds
-        ]
-        out["methods"][arm] = dict(final=c[-1], best=min(p["mean"] for p in c), reach=reach, per_seed=per_seed)
-    ref = out["methods"][reference]["reach"]
-    for arm, s in out["methods"].items():
-        s["speedup"] = ref / s["reach"] if ref and s["reach"] else None
-        s["interval"] = bootstrap_speedup(rows, arm, reference, target) if arm != reference and s["reach"] else None
-    return out
-
-
-def speedup_text(m: dict, ref: float | None) -> str:
-    """'2.10×', or for an arm that never reached the target the bound its last evaluation gives."""
-    if m["speedup"] is not None:
-        return f"{m['speedup']:.2f}×"
-    if ref and m["reach"] is None:
-        return f"< {ref / m['final']['kex']:.2f}× (not reached)"
-    return "—"
-
-
 def report(outdir: Path) -> str:
     rows = common.read_rows(outdir / "results.csv")
     settings = json.loads((outdir / "benchmark.json").read_text())
@@ -144,8 +115,7 @@ def report(outdir: Path) -> str:
     main_rows = [r for r in rows if r["metric_name"] == METRIC]
     if not any(r["method"] == "uniform" for r in main_rows):
         return "\n".join(lines + ["(no uniform rows yet: no target)"])
-    reference = "uniform"
-    s = summary_of(main_rows, reference)
+    s = summarize(main_rows, baselines=["uniform"])
     lines += [f"Target: {s['target']:.4g} = best seed-mean FD of the uniform draw.", ""]
     header = ["arm", "seeds", "final kEx", "final FD", "best FD", "kEx@target", "per seed: kEx@target", "speedup"]
     header += ["95 % bootstrap over seeds", "final FD on InfoGrid"]
@@ -155,14 +125,14 @@ def report(outdir: Path) -> str:
         body.append(
             [
                 arm,
-                m["final"]["n"],
-                f"{m['final']['kex']:.4g}",
-                f"{m['final']['mean']:.4g} ± {m['final']['std']:.2g}",
+                m["seeds"],
+                f"{m['final_kex']:.4g}",
+                f"{m['final']:.4g} ± {m['final_std']:.2g}",
                 f"{m['best']:.4g}",
-                "not reached" if m["reach"] is None else f"{m['reach']:.4g}",
-                per_seed_text(m["per_seed"]),
-                speedup_text(m, s["methods"][reference]["reach"]),
-                "—" if not m["interval"] else "{:.2f}–{:.2f}×".format(*m["interval"]),
+                "not reached" if m["kex_at_target"] is None else f"{m['kex_at_target']:.4g}",
+                per_seed_text(m["kex_at_target_per_seed"]),
+                m["speedup_text"],
+                "—" if not m["speedup_interval"] else "{:.2f}–{:.2f}×".format(*m["speedup_interval"]),
                 "—" if not grid else f"{np.mean(grid):.4g} ± {np.std(grid):.2g} ({len(grid)})",
             ]
         )

@@ -482,13 +482,14 @@ def crossing_kex(curve: list[dict], target: float) -> float | None:
     return None
 
 
-def summarize(rows: list[dict], lower_is_better: bool = True) -> dict:
+def summarize(rows: list[dict], lower_is_better: bool = True, baselines: list[str] | None = None) -> dict:
     """Target, kEx@target (`crossing_kex`) and speedups from the seed-mean curves of one metric. A
-    higher-is-better metric is summarised as its negation, and reported with its own sign."""
+    higher-is-better metric is summarised as its negation, and reported with its own sign. The target is the best
+    of the fixed METHODS, or of `baselines` (another benchmark's reference arms, e.g. diffusers' uniform draw)."""
     sign = 1.0 if lower_is_better else -1.0
     signed = [{**r, "metric": sign * float(r["metric"])} for r in rows]
     cur = curves(signed)
-    fixed = [m for m in cur if METHODS.get(m, {}).get("fixed")]
+    fixed = [m for m in cur if (m in baselines if baselines is not None else METHODS.get(m, {}).get("fixed"))]
     best = {m: min(p["mean"] for p in c) for m, c in cur.items()}
     summary = dict(curves=cur, target=None, target_method=None, methods={})
     if fixed:

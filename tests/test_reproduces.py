@@ -24,8 +24,9 @@ import torch
 from tests.conftest import TINY_NET, write_image_dataset
 
 # torch build and machine the fingerprints were recorded on, by the pre-refactor code (commit a7b45b0), per CPU
-# kernel level (torch.backends.cpu.get_cpu_capability()): AVX512 on the Intel Xeon host (the code of a7b45b0
-# itself), AVX2 on the AMD EPYC host (a7b45b0's code run there, 2026-12-06; today's code gives the same bits).
+# kernel level (torch.backends.cpu.get_cpu_capability()): the Intel Xeon host's record (the code of a7b45b0 itself;
+# filed under AVX512, the level that host is taken to report — unverified: elsewhere its level skips), AVX2 on
+# the AMD EPYC host (a7b45b0's code run there, 2026-12-06; today's code gives the same bits).
 RECORDED = {"torch": "2.14.1+cu130", "machine": "x86_64"}
 FINGERPRINTS_BY_KERNELS = {
     "AVX512": {
