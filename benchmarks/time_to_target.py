@@ -355,10 +355,20 @@ class Evaluator:
         return torch.cat([x for _, _, x, _ in batches])
 
 
-def rescore(outdir: Path, settings: dict, samples: int, first_seed: int, batch: int, device: str | None) -> str:
+def rescore(
+    outdir: Path,
+    settings: dict,
+    samples: int,
+    first_seed: int,
+    batch: int,
+    device: str | None,
+    metrics: tuple[str, ...] = (),
+) -> str:
     """Score every run's latest snapshot again on `samples` fresh seeds from `first_seed`: a score of a few
     hundred samples is noisy (see RESULTS.md), so the final comparison gets its own, larger evaluation.
-    Writes rescore.csv (one row per run) and rescore.md (mean ± std over seeds per method)."""
+    `metrics` (default: the benchmark's own) may add what the curves did not score, e.g. binary-stats for the
+    fine structure of the final samples. Writes rescore.csv (one row per run, metric and sample set) and
+    rescore.md (mean ± std over seeds per method)."""
     from torch_utils import checkpoint
 
     runs = sorted(p for p in (outdir / "runs").glob("*-s*") if (p / "training_options.json").is_file())
@@ -367,22 +377,35 @@ def rescore(outdir: Path, settings: dict, samples: int, first_seed: int, batch: 
     if not runs:
         raise click.ClickException(f"{outdir / 'runs'}: no run with a snapshot to rescore")
     opts = json.loads((runs[0] / "training_options.json").read_text())
-    evaluate = Evaluator.for_settings(opts, outdir, settings, batch, device, samples, first_seed)
+    own = list(settings.get("metrics") or ["auto"])  # benchmarks from before --metric: auto
+    specs = list(metrics) or own
+    evaluate = Evaluator.for_settings(opts, outdir, {**settings, "metrics": specs}, batch, device, samples, first_seed)
     path, fields = (
         outdir / "rescore.csv",
-        ["method", "seed", "kex", "metric", "metric_name", "samples", "first_seed", "snapshot"],
+        ["method", "seed", "kex", "metric", "metric_name", "samples", "first_seed", "snapshot", "metrics"],
     )
-    key = lambda r: (r["method"], int(r["seed"]), r["snapshot"], int(r["samples"]), int(r["first_seed"]))  # noqa: E731
+    # A rescoring is done when the same snapshot was scored on the same seeds with the same metrics (rows of
+    # files from before the `metrics` column scored the benchmark's own).
+    key = lambda r: (  # noqa: E731
+        r["method"],
+        int(r["seed"]),
+        r["snapshot"],
+        int(r["samples"]),
+        int(r["first_seed"]),
+        r.get("metrics") or "+".join(own),
+    )
     done: dict[tuple, list[dict]] = {}
     for r in common.read_rows(path):
-        done.setdefault(key(r), []).append({**r, "kex": float(r["kex"]), "metric": float(r["metric"])})
+        done.setdefault(key(r), []).append(
+            {**r, "kex": float(r["kex"]), "metric": float(r["metric"]), "metrics": key(r)[5]}
+        )
     rows: list[dict] = []
 
     def with_kept() -> list[dict]:
         """These rows plus the file's rows of runs not rescored now (a run folder deleted since, another
         method): rescoring adds to rescore.csv, it never drops what it holds."""
-        visited = {(r["method"], int(r["seed"])) for r in rows}
-        return [r for k, rs in done.items() if k[:2] not in visited for r in rs] + rows
+        visited = {(r["method"], int(r["seed"]), r["metrics"]) for r in rows}
+        return [r for k, rs in done.items() if (k[0], k[1], k[5]) not in visited for r in rs] + rows
 
     def save() -> None:  # after every run, so a killed rescoring keeps what it finished
         common.write_rows(path, with_kept(), fields)
@@ -390,7 +413,14 @@ def rescore(outdir: Path, settings: dict, samples: int, first_seed: int, batch: 
     for run in tqdm.tqdm(runs, desc="rescoring", unit="run"):
         method, _, seed = run.name.rpartition("-s")
         snap = latest[run][-1]
-        row = dict(method=method, seed=int(seed), snapshot=snap.name, samples=samples, first_seed=first_seed)
+        row = dict(
+            method=method,
+            seed=int(seed),
+            snapshot=snap.name,
+            samples=samples,
+            first_seed=first_seed,
+            metrics="+".join(specs),
+        )
         if key(row) in done:  # resumable: a finished run is not scored twice
             rows.extend(done[key(row)])
             continue
@@ -886,9 +916,9 @@ def method_opts(pairs: tuple[str, ...]) -> dict:
     "--metric",
     "metric_specs",
     multiple=True,
-    default=("auto",),
-    help="Metrics (repeatable): auto (FD of images, k-mer JS of sequences), none (train only), "
-    "binary-stats, train-copies, or module:function (evaluation/metrics.py says how to write one)",
+    help="Metrics (repeatable; default auto): auto (FD of images, k-mer JS of sequences), none (train only), "
+    "binary-stats, train-copies, or module:function (evaluation/metrics.py says how to write one); with "
+    "--rescore-samples, what the final snapshots are scored on (default: the benchmark's own)",
 )
 @click.option(
     "--opt",
@@ -969,10 +999,13 @@ def main(
             raise click.ClickException(f"{outdir}: no benchmark.json — run the benchmark first")
         common.set_threads(threads)
         settings = json.loads((outdir / "benchmark.json").read_text())
-        click.echo(rescore(outdir, settings, rescore_samples, rescore_first_seed, eval_batch, device))
+        click.echo(
+            rescore(outdir, settings, rescore_samples, rescore_first_seed, eval_batch, device, tuple(metric_specs))
+        )
         return
     if not family:
         raise click.UsageError("--family is required (unless --report-only)")
+    metric_specs = tuple(metric_specs) or ("auto",)
     common.set_threads(threads)
     method_list, seed_list = common.parse_list(methods), common.parse_list(seeds, int)
     try:

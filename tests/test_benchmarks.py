@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 import fid
@@ -118,6 +119,47 @@ def test_rescore_reproduces_the_final_evaluation_and_takes_fresh_seeds(bench, mo
     assert all(fresh[m] != pytest.approx(final[m], rel=1e-6) for m in final)
     monkeypatch.setattr(ttt.Evaluator, "__call__", lambda self, snap: pytest.fail("rescored a finished run"))
     invoke(ttt.main, ["--outdir", out, "--rescore-samples", 16, "--rescore-first-seed", 100])  # resumable
+
+
+def test_rescore_with_other_metrics_adds_their_rows(bench, tmp_path, monkeypatch):
+    """--metric with --rescore-samples scores the final snapshots on those metrics (e.g. the fine structure the
+    curves did not score) beside the benchmark's own rows, on the same fresh seeds; resumable per metric set."""
+    import shutil
+
+    from datafiles.base import model_space
+    from evaluation.metrics import binary_stats
+    from sampling.generation import build_sigmas, generate_batches, load_network
+
+    out = tmp_path / "copy"
+    shutil.copytree(bench[0], out)
+    invoke(ttt.main, ["--outdir", out, "--rescore-samples", 16, "--rescore-first-seed", 100])
+    invoke(
+        ttt.main, ["--outdir", out, "--rescore-samples", 16, "--rescore-first-seed", 100, "--metric", "binary-stats"]
+    )
+    rows = common.read_rows(out / "rescore.csv")
+    for m in ("loguniform", "edm", "infonoise"):
+        assert sorted(r["metric_name"] for r in rows if r["method"] == m) == [
+            "fd_lenet-digits",
+            "marginal_l1",
+            "pair_l1",
+        ]
+    # the values are binary_stats of the samples of seeds 100..115 against the training set
+    net, profile = load_network(str(latest(out, "edm")), "cpu")
+    sigmas = build_sigmas(net, "edm", 2, profile=profile, device="cpu")
+    samples = torch.cat([x for _, _, x, _ in generate_batches(net, list(range(100, 116)), 16, sigmas, "heun")])
+    images = write_image_dataset(tmp_path / "same.zip", n=64, res=8, labels=False)[1]  # the fixture's images
+    data = model_space(torch.as_tensor(images))
+    want = binary_stats(samples, data)
+    got = {
+        r["metric_name"]: float(r["metric"]) for r in rows if r["method"] == "edm" and r["metrics"] == "binary-stats"
+    }
+    assert got == pytest.approx(want, rel=1e-9)
+    assert "pair_l1" in (out / "rescore.md").read_text()
+    monkeypatch.setattr(ttt.Evaluator, "__call__", lambda self, snap: pytest.fail("rescored a finished run"))
+    invoke(
+        ttt.main, ["--outdir", out, "--rescore-samples", 16, "--rescore-first-seed", 100, "--metric", "binary-stats"]
+    )
+    assert len(common.read_rows(out / "rescore.csv")) == len(rows)  # nothing dropped, nothing doubled
 
 
 def test_rescore_keeps_rows_of_runs_no_longer_there(bench, tmp_path):
