@@ -48,7 +48,7 @@ def parser(description: str, draw: str, sample_steps: int) -> argparse.ArgumentP
     p.add_argument("--min-count", type=int, default=8, help="InfoNoise's errors per bin before a refresh")
     p.add_argument(
         "--mmse-cap",
-        choices=["none", "coordinate-bayes"],
+        choices=["none", "coordinate-bayes", "auto"],
         default="none",
         help="InfoNoise's cap of m̂ by the coordinate-wise Bayes bound (docs/method.md §4b; the digits have 17 levels)",
     )

@@ -55,7 +55,7 @@ def _fixed_profile(source: str | dict, sigma: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"infonoise: fixed_profile: {e}") from None
 
 
-MMSE_CAPS = ("none", "coordinate-bayes")
+MMSE_CAPS = ("none", "coordinate-bayes", "auto")
 
 
 class InfoNoise(NoiseScheduler):
@@ -130,11 +130,6 @@ class InfoNoise(NoiseScheduler):
         )
         _check(0 < refresh_fifo_fraction <= 1, f"refresh_fifo_fraction must be in (0, 1], got {refresh_fifo_fraction}")
         _check(mmse_cap in MMSE_CAPS, f"unknown mmse_cap '{mmse_cap}'. Valid: {', '.join(MMSE_CAPS)}")
-        _check(
-            mmse_cap == "none" or training_data is not None,
-            f"mmse_cap '{mmse_cap}' needs the training data (the training loop passes it; a library user passes "
-            "training_data=<tensor [N, ...] in model space, or a function returning one>)",
-        )
         _check(0 <= refresh_run_fraction <= 1, f"refresh_run_fraction must be in [0, 1], got {refresh_run_fraction}")
         _check(smooth_std >= 0, f"smooth_std must be >= 0, got {smooth_std}")
         _check(gate_n > 0, f"gate_n must be > 0, got {gate_n}")
@@ -214,6 +209,16 @@ class InfoNoise(NoiseScheduler):
         # Automatic cadence (docs/method.md §5): the first step this scheduler saw, and the interval in steps
         # that brings refresh_fifo_fraction·M·B new errors (set at the first refresh from all ranks' counts).
         self.first_step, self.auto_every = None, None
+        # 'auto': the cap where the endpoint is discrete, none where it is continuous (docs/method.md §4b: there the
+        # bound only removes the low-σ divergence that the onset rule normalises by, and moves σ_p up a decade).
+        asked = mmse_cap
+        if mmse_cap == "auto":
+            mmse_cap = "coordinate-bayes" if endpoint == "discrete" else "none"
+        _check(
+            mmse_cap == "none" or training_data is not None,
+            f"mmse_cap '{asked}' with endpoint {endpoint} needs the training data (the training loop passes it; a "
+            "library user passes training_data=<tensor [N, ...] in model space, or a function returning one>)",
+        )
         self.mmse_cap, self._training_data, self._cap = mmse_cap, training_data, None
         self.fixed = None if fixed_profile is None else _fixed_profile(fixed_profile, self.sigma)
         self._fixed_record = None

@@ -121,6 +121,28 @@ def test_scheduler_reads_min_of_estimate_and_bound():
         cont.step(0)
 
 
+def test_auto_cap_is_the_cap_on_discrete_endpoints_and_none_on_continuous_ones():
+    """mmse_cap 'auto': on a discrete endpoint the same bound and table as 'coordinate-bayes'; on a continuous one
+    the same table as 'none' and no training data needed (docs/method.md §4b: the onset rule's normaliser)."""
+    data = torch.where(torch.rand(500, 16, generator=torch.Generator().manual_seed(1)) < 0.3, 1.0, -1.0)
+    auto, cap = (
+        exact(endpoint="discrete", mmse_cap=c, training_data=lambda: data) for c in ("auto", "coordinate-bayes")
+    )
+    cont_auto, cont_none = exact(mmse_cap="auto"), exact()
+    for s, profile in ((auto, lambda sg: valley_mmse(sg, 4.0)), (cap, lambda sg: valley_mmse(sg, 4.0))):
+        feed_grid(s, profile, 8)
+        s.step(0)
+    for s in (cont_auto, cont_none):
+        feed_grid(s, lambda sg: 64 * sg**2 / (sg**2 + 0.25), 8)
+        s.step(0)
+    assert auto.mmse_cap == "coordinate-bayes" and torch.equal(auto.cap, cap.cap)
+    assert torch.equal(auto.table, cap.table) and auto.sigma_p == cap.sigma_p
+    assert cont_auto.mmse_cap == "none" and cont_auto.cap is None
+    assert torch.equal(cont_auto.table, cont_none.table) and cont_auto.sigma_p == cont_none.sigma_p
+    with pytest.raises(ValueError, match="'auto' with endpoint discrete needs the training data"):
+        InfoNoise(endpoint="discrete", mmse_cap="auto")
+
+
 def test_a_run_with_the_cap_reads_its_own_training_data(tmp_path):
     data, images, _ = write_image_dataset(tmp_path / "bin.zip", n=64, binary=True)
     train_tiny(
