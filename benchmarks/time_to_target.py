@@ -285,8 +285,14 @@ class Evaluator:
 
         self.seeds = list(range(first_seed, first_seed + samples))
         self.steps, self.grid, self.solver, self.batch, self.device = steps, grid, solver, batch, device
-        modality = modalities.for_data(opts["data"])
-        ds = modality.open(opts["data"], max_size=opts["max_size"])
+        try:
+            modality = modalities.for_data(opts["data"])
+            ds = modality.open(opts["data"], max_size=opts["max_size"])
+        except (OSError, ValueError) as e:
+            raise click.ClickException(
+                f"cannot open the runs' training set: {e} (a relative path is read from the working directory: "
+                "run from the folder the benchmark was trained in)"
+            ) from None
         try:
             self.custom = [(spec, resolve(spec)) for spec in metrics if spec not in ("auto", "none")]
         except ValueError as e:

@@ -162,6 +162,24 @@ def test_rescore_with_other_metrics_adds_their_rows(bench, tmp_path, monkeypatch
     assert len(common.read_rows(out / "rescore.csv")) == len(rows)  # nothing dropped, nothing doubled
 
 
+def test_rescore_without_the_training_set_is_one_error_line(bench, tmp_path):
+    """Rescoring from another folder, where the runs' relative data path does not resolve: one Error: line that
+    names the path and says where to run from — no traceback, nothing written."""
+    import json
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(bench[0], out)
+    for f in (out / "runs").glob("*/training_options.json"):
+        f.write_text(json.dumps({**json.loads(f.read_text()), "data": "data/not-here.zip"}))
+    before = (out / "rescore.csv").read_bytes() if (out / "rescore.csv").exists() else None
+    result = invoke(ttt.main, ["--outdir", out, "--rescore-samples", 16], ok=False)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    (line,) = [x for x in result.output.splitlines() if x.startswith("Error:")]
+    assert "data/not-here.zip" in line and "run from the folder" in line
+    assert ((out / "rescore.csv").read_bytes() if (out / "rescore.csv").exists() else None) == before
+
+
 def test_rescore_keeps_rows_of_runs_no_longer_there(bench, tmp_path):
     """A run folder deleted since an earlier rescoring (or a method not in this one): its rescore.csv row
     stays, beside the new ones, and the report still lists it."""
