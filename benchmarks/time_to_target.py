@@ -392,26 +392,19 @@ def rescore(
     )
     # A rescoring is done when the same snapshot was scored on the same seeds with the same metrics (rows of
     # files from before the `metrics` column scored the benchmark's own).
-    key = lambda r: (  # noqa: E731
-        r["method"],
-        int(r["seed"]),
-        r["snapshot"],
-        int(r["samples"]),
-        int(r["first_seed"]),
-        r.get("metrics") or "+".join(own),
-    )
+    key = lambda r: (r["method"], int(r["seed"]), r["snapshot"], int(r["samples"]), int(r["first_seed"]), r["metrics"])  # noqa: E731
+    run_of = lambda r: (r["method"], int(r["seed"]), r["metrics"])  # noqa: E731
     done: dict[tuple, list[dict]] = {}
     for r in common.read_rows(path):
-        done.setdefault(key(r), []).append(
-            {**r, "kex": float(r["kex"]), "metric": float(r["metric"]), "metrics": key(r)[5]}
-        )
+        r = {**r, "kex": float(r["kex"]), "metric": float(r["metric"]), "metrics": r.get("metrics") or "+".join(own)}
+        done.setdefault(key(r), []).append(r)
     rows: list[dict] = []
 
     def with_kept() -> list[dict]:
         """These rows plus the file's rows of runs not rescored now (a run folder deleted since, another
-        method): rescoring adds to rescore.csv, it never drops what it holds."""
-        visited = {(r["method"], int(r["seed"]), r["metrics"]) for r in rows}
-        return [r for k, rs in done.items() if (k[0], k[1], k[5]) not in visited for r in rs] + rows
+        method, other metrics): rescoring adds to rescore.csv, it never drops what it holds."""
+        visited = {run_of(r) for r in rows}
+        return [r for rs in done.values() for r in rs if run_of(r) not in visited] + rows
 
     def save() -> None:  # after every run, so a killed rescoring keeps what it finished
         common.write_rows(path, with_kept(), fields)
