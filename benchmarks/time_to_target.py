@@ -19,7 +19,9 @@ Lower is better for both. Outputs in --outdir: `results.csv` (one row per method
 flushed as it is written), `quality_vs_kex.png` (mean over seeds, band = min..max), and `table.md`:
 final score, kEx@target — target = the best seed-mean score any fixed baseline reaches within the
 budget; a method's kEx@target is the first evaluation at which its seed-mean curve reaches it — and
-the speedup against the fixed baseline that set the target.
+the speedup against the fixed baseline that set the target. `benchmark.json` holds the settings (those that
+change what a row means are frozen for the folder), `invocations.jsonl` one line per invocation: when, the
+command, the machine and the commit of the code that ran it ('+dirty' with uncommitted changes).
 
 Methods of a family F: `F-<method>.yaml` when it exists (mnist-subset-binary-{loguniform,edm,infonoise});
 else F.yaml when it already is that method (digits is EDM log-normal + λ, dna-cpu is InfoNoise); else,
@@ -46,6 +48,7 @@ from pathlib import Path as _Path
 # Run as `python benchmarks/<script>.py` from a checkout: the repository root first (the framework is not installed).
 sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
 
+import datetime
 import json
 import math
 import os
@@ -1038,7 +1041,16 @@ def main(
             overrides=overrides,
             method_overrides=per_method,
             machine=common.machine_note(),
-            command=" ".join(sys.argv),
+            command=common.invoked_command("python -m benchmarks.time_to_target"),
+        ),
+    )
+    # benchmark.json holds the latest invocation's settings; every invocation, with the commit it ran, is one line here
+    common.append_jsonl(
+        outdir / "invocations.jsonl",
+        dict(
+            started=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            code=common.code_version(),
+            **{k: settings[k] for k in ("methods", "seeds", "budget_kex", "machine", "command")},
         ),
     )
     evaluate = Evaluator.for_settings(next(iter(runs.values())), outdir, settings, eval_batch, device, eval_samples)
