@@ -292,10 +292,7 @@ class Evaluator:
             modality = modalities.for_data(opts["data"])
             ds = modality.open(opts["data"], max_size=opts["max_size"])
         except (OSError, ValueError) as e:
-            raise click.ClickException(
-                f"cannot open the runs' training set: {e} (a relative path is read from the working directory: "
-                "run from the folder the benchmark was trained in)"
-            ) from None
+            raise click.ClickException(f"cannot open the runs' training set: {e}") from None
         try:
             self.custom = [(spec, resolve(spec)) for spec in metrics if spec not in ("auto", "none")]
         except ValueError as e:
@@ -388,7 +385,16 @@ def rescore(
     opts = json.loads((runs[0] / "training_options.json").read_text())
     own = list(settings.get("metrics") or ["auto"])  # benchmarks from before --metric: auto
     specs = list(metrics) or own
-    evaluate = Evaluator.for_settings(opts, outdir, {**settings, "metrics": specs}, batch, device, samples, first_seed)
+    try:
+        evaluate = Evaluator.for_settings(
+            opts, outdir, {**settings, "metrics": specs}, batch, device, samples, first_seed
+        )
+    except click.ClickException as e:
+        if not Path(opts["data"]).is_absolute():  # the runs read it relative to where they were trained
+            e.message += (
+                f" (the runs' relative path is read from {Path.cwd()}: run from the folder they were trained in)"
+            )
+        raise
     path, fields = (
         outdir / "rescore.csv",
         ["method", "seed", "kex", "metric", "metric_name", "samples", "first_seed", "snapshot", "metrics"],

@@ -197,7 +197,7 @@ def test_rescore_without_the_training_set_is_one_error_line(bench, tmp_path):
     result = invoke(ttt.main, ["--outdir", out, "--rescore-samples", 16], ok=False)
     assert result.exit_code == 1 and "Traceback" not in result.output
     (line,) = [x for x in result.output.splitlines() if x.startswith("Error:")]
-    assert "data/not-here.zip" in line and "run from the folder" in line
+    assert "data/not-here.zip" in line and "run from the folder they were trained in" in line
     assert ((out / "rescore.csv").read_bytes() if (out / "rescore.csv").exists() else None) == before
 
 
