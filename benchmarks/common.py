@@ -8,8 +8,10 @@ they run as `python benchmarks/<name>.py` or `python -m benchmarks.<name>` from 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import statistics
+import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -177,6 +179,60 @@ def write_rows(path: str | os.PathLike, rows: Sequence[dict], fields: Sequence[s
         writer = csv.DictWriter(f, fieldnames=list(fields), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+
+
+def code_version() -> str | None:
+    """The commit this code was checked out at (short hash, '+dirty' with uncommitted changes to tracked files),
+    or None outside a git checkout: tables say they come from a frozen commit, and this is how a reader checks."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=30
+        )
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.returncode != 0 or dirty.stdout.strip() else "")
+
+
+def invoked_command(prog: str) -> str:
+    """The running click command as a command line: `prog` and every option the caller set, in a form that reruns
+    it (sys.argv would name the test runner or the embedding program instead)."""
+    import shlex
+
+    import click
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    words = prog.split()
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or ctx.get_parameter_source(param.name) is ParameterSource.DEFAULT:
+            continue
+        value = ctx.params[param.name]
+        if param.is_flag:
+            words += [param.opts[0]] if value else list(param.secondary_opts[:1])
+            continue
+        for v in value if param.multiple else (value,):
+            words += [param.opts[0], str(v)]
+    return shlex.join(words)
+
+
+def append_jsonl(path: str | os.PathLike, record: dict) -> None:
+    """Append one JSON line in a single write (O_APPEND): two benchmarks sharing a folder never interleave it."""
+    line = (json.dumps(record) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def append_row(path: str | os.PathLike, row: dict, fields: Sequence[str]) -> None:

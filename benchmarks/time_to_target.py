@@ -19,7 +19,9 @@ Lower is better for both. Outputs in --outdir: `results.csv` (one row per method
 flushed as it is written), `quality_vs_kex.png` (mean over seeds, band = min..max), and `table.md`:
 final score, kEx@target — target = the best seed-mean score any fixed baseline reaches within the
 budget; a method's kEx@target is the first evaluation at which its seed-mean curve reaches it — and
-the speedup against the fixed baseline that set the target.
+the speedup against the fixed baseline that set the target. `benchmark.json` holds the settings (those that
+change what a row means are frozen for the folder), `invocations.jsonl` one line per invocation: when, the
+command, the machine and the commit of the code that ran it ('+dirty' with uncommitted changes).
 
 Methods of a family F: `F-<method>.yaml` when it exists (mnist-subset-binary-{loguniform,edm,infonoise});
 else F.yaml when it already is that method (digits is EDM log-normal + λ, dna-cpu is InfoNoise); else,
@@ -46,6 +48,7 @@ from pathlib import Path as _Path
 # Run as `python benchmarks/<script>.py` from a checkout: the repository root first (the framework is not installed).
 sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
 
+import datetime
 import json
 import math
 import os
@@ -301,10 +304,7 @@ class Evaluator:
             modality = modalities.for_data(opts["data"])
             ds = modality.open(opts["data"], max_size=opts["max_size"])
         except (OSError, ValueError) as e:
-            raise click.ClickException(
-                f"cannot open the runs' training set: {e} (a relative path is read from the working directory: "
-                "run from the folder the benchmark was trained in)"
-            ) from None
+            raise click.ClickException(f"cannot open the runs' training set: {e}") from None
         try:
             self.custom = [(spec, resolve(spec)) for spec in metrics if spec not in ("auto", "none")]
         except ValueError as e:
@@ -397,7 +397,16 @@ def rescore(
     opts = json.loads((runs[0] / "training_options.json").read_text())
     own = list(settings.get("metrics") or ["auto"])  # benchmarks from before --metric: auto
     specs = list(metrics) or own
-    evaluate = Evaluator.for_settings(opts, outdir, {**settings, "metrics": specs}, batch, device, samples, first_seed)
+    try:
+        evaluate = Evaluator.for_settings(
+            opts, outdir, {**settings, "metrics": specs}, batch, device, samples, first_seed
+        )
+    except click.ClickException as e:
+        if not Path(opts["data"]).is_absolute():  # the runs read it relative to where they were trained
+            e.message += (
+                f" (the runs' relative path is read from {Path.cwd()}: run from the folder they were trained in)"
+            )
+        raise
     path, fields = (
         outdir / "rescore.csv",
         ["method", "seed", "kex", "metric", "metric_name", "samples", "first_seed", "snapshot", "metrics"],
@@ -1050,7 +1059,16 @@ def main(
             overrides=overrides,
             method_overrides=per_method,
             machine=common.machine_note(),
-            command=" ".join(sys.argv),
+            command=common.invoked_command("python -m benchmarks.time_to_target"),
+        ),
+    )
+    # benchmark.json holds the latest invocation's settings; every invocation, with the commit it ran, is one line here
+    common.append_jsonl(
+        outdir / "invocations.jsonl",
+        dict(
+            started=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            code=common.code_version(),
+            **{k: settings[k] for k in ("methods", "seeds", "budget_kex", "machine", "command")},
         ),
     )
     evaluate = Evaluator.for_settings(next(iter(runs.values())), outdir, settings, eval_batch, device, eval_samples)

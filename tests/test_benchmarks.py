@@ -4,6 +4,7 @@ seed-determinism of the generate-and-evaluate path. No test asserts a timing."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -80,6 +81,26 @@ def bench(tmp_path_factory):
     out = root / "bench"
     invoke(ttt.main, ttt_args(out, data))
     return out, data
+
+
+def test_every_invocation_is_logged_with_the_commit_that_ran_it(bench):
+    """invocations.jsonl: one line per invocation (benchmark.json keeps only the latest settings), naming the
+    commit of the code — what 'run from a frozen commit' is checked by."""
+    import json
+    import subprocess
+
+    out, data = bench
+    before = (out / "invocations.jsonl").read_text().splitlines()
+    invoke(ttt.main, ttt_args(out, data))  # everything done already: a second invocation, nothing trained
+    lines = [json.loads(x) for x in (out / "invocations.jsonl").read_text().splitlines()]
+    assert len(lines) == len(before) + 1 and lines[-1]["methods"] == ["loguniform", "edm", "infonoise"]
+    assert lines[-1]["seeds"] == [0] and str(out) in lines[-1]["command"] and lines[-1]["machine"]
+    root = Path(ttt.__file__).resolve().parents[1]
+    head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:
+        assert lines[-1]["code"].split("+")[0] == head.stdout.strip()
+    else:
+        assert lines[-1]["code"] is None
 
 
 def latest(out, method):
@@ -176,7 +197,7 @@ def test_rescore_without_the_training_set_is_one_error_line(bench, tmp_path):
     result = invoke(ttt.main, ["--outdir", out, "--rescore-samples", 16], ok=False)
     assert result.exit_code == 1 and "Traceback" not in result.output
     (line,) = [x for x in result.output.splitlines() if x.startswith("Error:")]
-    assert "data/not-here.zip" in line and "run from the folder" in line
+    assert "data/not-here.zip" in line and "run from the folder they were trained in" in line
     assert ((out / "rescore.csv").read_bytes() if (out / "rescore.csv").exists() else None) == before
 
 
