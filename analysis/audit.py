@@ -89,7 +89,7 @@ def audit(
             weighting="unit",
             sigma_data=sigma_data,
         ),
-        dict(num_bins=len(sigma)),
+        dict(num_bins=len(sigma), mmse_cap="none"),  # an exact Bayes profile is ≤ the cap (§4b): it changes nothing
     )
     rho = info.log_density(torch.tensor(record["allocation"], dtype=torch.float64), sigma)
     lo, hi = window(rho, sigma)

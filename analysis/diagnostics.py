@@ -209,6 +209,7 @@ def oracle_config(
         sigma_data=_first(options.get("sigma_data"), net_kw.get("sigma_data")),
         weighting=_first(weighting, options.get("weighting")),
         endpoint=resolve_endpoint(_first(endpoint, options.get("endpoint"), "auto"), data),
+        training_data=data,  # what the Bayes cap reads (§4b; a discrete endpoint's default), as in a run
     )
     return {k: v for k, v in context.items() if v is not None}, kwargs, latest
 

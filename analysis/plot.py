@@ -111,6 +111,7 @@ def warmup_log_density(options: dict, sigma: torch.Tensor, legacy: bool = False)
     kwargs = dict(options.get("scheduler_kwargs") or {})
     endpoint = options.get("endpoint") if options.get("endpoint") in ("continuous", "discrete") else "continuous"
     kwargs["endpoint"] = endpoint
+    kwargs["mmse_cap"] = "none"  # the warm-up does not read the cap (and the training data are not needed for it)
     try:
         sched = build("infonoise", context, **kwargs)
     except (ValueError, TypeError) as e:

@@ -121,7 +121,7 @@ def preset_setup(preset: str, overrides: dict | None = None) -> dict:
         opts["endpoint"] = "discrete" if binary else "continuous"
     opts["arch"] = opts["arch"] or modalities.for_data(path).default_arch
     opts["network_kwargs"] = options.network_kwargs(opts, shape, label_dim)
-    opts["data_path"], opts["shape_source"] = path, source
+    opts["data_path"], opts["shape_source"], opts["data_shape"] = path, source, tuple(shape)
     opts["num_params"] = sum(p.numel() for p in networks.build_network(**opts["network_kwargs"]).parameters())
     return opts
 
@@ -130,7 +130,12 @@ def build_scheduler(opts: dict, name: str | None = None, **kwargs) -> schedulers
     """The preset's scheduler (or `name`) with the context the training loop gives it."""
     from training.options import scheduler_context
 
+    # The training loop hands the scheduler its training set (the Bayes cap of discrete endpoints reads it once,
+    # docs/method.md §4b); a timing needs its shape only: two-valued examples of the preset's shape.
     context = scheduler_context(opts)
+    if "data_shape" in opts:
+        gen = torch.Generator().manual_seed(0)
+        context["training_data"] = lambda: torch.rand(256, *opts["data_shape"], generator=gen).round().mul(2).sub(1)
     name = name or opts["scheduler"]
     sched_kwargs = {**(opts["scheduler_kwargs"] if name == opts["scheduler"] else {}), **kwargs}
     return schedulers.build(name, context, **sched_kwargs)

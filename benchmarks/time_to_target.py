@@ -91,7 +91,8 @@ METHODS = {
         label="InfoNoise, σ_p pinned 0.2", fixed=False, scheduler="infonoise", weighting=None, derive=False
     ),
     # The ceiling (issue 23): InfoNoise's preset and rule, with the allocation fixed from step 0 at a mature
-    # model's probed profile (--oracle-from); no online estimate at all.
+    # model's probed profile (--oracle-from); no online estimate at all, and no cap (the mature profile itself:
+    # what every oracle row measured, before and after the cap became the discrete default).
     "infonoise-oracle": dict(
         label="InfoNoise oracle (mature profile, fixed)",
         fixed=False,
@@ -99,6 +100,17 @@ METHODS = {
         weighting=None,
         derive=False,
         preset_of="infonoise",
+        scheduler_kwargs={"mmse_cap": "none"},
+    ),
+    # The rule without the cap (the default before docs/method.md §4b's 'auto'): the valley or onset rule on m̂ alone.
+    "infonoise-nocap": dict(
+        label="InfoNoise, no cap",
+        fixed=False,
+        scheduler="infonoise",
+        weighting=None,
+        derive=False,
+        preset_of="infonoise",
+        scheduler_kwargs={"mmse_cap": "none"},
     ),
     # The candidate of issue 23 item 2: InfoNoise's preset with ḣ read from min(m̂, B), B the coordinate-wise Bayes
     # bound of the training set (docs/method.md §4b), the pivot rule as usual.

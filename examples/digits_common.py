@@ -49,8 +49,9 @@ def parser(description: str, draw: str, sample_steps: int) -> argparse.ArgumentP
     p.add_argument(
         "--mmse-cap",
         choices=["none", "coordinate-bayes", "auto"],
-        default="none",
-        help="InfoNoise's cap of m̂ by the coordinate-wise Bayes bound (docs/method.md §4b; the digits have 17 levels)",
+        default="auto",
+        help="InfoNoise's cap of m̂ by the coordinate-wise Bayes bound (docs/method.md §4b; 'auto', the library's "
+        "default, is none on these continuous digits — they have 17 levels, so 'coordinate-bayes' applies too)",
     )
     p.add_argument("--samples", type=int, default=0, help="images to draw after training (0: none)")
     p.add_argument("--sample-steps", type=int, default=sample_steps)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from typing import Callable
 
 import torch
@@ -87,7 +88,7 @@ class InfoNoise(NoiseScheduler):
         refresh_fifo_fraction: float = 0.125,
         refresh_run_fraction: float = 1 / 32,
         fixed_profile: str | dict | None = None,
-        mmse_cap: str = "none",
+        mmse_cap: str = "auto",
         training_data=None,
         smooth_std: float = 1.0,
         gate_n: float = 3.0,
@@ -211,9 +212,17 @@ class InfoNoise(NoiseScheduler):
         self.first_step, self.auto_every = None, None
         # 'auto': the cap where the endpoint is discrete, none where it is continuous (docs/method.md §4b: there the
         # bound only removes the low-σ divergence that the onset rule normalises by, and moves σ_p up a decade).
-        asked = mmse_cap
+        asked, self._mmse_cap_auto = mmse_cap, mmse_cap == "auto"
         if mmse_cap == "auto":
             mmse_cap = "coordinate-bayes" if endpoint == "discrete" else "none"
+            if mmse_cap != "none" and training_data is None:  # a library user without the data: say what it costs
+                warnings.warn(
+                    "InfoNoise: the default mmse_cap 'auto' caps m̂ on a discrete endpoint by the coordinate-wise Bayes "
+                    "bound (docs/method.md §4b), which needs the training data; none was given, so this run has no "
+                    "cap. Pass training_data=<tensor [N, ...] in model space> (or mmse_cap='none' to silence this).",
+                    stacklevel=2,
+                )
+                mmse_cap = "none"
         _check(
             mmse_cap == "none" or training_data is not None,
             f"mmse_cap '{asked}' with endpoint {endpoint} needs the training data (the training loop passes it; a "
@@ -472,6 +481,7 @@ class InfoNoise(NoiseScheduler):
             {name: None if getattr(self, name) is None else getattr(self, name).clone() for name in self._TENSORS}
         )
         state["history"] = [dict(h) for h in self.history]
+        state["mmse_cap"] = self.mmse_cap
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -488,6 +498,8 @@ class InfoNoise(NoiseScheduler):
             setattr(self, f"_{name}" if name in ("buf", "ptr", "count") else name, value)
         if "first_step" not in state:  # written before the fresh-statistics defaults: keep that run's behaviour
             self.adopt_legacy_defaults()
+        if self._mmse_cap_auto:  # the default: the cap the run had (none before 'auto' became the default, §4b)
+            self._adopt_cap(state.get("mmse_cap", "none"))
         optional = ("pivot_set_by", "prominence", "first_step", "auto_every")  # newer than some snapshots
         for name in self._SCALARS:
             setattr(self, name, state.get(name) if name in optional else state[name])
@@ -508,13 +520,22 @@ class InfoNoise(NoiseScheduler):
         if self._warmup_sampler_auto and self.endpoint == "continuous":  # it warmed up on the floored log-normal
             self.warmup_sampler = "lognormal"
 
+    def _adopt_cap(self, mmse_cap: str) -> None:
+        if mmse_cap != self.mmse_cap:
+            _check(
+                mmse_cap == "none" or self._training_data is not None,
+                f"the checkpoint ran with mmse_cap '{mmse_cap}', which needs the training data; pass "
+                "training_data=<tensor> (or mmse_cap='none' explicitly to continue without the cap)",
+            )
+            self.mmse_cap, self._cap = mmse_cap, None
+
     def __repr__(self) -> str:
         return (
             f"InfoNoise(endpoint={self.endpoint}, pivot_rule={self.pivot_rule}, warmup={self.warmup_sampler}, "
             f"weighting={self.weighting}, M={self.num_bins}, "
             f"B={self.fifo_size}, K={'auto' if self.refresh_every is None else self.refresh_every}, "
             f"warmup={'auto' if self.warmup_steps is None else self.warmup_steps}, "
-            f"beta={self.ema_beta}, {'fixed profile, ' if self.fixed is not None else ''}"
+            f"beta={self.ema_beta}, cap={self.mmse_cap}, {'fixed profile, ' if self.fixed is not None else ''}"
             f"sigma_p={'pinned ' + str(self.pinned) if self.pinned is not None else 'auto'}, "
             f"refreshes={self.refreshes})"
         )

@@ -48,6 +48,7 @@ class LossVar(InfoNoise):
             warmup_sampler="loguniform",
             weighting="unit",
             endpoint="discrete",
+            mmse_cap="none",  # it reads losses, not errors: no bound applies
         )
 
     def adopt_legacy_defaults(self) -> None:

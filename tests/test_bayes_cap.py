@@ -4,6 +4,7 @@ closed form, Monte Carlo), an upper bound on the exact empirical-Bayes MMSE of a
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 
@@ -139,11 +140,42 @@ def test_auto_cap_is_the_cap_on_discrete_endpoints_and_none_on_continuous_ones()
     assert torch.equal(auto.table, cap.table) and auto.sigma_p == cap.sigma_p
     assert cont_auto.mmse_cap == "none" and cont_auto.cap is None
     assert torch.equal(cont_auto.table, cont_none.table) and cont_auto.sigma_p == cont_none.sigma_p
-    with pytest.raises(ValueError, match="'auto' with endpoint discrete needs the training data"):
-        InfoNoise(endpoint="discrete", mmse_cap="auto")
+    assert inspect.signature(InfoNoise).parameters["mmse_cap"].default == "auto" and InfoNoise().mmse_cap == "none"
+    assert exact(endpoint="discrete", training_data=data).mmse_cap == "coordinate-bayes"
+    with pytest.warns(UserWarning, match="needs the training data; none was given, so this run has no cap"):
+        bare = InfoNoise(endpoint="discrete")  # a library user without the data: told, and the rule without the cap
+    assert bare.mmse_cap == "none" and bare.cap is None
 
 
-def test_a_run_with_the_cap_reads_its_own_training_data(tmp_path):
+def test_a_snapshot_from_before_the_auto_default_resumes_without_the_cap():
+    """A resumed run keeps its behaviour (docs/method.md §5): a snapshot written before 'auto' became the default
+    (no 'mmse_cap' in it) resumes without the cap unless the cap is asked for; one written since keeps its cap."""
+    data = torch.where(torch.rand(500, 16, generator=torch.Generator().manual_seed(2)) < 0.3, 1.0, -1.0)
+    old = exact(endpoint="discrete", mmse_cap="none")
+    feed_grid(old, lambda sg: valley_mmse(sg, 4.0), 8)
+    old.step(0)
+    state = old.state_dict()
+    assert state.pop("mmse_cap") == "none"  # what an older snapshot looks like
+    for asked, want in (("auto", "none"), ("coordinate-bayes", "coordinate-bayes")):
+        new = exact(endpoint="discrete", mmse_cap=asked, training_data=data)
+        new.load_state_dict(state)
+        assert new.mmse_cap == want
+    capped = exact(endpoint="discrete", training_data=data)
+    feed_grid(capped, lambda sg: valley_mmse(sg, 4.0), 8)
+    capped.step(0)
+    again = exact(endpoint="discrete", training_data=data)
+    again.load_state_dict(capped.state_dict())
+    feed_grid(again, lambda sg: valley_mmse(sg, 3.0), 8)
+    feed_grid(capped, lambda sg: valley_mmse(sg, 3.0), 8)
+    assert again.mmse_cap == "coordinate-bayes" and again.step(1) == capped.step(1)
+    with pytest.raises(ValueError, match="checkpoint ran with mmse_cap 'coordinate-bayes'"):
+        with pytest.warns(UserWarning):
+            bare = exact(endpoint="discrete")
+        bare.load_state_dict(capped.state_dict())
+
+
+@pytest.mark.parametrize("asked", [("--sched-opt", "mmse_cap=coordinate-bayes"), ()], ids=["explicit", "default"])
+def test_a_run_with_the_cap_reads_its_own_training_data(tmp_path, asked):
     data, images, _ = write_image_dataset(tmp_path / "bin.zip", n=64, binary=True)
     train_tiny(
         tmp_path / "run",
@@ -152,8 +184,7 @@ def test_a_run_with_the_cap_reads_its_own_training_data(tmp_path):
         "infonoise",
         "--weighting",
         "unit",
-        "--sched-opt",
-        "mmse_cap=coordinate-bayes",
+        *asked,
         "--sched-opt",
         "min_count=1",
         duration="0.0016",

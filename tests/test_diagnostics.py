@@ -14,7 +14,7 @@ import torch
 from click.testing import CliRunner
 from scipy import integrate, optimize
 
-from analysis.diagnostics import EmpiricalBayes, main, run_oracle
+from analysis.diagnostics import EmpiricalBayes, load_data, main, run_oracle
 from analysis.plot import load_schedule
 from schedulers import information as info
 from tests.test_plot import write_run
@@ -222,5 +222,9 @@ def test_probed_checkpoint(tmp_path, binary_data):
         progress=False,
     )
     assert r["probed_mmse"].shape == r["mmse"].shape == (16,)
-    assert torch.allclose(r["probed_hdot"], info.entropy_rate(r["probed_mmse"], r["sigma"]), rtol=1e-6)
+    # discrete data: the run's default rule reads min(m̂, B), B the data's coordinate-wise Bayes bound (§4b)
+    bound = info.coordinate_bayes_mmse(info.coordinate_marginals(load_data(binary_data)), r["sigma"])
+    assert (r["probed_mmse"] > bound).any()  # an untrained network: the cap binds (everywhere, here)
+    want = info.entropy_rate(torch.minimum(r["probed_mmse"], bound), r["sigma"])
+    assert torch.allclose(r["probed_hdot"], want, rtol=1e-6)
     assert 0 < r["tv"]["oracle_vs_probed"] <= 1

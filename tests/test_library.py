@@ -421,3 +421,24 @@ def test_readme_own_loop_block_runs_as_written(tmp_path, monkeypatch):
     assert sampler.scheduler.refreshes >= 1 and (tmp_path / "infonoise-sampler.pt").exists()
     state = torch.load(tmp_path / "infonoise-sampler.pt", weights_only=True)
     assert torch.equal(state["infonoise"]["table"], sampler.scheduler.table)
+
+
+def test_discrete_data_get_the_bayes_cap_from_the_data_they_pass():
+    """docs/method.md §4b through the library: endpoint 'discrete' with training_data caps m̂ by the data's
+    coordinate-wise Bayes bound (the default 'auto'); without the data the user is warned and runs uncapped."""
+    x = torch.where(torch.rand(300, 6, generator=torch.Generator().manual_seed(0), dtype=F64) < 0.3, 1.0, -1.0)
+    kw = dict(num_bins=32, fifo_size=32, min_count=2, endpoint="discrete")
+    capped = InfoNoiseSampler(RectifiedFlow(), "velocity", training_data=x, **kw)
+    gen = torch.Generator().manual_seed(1)
+    for step in range(1, 40):
+        t = capped.sample(64, gen)
+        capped.observe(t, 6 * torch.rand(64, generator=gen, dtype=F64))  # a young network: errors at every σ
+        capped.step(step)
+    s = capped.scheduler
+    bound = info.coordinate_bayes_mmse(info.coordinate_marginals(x), s.sigma)
+    assert s.refreshes >= 1 and s.mmse_cap == "coordinate-bayes" and torch.equal(s.cap, bound)
+    torch.testing.assert_close(s.hdot, torch.minimum(s.mhat, bound) / s.sigma**3, rtol=0, atol=0)
+    assert capped.state_dict()["infonoise"]["mmse_cap"] == "coordinate-bayes"
+    with pytest.warns(UserWarning, match="needs the training data"):
+        bare = InfoNoiseSampler(RectifiedFlow(), "velocity", **kw)
+    assert bare.scheduler.mmse_cap == "none"

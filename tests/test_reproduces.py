@@ -92,6 +92,7 @@ def _dna_fasta(path: Path, n: int = 32, length: int = 16) -> Path:
 STEPS = ["--batch", "8", "--duration", "0.000128", "--tick", "0.064", "--snap", "1", "--lr-rampup", "0"]
 INFONOISE = ["--sched-opt", "warmup_steps=2", "--sched-opt", "refresh_every=2", "--sched-opt", "min_count=1"]
 INFONOISE += ["--sched-opt", "num_bins=8", "--sched-opt", "fifo_size=8"]
+INFONOISE += ["--sched-opt", "mmse_cap=none"]  # the rule the fingerprints were recorded with (before the cap default)
 
 
 def run_case(case: str, tmp: Path) -> Path:
