@@ -80,9 +80,17 @@ FIELDS = [
     "train_seconds",
     "eval_seconds",
 ]
+
+
+def _infonoise_variant(label: str, mmse_cap: str) -> dict:
+    """A method trained from the family's InfoNoise preset with only the cap of m̂ set (docs/method.md §4b)."""
+    spec = dict(label=label, fixed=False, scheduler="infonoise", weighting=None, derive=False, preset_of="infonoise")
+    return dict(spec, scheduler_kwargs={"mmse_cap": mmse_cap})
+
+
 # Method → the scheduler (and weighting, when it is part of the recipe) it stands for; `derive`: may be
-# made from the family's base preset by overriding those options (InfoNoise needs its own preset: its
-# warm-up and refresh interval are scaled per data set).
+# made from the family's base preset by overriding those options (InfoNoise has its own preset: its endpoint and
+# loss weighting belong to the recipe; its scheduler options are the defaults, docs/method.md §5).
 METHODS = {
     "loguniform": dict(label="log-uniform", fixed=True, scheduler="loguniform", weighting=None, derive=True),
     "edm": dict(label="EDM log-normal (transfer)", fixed=True, scheduler="lognormal", weighting="edm", derive=True),
@@ -93,36 +101,11 @@ METHODS = {
     # The ceiling (issue 23): InfoNoise's preset and rule, with the allocation fixed from step 0 at a mature
     # model's probed profile (--oracle-from); no online estimate at all, and no cap (the mature profile itself:
     # what every oracle row measured, before and after the cap became the discrete default).
-    "infonoise-oracle": dict(
-        label="InfoNoise oracle (mature profile, fixed)",
-        fixed=False,
-        scheduler="infonoise",
-        weighting=None,
-        derive=False,
-        preset_of="infonoise",
-        scheduler_kwargs={"mmse_cap": "none"},
-    ),
+    "infonoise-oracle": _infonoise_variant("InfoNoise oracle (mature profile, fixed)", "none"),
     # The rule without the cap (the default before docs/method.md §4b's 'auto'): the valley or onset rule on m̂ alone.
-    "infonoise-nocap": dict(
-        label="InfoNoise, no cap",
-        fixed=False,
-        scheduler="infonoise",
-        weighting=None,
-        derive=False,
-        preset_of="infonoise",
-        scheduler_kwargs={"mmse_cap": "none"},
-    ),
-    # The candidate of issue 23 item 2: InfoNoise's preset with ḣ read from min(m̂, B), B the coordinate-wise Bayes
-    # bound of the training set (docs/method.md §4b), the pivot rule as usual.
-    "infonoise-bayes": dict(
-        label="InfoNoise, Bayes cap",
-        fixed=False,
-        scheduler="infonoise",
-        weighting=None,
-        derive=False,
-        preset_of="infonoise",
-        scheduler_kwargs={"mmse_cap": "coordinate-bayes"},
-    ),
+    "infonoise-nocap": _infonoise_variant("InfoNoise, no cap", "none"),
+    # The cap forced on every endpoint (issue 23 item 2's candidate; 'auto', the default, is it on discrete ones).
+    "infonoise-bayes": _infonoise_variant("InfoNoise, Bayes cap", "coordinate-bayes"),
     "lossvar": dict(label="lossvar (Improved DDPM)", fixed=False, scheduler="lossvar", weighting=None, derive=True),
     "edm2": dict(label="EDM2 learned weighting", fixed=False, scheduler=None, weighting="edm2", derive=True),
 }

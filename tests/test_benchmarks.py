@@ -399,25 +399,23 @@ def test_rival_methods_resolve_per_family():
     assert not ttt.METHODS["lossvar"]["fixed"] and not ttt.METHODS["edm2"]["fixed"]
 
 
-def test_bayes_cap_method_is_the_infonoise_preset_with_the_cap(tmp_path):
-    """infonoise-bayes trains each family's InfoNoise preset with mmse_cap: coordinate-bayes and nothing else
-    changed; a --method-opt of the method still overrides it."""
-    assert ttt.method_preset("dna-cpu", "infonoise-bayes") == ttt.method_preset("dna-cpu", "infonoise")
-    assert ttt.method_preset("digits-binary", "infonoise-bayes") == ("digits-binary-infonoise", {})
+@pytest.mark.parametrize("method, cap", [("infonoise-bayes", "coordinate-bayes"), ("infonoise-nocap", "none")])
+def test_cap_methods_are_the_infonoise_preset_with_only_the_cap_set(tmp_path, method, cap):
+    """infonoise-bayes (the cap on any endpoint) and infonoise-nocap (the rule alone) train each family's InfoNoise
+    preset with only mmse_cap set; a --method-opt of the method still overrides it."""
+    assert ttt.method_preset("dna-cpu", method) == ttt.method_preset("dna-cpu", "infonoise")
+    assert ttt.method_preset("digits-binary", method) == ("digits-binary-infonoise", {})
     data = tmp_path / "d.tsv"
     data.write_text("sequence\tTAG\n" + "".join(f"{'ACGT' * 8}\tc{i % 2}\n" for i in range(8)))
     over = {"data": str(data)}
     plain = ttt.resolve_run("dna-cpu", "infonoise", 0, 1.0, 1.0, over, {}, None)
-    capped = ttt.resolve_run("dna-cpu", "infonoise-bayes", 0, 1.0, 1.0, over, {}, None)
-    assert capped["scheduler_kwargs"] == {**plain["scheduler_kwargs"], "mmse_cap": "coordinate-bayes"}
+    capped = ttt.resolve_run("dna-cpu", method, 0, 1.0, 1.0, over, {}, None)
+    assert capped["scheduler_kwargs"] == {**plain["scheduler_kwargs"], "mmse_cap": cap}
     assert {k: v for k, v in capped.items() if k not in ("scheduler_kwargs", "desc", "method")} == {
         k: v for k, v in plain.items() if k not in ("scheduler_kwargs", "desc", "method")
     }
-    mine = {"infonoise-bayes": {"scheduler_kwargs": {"mmse_cap": "none"}}}
-    assert (
-        ttt.resolve_run("dna-cpu", "infonoise-bayes", 0, 1.0, 1.0, over, mine, None)["scheduler_kwargs"]["mmse_cap"]
-        == "none"
-    )
+    mine = {method: {"scheduler_kwargs": {"mmse_cap": "auto"}}}
+    assert ttt.resolve_run("dna-cpu", method, 0, 1.0, 1.0, over, mine, None)["scheduler_kwargs"]["mmse_cap"] == "auto"
 
 
 def test_throughput_of_the_real_loop(tmp_path):
