@@ -78,8 +78,10 @@ def audit(
     endpoint: str,
     sigma_data: float = 0.5,
     extra: dict[str, torch.Tensor] | None = None,
+    training_data: torch.Tensor | None = None,
 ) -> dict:
-    """The window of InfoNoise's allocation for this profile and, per schedule, its share inside and TV to it."""
+    """The window of InfoNoise's allocation for this profile and, per schedule, its share inside and TV to it.
+    `training_data` (model space): what a discrete endpoint's default cap reads (docs/method.md §4b), as in a run."""
     record = scheduler_view(
         mmse,
         dict(
@@ -88,8 +90,9 @@ def audit(
             endpoint=endpoint,
             weighting="unit",
             sigma_data=sigma_data,
+            training_data=training_data,
         ),
-        dict(num_bins=len(sigma), mmse_cap="none"),  # an exact Bayes profile is ≤ the cap (§4b): it changes nothing
+        dict(num_bins=len(sigma)),
     )
     rho = info.log_density(torch.tensor(record["allocation"], dtype=torch.float64), sigma)
     lo, hi = window(rho, sigma)
@@ -207,12 +210,16 @@ def main(data, out_dir, checkpoint, probe_kimg, probe_samples, num_bins, endpoin
         extra = dict(filter(None, (preset_schedule(p, sigma, endpoint) for p in presets)))
     except (FileNotFoundError, ValueError) as e:
         raise click.ClickException(str(e)) from None
-    result = audit(mmse, sigma, endpoint, extra=extra)
+    # The probed profile goes through the default rule: on a discrete endpoint capped by the data's coordinate-wise
+    # Bayes bound, read (as a run does) from up to 20,000 of its examples.
+    training = load_data(data, max_images=20_000, seed=seed) if endpoint == "discrete" else None
+    result = audit(mmse, sigma, endpoint, extra=extra, training_data=training)
     lo, hi = result["window"]
     lines = [
         f"# Schedule audit: {Path(data).name}",
         "",
-        f"Profile {source}; {endpoint} endpoint, σ_p = {result['sigma_p']:.3g} ({result['pivot_rule']}); "
+        f"Profile {source}{', capped by the data’s coordinate-wise Bayes bound' if training is not None else ''}; "
+        f"{endpoint} endpoint, σ_p = {result['sigma_p']:.3g} ({result['pivot_rule']}); "
         f"informative window (5–95 % of InfoNoise's allocation): σ ∈ [{lo:.3g}, {hi:.3g}].",
         "",
         "| schedule | emphasis inside the window | TV to InfoNoise's allocation |",

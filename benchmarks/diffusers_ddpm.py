@@ -171,7 +171,7 @@ def main(
             if differ := [k for k in settings if old.get(k) != settings[k]]:
                 raise click.ClickException(f"{path}: other settings ({', '.join(differ)}); use another --outdir")
         settings.update(
-            machine=common.machine_note(), command="python -m benchmarks.diffusers_ddpm " + " ".join(sys.argv[1:])
+            machine=common.machine_note(), command=common.invoked_command("python -m benchmarks.diffusers_ddpm")
         )
         path.write_text(json.dumps(settings, indent=1))
         points = list(range(eval_every, steps + 1, eval_every))

@@ -36,6 +36,27 @@ def test_window_share_and_tv_against_the_allocation_itself():
     )
 
 
+def test_discrete_profiles_go_through_the_default_cap():
+    """A discrete endpoint's profile is read as a run reads it (docs/method.md §4b): the allocation of m̂ with the
+    data's cap is exactly that of min(m̂, B) without one, and differs from m̂'s uncapped where the cap binds."""
+    from analysis.diagnostics import scheduler_view
+
+    x = torch.where(torch.rand(400, 64, generator=torch.Generator().manual_seed(0)) < 0.3, 1.0, -1.0).double()
+    young = 64 * SIGMA**2 / (0.3**2 + SIGMA**2)  # a young network: error ∝ σ² below the window
+    bound = info.coordinate_bayes_mmse(info.coordinate_marginals(x), SIGMA)
+    assert (young > bound).any()
+    capped = audit.audit(young, SIGMA, "discrete", training_data=x)
+    edges = info.edges_from_grid(SIGMA).exp()
+    context = dict(sigma_min=float(edges[0]), sigma_max=float(edges[-1]), endpoint="discrete", weighting="unit")
+    by_hand = scheduler_view(torch.minimum(young, bound), context, dict(num_bins=64, mmse_cap="none"))
+    rho = info.log_density(torch.tensor(by_hand["allocation"], dtype=torch.float64), SIGMA)
+    # (the scheduler's own grid, rebuilt from the edges, differs from SIGMA in the last bits, and so does its B)
+    torch.testing.assert_close(capped["allocation"], rho, rtol=1e-12, atol=0)
+    assert capped["sigma_p"] == by_hand["sigma_p"]
+    plain = scheduler_view(young, context, dict(num_bins=64, mmse_cap="none"))
+    assert not torch.equal(torch.tensor(plain["allocation"], dtype=torch.float64), torch.tensor(by_hand["allocation"]))
+
+
 def test_sd3_logit_normal_is_lognormal_in_sigma():
     """t ~ logit-N(0, 1), σ = t/(1 − t): per unit ln σ the density is N(ln σ; 0, 1)."""
     phi = audit.fixed_schedules(SIGMA)["SD3 logit-normal, w ≡ 1"]

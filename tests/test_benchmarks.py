@@ -87,13 +87,17 @@ def test_every_invocation_is_logged_with_the_commit_that_ran_it(bench):
     """invocations.jsonl: one line per invocation (benchmark.json keeps only the latest settings), naming the
     commit of the code — what 'run from a frozen commit' is checked by."""
     import json
+    import shlex
     import subprocess
 
-    out, data = bench
-    before = (out / "invocations.jsonl").read_text().splitlines()
-    invoke(ttt.main, ttt_args(out, data))  # everything done already: a second invocation, nothing trained
+    out, _ = bench
+    before = [json.loads(x) for x in (out / "invocations.jsonl").read_text().splitlines()]
+    prog, *args = shlex.split(before[-1]["command"])[2:]  # the recorded command reruns as written
+    assert prog == "benchmarks.time_to_target"
+    invoke(ttt.main, args)  # everything done already: a second invocation, nothing trained
     lines = [json.loads(x) for x in (out / "invocations.jsonl").read_text().splitlines()]
-    assert len(lines) == len(before) + 1 and lines[-1]["methods"] == ["loguniform", "edm", "infonoise"]
+    assert len(lines) == len(before) + 1 and lines[-1]["command"] == before[-1]["command"]
+    assert lines[-1]["methods"] == ["loguniform", "edm", "infonoise"]
     assert lines[-1]["seeds"] == [0] and str(out) in lines[-1]["command"] and lines[-1]["machine"]
     root = Path(ttt.__file__).resolve().parents[1]
     head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
