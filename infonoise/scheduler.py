@@ -229,6 +229,8 @@ class InfoNoise(NoiseScheduler):
             "library user passes training_data=<tensor [N, ...] in model space, or a function returning one>)",
         )
         self.mmse_cap, self._training_data, self._cap = mmse_cap, training_data, None
+        if self.mmse_cap != "none":  # read the data now: a data set the bound cannot take fails at start-up
+            self.cap
         self.fixed = None if fixed_profile is None else _fixed_profile(fixed_profile, self.sigma)
         self._fixed_record = None
         if self.fixed is not None:  # the oracle: the allocation of a given profile, fixed from step 0
@@ -236,8 +238,9 @@ class InfoNoise(NoiseScheduler):
 
     @property
     def cap(self) -> torch.Tensor | None:
-        """B(σ) on the grid (§4b), computed from the training data at the first refresh that needs it —
-        identically on every rank, which all read the same data — and None without the cap."""
+        """B(σ) on the grid (§4b), computed from the training data once, at construction (or when a resumed
+        run adopts its snapshot's cap) — identically on every rank, which all read the same data — and None
+        without the cap."""
         if self.mmse_cap == "none":
             return None
         if self._cap is None:

@@ -696,7 +696,9 @@ def check_scheduler(opts: dict) -> None:
     given = _given(kwargs, "--sched-opt")
     check_scheduler_options(name, kwargs)
     try:
-        context = dict(scheduler_context(opts, "continuous"), training_data=lambda: None)  # data read by the run
+        # The run hands the scheduler its data (the Bayes cap reads them at construction); the check only
+        # validates options, so a two-valued stand-in takes their place.
+        context = dict(scheduler_context(opts, "continuous"), training_data=torch.tensor([[-1.0], [1.0]]))
         sched = schedulers.build(name, context, **kwargs)
         sigma = sched.sample(4096, generator=torch.Generator().manual_seed(0))
     except (ValueError, TypeError) as e:
