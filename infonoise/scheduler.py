@@ -531,6 +531,8 @@ class InfoNoise(NoiseScheduler):
                 "training_data=<tensor> (or mmse_cap='none' explicitly to continue without the cap)",
             )
             self.mmse_cap, self._cap = mmse_cap, None
+            if mmse_cap != "none":
+                self.cap
 
     def __repr__(self) -> str:
         return (
