@@ -82,10 +82,11 @@ FIELDS = [
 ]
 
 
-def _infonoise_variant(label: str, mmse_cap: str) -> dict:
-    """A method trained from the family's InfoNoise preset with only the cap of m̂ set (docs/method.md §4b)."""
+def _infonoise_variant(label: str, mmse_cap: str, **scheduler_kwargs) -> dict:
+    """A method trained from the family's InfoNoise preset with only the cap of m̂ (docs/method.md §4b) and the
+    given scheduler options set."""
     spec = dict(label=label, fixed=False, scheduler="infonoise", weighting=None, derive=False, preset_of="infonoise")
-    return dict(spec, scheduler_kwargs={"mmse_cap": mmse_cap})
+    return dict(spec, scheduler_kwargs={"mmse_cap": mmse_cap, **scheduler_kwargs})
 
 
 # Method → the scheduler (and weighting, when it is part of the recipe) it stands for; `derive`: may be
@@ -106,6 +107,8 @@ METHODS = {
     "infonoise-nocap": _infonoise_variant("InfoNoise, no cap", "none"),
     # The cap forced on every endpoint (issue 23 item 2's candidate; 'auto', the default, is it on discrete ones).
     "infonoise-bayes": _infonoise_variant("InfoNoise, Bayes cap", "coordinate-bayes"),
+    # The cap without the pivot gate (issue 23 item 2): σ_p at the grid's σ_min, so the gate's σⁿ tail never bites.
+    "infonoise-nogate": _infonoise_variant("InfoNoise, Bayes cap, no gate", "coordinate-bayes", sigma_p=0.002),
     "lossvar": dict(label="lossvar (Improved DDPM)", fixed=False, scheduler="lossvar", weighting=None, derive=True),
     "edm2": dict(label="EDM2 learned weighting", fixed=False, scheduler=None, weighting="edm2", derive=True),
 }

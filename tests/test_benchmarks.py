@@ -403,10 +403,17 @@ def test_rival_methods_resolve_per_family():
     assert not ttt.METHODS["lossvar"]["fixed"] and not ttt.METHODS["edm2"]["fixed"]
 
 
-@pytest.mark.parametrize("method, cap", [("infonoise-bayes", "coordinate-bayes"), ("infonoise-nocap", "none")])
+@pytest.mark.parametrize(
+    "method, cap",
+    [
+        ("infonoise-bayes", {"mmse_cap": "coordinate-bayes"}),
+        ("infonoise-nocap", {"mmse_cap": "none"}),
+        ("infonoise-nogate", {"mmse_cap": "coordinate-bayes", "sigma_p": 0.002}),
+    ],
+)
 def test_cap_methods_are_the_infonoise_preset_with_only_the_cap_set(tmp_path, method, cap):
-    """infonoise-bayes (the cap on any endpoint) and infonoise-nocap (the rule alone) train each family's InfoNoise
-    preset with only mmse_cap set; a --method-opt of the method still overrides it."""
+    """infonoise-bayes (the cap on any endpoint), infonoise-nocap (the rule alone) and infonoise-nogate (the cap, σ_p
+    at σ_min) train each family's InfoNoise preset with only those options set; a --method-opt still overrides."""
     assert ttt.method_preset("dna-cpu", method) == ttt.method_preset("dna-cpu", "infonoise")
     assert ttt.method_preset("digits-binary", method) == ("digits-binary-infonoise", {})
     data = tmp_path / "d.tsv"
@@ -414,7 +421,7 @@ def test_cap_methods_are_the_infonoise_preset_with_only_the_cap_set(tmp_path, me
     over = {"data": str(data)}
     plain = ttt.resolve_run("dna-cpu", "infonoise", 0, 1.0, 1.0, over, {}, None)
     capped = ttt.resolve_run("dna-cpu", method, 0, 1.0, 1.0, over, {}, None)
-    assert capped["scheduler_kwargs"] == {**plain["scheduler_kwargs"], "mmse_cap": cap}
+    assert capped["scheduler_kwargs"] == {**plain["scheduler_kwargs"], **cap}
     assert {k: v for k, v in capped.items() if k not in ("scheduler_kwargs", "desc", "method")} == {
         k: v for k, v in plain.items() if k not in ("scheduler_kwargs", "desc", "method")
     }
