@@ -250,6 +250,15 @@ class InfoNoise(NoiseScheduler):
             except (ValueError, TypeError, RuntimeError) as e:
                 raise ValueError(f"infonoise: mmse_cap '{self.mmse_cap}': {e}") from None
             self._cap = info.coordinate_bayes_mmse(marginals, self.sigma)
+            levels = marginals.levels
+            if self.pinned is None and not set(levels.tolist()) <= {-1.0, 1.0}:
+                warnings.warn(  # the valley rule and the cap scale with the data; the fallback pivot does not
+                    f"InfoNoise: the discrete pivot's fallback σ_p = {self.sigma_p_fallback:g} is the paper's value "
+                    f"for ±1 data, but these data take {len(levels)} levels in [{float(levels.min()):g}, "
+                    f"{float(levels.max()):g}]: map them to ±1 (one-hot as ±1), or pass sigma_p_fallback= scaled "
+                    "to them (docs/method.md §4).",
+                    stacklevel=2,
+                )
         return self._cap
 
     # -- sampling ------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -193,3 +194,16 @@ def test_a_run_with_the_cap_reads_its_own_training_data(tmp_path, asked):
     x = torch.as_tensor(np.where(images > 0, 1.0, -1.0), dtype=F64).reshape(64, -1)
     want = info.coordinate_bayes_mmse(info.coordinate_marginals(x), info.log_sigma_grid(0.002, 80.0, 128))
     assert records and records[0]["bayes_cap"] == want.tolist()
+
+
+def test_fallback_pivot_warns_on_discrete_data_that_are_not_plus_minus_one():
+    """The fallback σ_p = 0.2 is the paper's value for ±1 levels (docs/method.md §4): {0, 1} data move the window
+    by ½ and the constant with it would be wrong, so a user is told; ±1 data (and a pinned σ_p) say nothing."""
+    g = torch.Generator().manual_seed(0)
+    pm1 = torch.where(torch.rand(200, 8, generator=g) < 0.5, 1.0, -1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        exact(endpoint="discrete", training_data=pm1)
+        exact(endpoint="discrete", training_data=(pm1 + 1) / 2, sigma_p=0.1)
+    with pytest.warns(UserWarning, match=r"2 levels in \[0, 1\].*sigma_p_fallback"):
+        exact(endpoint="discrete", training_data=(pm1 + 1) / 2)
