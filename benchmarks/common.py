@@ -13,7 +13,7 @@ import os
 import statistics
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -255,18 +255,41 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
     return "\n".join(lines)
 
 
+# Environment variables that cap the vector instructions of torch's own kernels, oneDNN's and MKL's. Rows written
+# with AVX2 kernels are reproduced bit for bit on an AVX-512 host only with all three set (RESULTS.md §3e).
+KERNEL_PINS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def cpu_identity(cpuinfo: str) -> tuple[str, str]:
+    """(model name, widest vector extension the CPU offers) from the text of /proc/cpuinfo."""
+    cpu, flags = "unknown CPU", set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and cpu == "unknown CPU":
+            cpu = value.strip()
+        elif key.strip() in ("flags", "Features") and not flags:
+            flags = set(value.split())
+    widest = next((name for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2")) if flag in flags), "")
+    return cpu, widest
+
+
+def kernel_pins(environ: Mapping[str, str]) -> str:
+    """The kernel pins in force, as 'NAME=value' joined by spaces ('' when none)."""
+    return " ".join(f"{k}={environ[k]}" for k in KERNEL_PINS if environ.get(k))
+
+
 def machine_note() -> str:
-    """One line about where the numbers came from (CPU model, cores, load, torch and the CPU kernels it picked,
-    threads). The kernel level (AVX2, AVX512, …) matters for bit-for-bit reruns: the same commit on an Intel AVX512
-    host and an AMD AVX2 host agreed to 8 digits at the first InfoNoise refresh and then diverged (RESULTS.md §0)."""
-    cpu = "unknown CPU"
+    """One line about where the numbers came from (CPU model and its widest vector extension, cores, load, torch and
+    the CPU kernels it picked, any kernel pins, threads). The kernel level (AVX2, AVX512, …) matters for bit-for-bit
+    reruns: the same commit on an Intel AVX512 host and an AMD AVX2 host agreed to 8 digits at the first InfoNoise
+    refresh and then diverged (RESULTS.md §0); an AVX-512 host pinned to AVX2 reproduces the AVX2 host's rows."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        cpu, widest = cpu_identity(Path("/proc/cpuinfo").read_text())
     except OSError:
-        pass
+        cpu, widest = "unknown CPU", ""
+    if widest:
+        cpu = f"{cpu} ({widest})"
+    pins = kernel_pins(os.environ)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     try:
@@ -275,7 +298,8 @@ def machine_note() -> str:
         kernels = ""
     return (
         f"{cpu}, {os.cpu_count()} cores, load {load:.1f}, {gpu}, torch {torch.__version__}{kernels}, "
-        f"{torch.get_num_threads()} thread(s)"
+        + (f"pinned {pins}, " if pins else "")
+        + f"{torch.get_num_threads()} thread(s)"
     )
 
 

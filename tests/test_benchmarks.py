@@ -565,3 +565,19 @@ def test_import_rows_joins_two_folders_of_one_evaluation(bench, tmp_path):
     (src / "benchmark.json").write_text(json.dumps({**settings, "eval_samples": 999}))
     other = invoke(ttt.main, ["--outdir", dest, "--import-rows", f"{src}:infonoise"], ok=False)
     assert other.exit_code != 0 and "evaluated otherwise (eval_samples" in other.output
+
+
+def test_machine_note_names_the_vector_extension_and_kernel_pins(monkeypatch):
+    """An AVX-512 host pinned to AVX2 reproduces AVX2 rows bit for bit only with all three pins: the note says both."""
+    amd = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n\nprocessor\t: 1\n"
+    assert common.cpu_identity(amd) == ("AMD EPYC", "AVX-512")
+    assert common.cpu_identity("model name : Old Xeon\nflags : sse2 avx2\n") == ("Old Xeon", "AVX2")
+    assert common.cpu_identity("Features : fp asimd\n") == ("unknown CPU", "")
+    env = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "OTHER": "x"}
+    assert common.kernel_pins(env) == "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2"
+    assert common.kernel_pins({}) == ""
+    for name in common.KERNEL_PINS:
+        monkeypatch.delenv(name, raising=False)
+    assert "pinned" not in common.machine_note()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert "pinned ONEDNN_MAX_CPU_ISA=AVX2, " in common.machine_note()
