@@ -98,8 +98,17 @@ class Marginals(NamedTuple):
 
 def coordinate_marginals(x: torch.Tensor, max_levels: int = MAX_LEVELS) -> Marginals:
     """The empirical marginal law of every coordinate of `x` [N, ...] (model space). Two-valued, one-hot
-    and 8-bit data have at most 256 distinct values; more means the data are not discrete (ValueError)."""
-    x = _t(x).reshape(len(x), -1)
+    and 8-bit data have at most 256 distinct values; more means the data are not discrete (ValueError), and so
+    are no examples, no coordinates or a non-finite value: none of them has a law to bound the error by."""
+    x = _t(x)
+    if x.ndim == 0 or x.numel() == 0:
+        raise ValueError(f"the data hold no values (shape {tuple(x.shape)}): pass the training examples as [N, ...]")
+    x = x.reshape(len(x), -1)
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(
+            f"the data hold {int((~torch.isfinite(x)).sum())} non-finite values (NaN or inf): "
+            "clean the training examples before building the scheduler"
+        )
     levels, index = torch.unique(x, return_inverse=True)
     if len(levels) > max_levels:
         raise ValueError(

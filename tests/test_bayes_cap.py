@@ -207,3 +207,20 @@ def test_fallback_pivot_warns_on_discrete_data_that_are_not_plus_minus_one():
         exact(endpoint="discrete", training_data=(pm1 + 1) / 2, sigma_p=0.1)
     with pytest.warns(UserWarning, match=r"2 levels in \[0, 1\].*sigma_p_fallback"):
         exact(endpoint="discrete", training_data=(pm1 + 1) / 2)
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (torch.tensor([[1.0, float("nan")], [-1.0, 1.0]]), "1 non-finite values"),
+        (torch.tensor([[1.0, float("inf")], [-1.0, -float("inf")]]), "2 non-finite values"),
+        (torch.empty(0, 4), r"no values \(shape \(0, 4\)\)"),
+        (torch.tensor(1.0), r"no values \(shape \(\)\)"),
+    ],
+)
+def test_training_data_without_a_law_fail_with_a_message_naming_the_fix(data, message):
+    """NaN, inf or no examples have no marginal law: the scheduler refuses them when it is built, in words."""
+    with pytest.raises(ValueError, match=message):
+        info.coordinate_marginals(data)
+    with pytest.raises(ValueError, match=f"infonoise: mmse_cap 'coordinate-bayes': the data hold {message}"):
+        exact(endpoint="discrete", training_data=data, mmse_cap="coordinate-bayes")
