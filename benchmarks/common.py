@@ -257,7 +257,8 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
 
 # Environment variables that cap the vector instructions of torch's own kernels, oneDNN's and MKL's. Rows written
 # with AVX2 kernels are reproduced bit for bit on an AVX-512 host only with all three set (RESULTS.md §3e).
-KERNEL_PINS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+AVX2_PINS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+KERNEL_PINS = tuple(AVX2_PINS)
 
 
 def cpu_identity(cpuinfo: str) -> tuple[str, str]:
