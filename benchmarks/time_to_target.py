@@ -368,7 +368,8 @@ def rescore(
     device: str | None,
     metrics: tuple[str, ...] = (),
 ) -> str:
-    """Score every run's latest snapshot again on `samples` fresh seeds from `first_seed`: a score of a few
+    """Score every run's final snapshot (its latest, once it has reached the budget: a run still in training is
+    skipped) again on `samples` fresh seeds from `first_seed`: a score of a few
     hundred samples is noisy (see RESULTS.md), so the final comparison gets its own, larger evaluation.
     `metrics` (default: the benchmark's own) may add what the curves did not score, e.g. binary-stats for the
     fine structure of the final samples. Writes rescore.csv (one row per run, metric and sample set) and
@@ -432,6 +433,9 @@ def rescore(
             continue
         state = checkpoint.load(snap)
         kex = int(state["progress"]["cur_nimg"]) / 1e3
+        if kex < float(settings["budget_kex"]):  # a run still in training: its latest snapshot is not its final
+            tqdm.tqdm.write(f"{run.name}: skipped, its latest snapshot is at {kex:g} kEx, short of the budget")
+            continue
         for name, value in evaluate(str(snap)).items():
             rows.append({**row, "kex": kex, "metric": value, "metric_name": name})
             tqdm.tqdm.write(f"{run.name}: {kex:g} kEx, {name} {value:.4g}")

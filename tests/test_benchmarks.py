@@ -581,3 +581,20 @@ def test_machine_note_names_the_vector_extension_and_kernel_pins(monkeypatch):
     assert "pinned" not in common.machine_note()
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     assert "pinned ONEDNN_MAX_CPU_ISA=AVX2, " in common.machine_note()
+
+
+def test_rescore_skips_a_run_short_of_the_budget(bench, tmp_path, monkeypatch):
+    """A run still in training (its latest snapshot before the budget) is no final snapshot: rescoring says so and
+    writes no row for it, instead of a mid-run row under the final-snapshot table."""
+    import json
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(bench[0], out)
+    settings = json.loads((out / "benchmark.json").read_text())
+    (out / "benchmark.json").write_text(json.dumps({**settings, "budget_kex": 1000.0}))
+    monkeypatch.setattr(ttt.Evaluator, "__call__", lambda self, snap: pytest.fail("scored a run short of the budget"))
+    result = invoke(ttt.main, ["--outdir", out, "--rescore-samples", 16, "--rescore-first-seed", 300])
+    assert result.output.count("short of the budget") == len(list((out / "runs").glob("*-s*")))
+    rows = common.read_rows(out / "rescore.csv") if (out / "rescore.csv").exists() else []
+    assert not [r for r in rows if r["first_seed"] == "300"]
