@@ -261,17 +261,27 @@ AVX2_PINS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_E
 KERNEL_PINS = tuple(AVX2_PINS)
 
 
-def cpu_identity(cpuinfo: str) -> tuple[str, str]:
-    """(model name, widest vector extension the CPU offers) from the text of /proc/cpuinfo."""
-    cpu, flags = "unknown CPU", set()
+def cpu_identity(cpuinfo: str) -> tuple[str, str, str]:
+    """(vendor id, model name, widest vector extension the CPU offers) from the text of /proc/cpuinfo."""
+    vendor, cpu, flags = "unknown", "unknown CPU", set()
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() == "model name" and cpu == "unknown CPU":
+        if key.strip() == "vendor_id" and vendor == "unknown":
+            vendor = value.strip()
+        elif key.strip() == "model name" and cpu == "unknown CPU":
             cpu = value.strip()
         elif key.strip() in ("flags", "Features") and not flags:
             flags = set(value.split())
     widest = next((name for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2")) if flag in flags), "")
-    return cpu, widest
+    return vendor, cpu, widest
+
+
+def this_cpu() -> tuple[str, str, str]:
+    """cpu_identity of this machine ('unknown' fields where /proc/cpuinfo cannot be read)."""
+    try:
+        return cpu_identity(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        return "unknown", "unknown CPU", ""
 
 
 def kernel_pins(environ: Mapping[str, str]) -> str:
@@ -284,10 +294,7 @@ def machine_note() -> str:
     the CPU kernels it picked, any kernel pins, threads). The kernel level (AVX2, AVX512, …) matters for bit-for-bit
     reruns: the same commit on an Intel AVX512 host and an AMD AVX2 host agreed to 8 digits at the first InfoNoise
     refresh and then diverged (RESULTS.md §0); an AVX-512 host pinned to AVX2 reproduces the AVX2 host's rows."""
-    try:
-        cpu, widest = cpu_identity(Path("/proc/cpuinfo").read_text())
-    except OSError:
-        cpu, widest = "unknown CPU", ""
+    _, cpu, widest = this_cpu()
     if widest:
         cpu = f"{cpu} ({widest})"
     pins = kernel_pins(os.environ)

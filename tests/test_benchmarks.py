@@ -569,10 +569,11 @@ def test_import_rows_joins_two_folders_of_one_evaluation(bench, tmp_path):
 
 def test_machine_note_names_the_vector_extension_and_kernel_pins(monkeypatch):
     """An AVX-512 host pinned to AVX2 reproduces AVX2 rows bit for bit only with all three pins: the note says both."""
-    amd = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n\nprocessor\t: 1\n"
-    assert common.cpu_identity(amd) == ("AMD EPYC", "AVX-512")
-    assert common.cpu_identity("model name : Old Xeon\nflags : sse2 avx2\n") == ("Old Xeon", "AVX2")
-    assert common.cpu_identity("Features : fp asimd\n") == ("unknown CPU", "")
+    amd = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 avx512f\n\n"
+    assert common.cpu_identity(amd) == ("AuthenticAMD", "AMD EPYC", "AVX-512")
+    xeon = "vendor_id : GenuineIntel\nmodel name : Old Xeon\nflags : sse2 avx2\n"
+    assert common.cpu_identity(xeon) == ("GenuineIntel", "Old Xeon", "AVX2")
+    assert common.cpu_identity("Features : fp asimd\n") == ("unknown", "unknown CPU", "")
     env = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "OTHER": "x"}
     assert common.kernel_pins(env) == "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2"
     assert common.kernel_pins({}) == ""

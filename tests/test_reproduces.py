@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.common import AVX2_PINS
+from benchmarks.common import AVX2_PINS, this_cpu
 from tests.conftest import TINY_NET, write_image_dataset
 
 # torch build and machine the fingerprints were recorded on, by the pre-refactor code (commit a7b45b0), per CPU
@@ -57,14 +57,7 @@ def kernels() -> str:
 
 def cpu_vendor() -> str:
     """/proc/cpuinfo's vendor_id (GenuineIntel, AuthenticAMD, …); 'unknown' where there is none."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "vendor_id":
-                return value.strip()
-    except OSError:
-        pass
-    return "unknown"
+    return this_cpu()[0]
 
 
 def record_for_this_host() -> tuple[tuple[str, str], dict[str, str]] | None:
